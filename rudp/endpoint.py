@@ -1,0 +1,336 @@
+"""Sans-IO demultiplexer for one UDP socket: many connections, listeners, RSTs.
+
+A connection is identified by (peer UDP address, local port, remote port),
+where the ports are the TCP header's (DESIGN.md, "Wire contract"). Like the
+connection it serves, the endpoint has no clock and no socket: the owner
+feeds it datagrams and timer expiries with ``now`` and sends what
+``datagrams_to_send(now)`` returns.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import random
+from collections import Counter, deque
+from typing import Callable, Hashable
+
+from . import events
+from .config import Config
+from .connection import CLOSED, ESTABLISHED, SYN_RCVD, TIME_WAIT, Connection, State
+from .isn import IsnGenerator
+from .seqnum import MASK, seq_gt
+from .wire import ACK, FIN, RST, SYN, ChecksumError, DecodeError, Segment, decode, encode
+
+Address = Hashable
+ConnKey = tuple[Address, int, int]
+
+EPHEMERAL_PORTS = range(49152, 65536)  # RFC 6056 §2.1 / IANA dynamic ports
+
+
+def invalid_flags(flags: int) -> str | None:
+    """Name the rule an impossible flag combination breaks, or None if it is sane.
+
+    SYN+FIN and SYN+RST have no meaning in RFC 9293; a segment with none of
+    SYN, RST and ACK (a NULL scan, a bare FIN or PSH, data without ACK) can
+    only be sent by a broken or hostile peer (RFC 9293 §3.10.7.4 fifth: "if
+    the ACK bit is off, drop the segment").
+    """
+    if flags & SYN:
+        if flags & FIN:
+            return "invalid_syn_fin"
+        if flags & RST:
+            return "invalid_syn_rst"
+        return None
+    if flags & (RST | ACK):
+        return None
+    if not flags:
+        return "invalid_no_flags"
+    if flags & FIN:
+        return "invalid_fin_without_ack"
+    return "invalid_no_ack"
+
+
+class Listener:
+    """A passive open on one port, with bounded accept and half-open queues."""
+
+    __slots__ = ("port", "config", "backlog", "max_half_open", "half_open", "accept_queue")
+
+    def __init__(self, port: int, config: Config, backlog: int, max_half_open: int) -> None:
+        self.port = port
+        self.config = config
+        self.backlog = backlog
+        self.max_half_open = max_half_open
+        self.half_open = 0
+        self.accept_queue: deque[Connection] = deque()
+
+    def accept(self) -> Connection | None:
+        """The oldest established connection not yet accepted, if any."""
+        return self.accept_queue.popleft() if self.accept_queue else None
+
+    def __repr__(self) -> str:
+        return f"<Listener port={self.port} queued={len(self.accept_queue)} half_open={self.half_open}>"
+
+
+class Endpoint:
+    """Connections and listeners sharing one UDP socket.
+
+    ``seed`` makes ports and ISNs repeatable (for the simulator and tests);
+    without it they come from the operating system's randomness.
+    """
+
+    def __init__(self, config: Config | None = None, *, seed: int | None = None) -> None:
+        self.config = config or Config()
+        if seed is None:
+            self._rng: random.Random = random.SystemRandom()
+            self._isn = IsnGenerator()
+        else:
+            self._rng = random.Random(seed)
+            self._isn = IsnGenerator(seed.to_bytes(16, "big", signed=True))
+        self.connections: dict[ConnKey, Connection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self.counters: Counter[str] = Counter()
+        #: Called on every state change of every connection (for tracing).
+        self.on_state_change: Callable[[Connection, State, State], None] | None = None
+        self._out: list[tuple[bytes, Address]] = []
+        self._wake: dict[Connection, None] = {}  # ordered set: need output/events
+        self._event_conns: dict[Connection, None] = {}
+        self._closed: list[Connection] = []
+        self._timers: list[tuple[float, int, Connection]] = []
+        self._deadline: dict[Connection, float] = {}
+        self._tiebreak = itertools.count()
+
+    # ------------------------------------------------------------ user calls
+
+    def listen(
+        self,
+        port: int,
+        *,
+        backlog: int = 128,
+        max_half_open: int = 256,
+        config: Config | None = None,
+    ) -> Listener:
+        """Accept connections to ``port`` (the TCP destination port of SYNs)."""
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be in 1..65535, got {port}")
+        if backlog < 1 or max_half_open < 1:
+            raise ValueError("backlog and max_half_open must be >= 1")
+        if port in self.listeners:
+            raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
+        listener = Listener(port, config or self.config, backlog, max_half_open)
+        self.listeners[port] = listener
+        return listener
+
+    def close_listener(self, listener: Listener) -> None:
+        """Stop listening; half-open and unaccepted connections are reset."""
+        if self.listeners.get(listener.port) is listener:
+            del self.listeners[listener.port]
+        while listener.accept_queue:
+            listener.accept_queue.popleft().abort()
+        for conn in list(self.connections.values()):
+            if conn.listener is listener and conn.state is SYN_RCVD:
+                conn.abort()
+
+    def connect(
+        self,
+        addr: Address,
+        remote_port: int,
+        now: float,
+        *,
+        local_port: int | None = None,
+        config: Config | None = None,
+    ) -> Connection:
+        """Active open to ``remote_port`` at UDP address ``addr``."""
+        if not 0 < remote_port < 65536:
+            raise ValueError(f"remote_port must be in 1..65535, got {remote_port}")
+        if local_port is None:
+            local_port = self._pick_port(addr, remote_port)
+        elif (addr, local_port, remote_port) in self.connections:
+            raise OSError(errno.EADDRINUSE, f"{local_port}->{addr}:{remote_port} is in use")
+        conn = self._new_connection(config or self.config, addr, local_port, remote_port, now)
+        conn.connect(now)
+        return conn
+
+    def _pick_port(self, addr: Address, remote_port: int) -> int:
+        """A random free ephemeral port (RFC 6056 §3.3.1, "simple" randomization);
+        entries in TIME_WAIT count as taken."""
+        ports = EPHEMERAL_PORTS
+        start = self._rng.randrange(len(ports))
+        for i in range(len(ports)):
+            port = ports[(start + i) % len(ports)]
+            if (addr, port, remote_port) not in self.connections and port not in self.listeners:
+                return port
+        raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port")
+
+    def _new_connection(
+        self, config: Config, addr: Address, local_port: int, remote_port: int, now: float
+    ) -> Connection:
+        conn = Connection(
+            config,
+            local_port=local_port,
+            remote_port=remote_port,
+            addr=addr,
+            iss=self._isn(now, addr, local_port, remote_port),
+            on_wake=self._wake_conn,
+            on_state_change=self._state_changed,
+        )
+        self.connections[(addr, local_port, remote_port)] = conn
+        return conn
+
+    # ---------------------------------------------------------------- inputs
+
+    def datagram_received(self, data: bytes, addr: Address, now: float) -> None:
+        """Decode, sanity-check and route one datagram."""
+        try:
+            seg = decode(data, self.config.checksum)
+        except ChecksumError:
+            self.counters["bad_checksum"] += 1
+            return
+        except DecodeError:
+            self.counters["malformed"] += 1
+            return
+        self.counters["segments_received"] += 1
+        reason = invalid_flags(seg.flags)
+        if reason is not None:
+            self.counters[reason] += 1
+            return
+        conn = self.connections.get((addr, seg.dst_port, seg.src_port))
+        if conn is not None:
+            if conn.state is TIME_WAIT and self._reopens_time_wait(conn, seg):
+                self.counters["time_wait_reopened"] += 1
+                self._remove(conn)
+            else:
+                conn.receive(seg, now)
+                return
+        listener = self.listeners.get(seg.dst_port)
+        if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
+            self._syn_to_listener(listener, seg, addr, now)
+            return
+        self._reply_rst(seg, addr)
+
+    @staticmethod
+    def _reopens_time_wait(conn: Connection, seg: Segment) -> bool:
+        """A new SYN may end TIME_WAIT if it starts above the old sequence space
+        (RFC 9293 §3.6.1, RFC 6191 for the timestamp variant)."""
+        if seg.flags & (SYN | ACK | RST) != SYN:
+            return False
+        if conn.ts_ok and seg.ts is not None:
+            return seq_gt(seg.ts[0], conn._ts_recent)
+        return seq_gt(seg.seq, conn.rcv_nxt & MASK)
+
+    def _syn_to_listener(self, listener: Listener, seg: Segment, addr: Address, now: float) -> None:
+        """A SYN for a listening port; bounded queues defend against SYN floods."""
+        if listener.half_open >= listener.max_half_open:
+            self.counters["syn_dropped_half_open"] += 1
+            return
+        if len(listener.accept_queue) >= listener.backlog:
+            self.counters["syn_dropped_backlog"] += 1
+            return
+        conn = self._new_connection(listener.config, addr, seg.dst_port, seg.src_port, now)
+        conn.listener = listener
+        conn.listen(now)
+        conn.receive(seg, now)
+        if conn.state is SYN_RCVD:
+            listener.half_open += 1
+
+    def _reply_rst(self, seg: Segment, addr: Address) -> None:
+        """A segment for no connection gets a RST (RFC 9293 §3.10.7.1), never a RST."""
+        if seg.flags & RST:
+            self.counters["rst_ignored"] += 1
+            return
+        if seg.flags & ACK:
+            rst = Segment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
+        else:
+            rst = Segment(seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & MASK, RST | ACK, 0)
+        self.counters["rst_sent"] += 1
+        self._out.append((encode(rst, self.config.checksum), addr))
+
+    def handle_timer(self, now: float) -> None:
+        """Run the timers of every connection whose deadline has passed."""
+        heap = self._timers
+        while heap and heap[0][0] <= now:
+            deadline, _, conn = heapq.heappop(heap)
+            if self._deadline.get(conn) != deadline:
+                continue  # stale entry: the deadline moved
+            del self._deadline[conn]
+            conn.handle_timer(now)
+            self._wake[conn] = None
+
+    def get_timer(self) -> float | None:
+        """The earliest deadline of any connection."""
+        heap = self._timers
+        while heap and self._deadline.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    # --------------------------------------------------------------- outputs
+
+    def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
+        """Encode what every woken connection has to send; re-arm their timers."""
+        out = self._out
+        self._out = []
+        checksum = self.config.checksum
+        pending = self._wake
+        self._wake = {}
+        for conn in pending:
+            for seg in conn.segments_to_send(now):
+                out.append((encode(seg, checksum), conn.addr))
+            self._schedule(conn)
+        self.counters["segments_sent"] += len(out)
+        while self._closed:
+            self._remove(self._closed.pop())
+        return out
+
+    def poll_events(self) -> list[tuple[Connection, events.Event]]:
+        """(connection, event) pairs since the last call, in order per connection."""
+        out: list[tuple[Connection, events.Event]] = []
+        while self._event_conns:
+            conns = self._event_conns
+            self._event_conns = {}
+            for conn in conns:
+                out.extend((conn, ev) for ev in conn.events())
+        return out
+
+    # -------------------------------------------------------------- plumbing
+
+    def _wake_conn(self, conn: Connection) -> None:
+        self._wake[conn] = None
+        if conn.has_events:
+            self._event_conns[conn] = None
+
+    def _schedule(self, conn: Connection) -> None:
+        deadline = conn.get_timer()
+        if deadline is None:
+            self._deadline.pop(conn, None)
+        elif self._deadline.get(conn) != deadline:
+            self._deadline[conn] = deadline
+            heapq.heappush(self._timers, (deadline, next(self._tiebreak), conn))
+
+    def _state_changed(self, conn: Connection, old: State, new: State) -> None:
+        listener = conn.listener
+        if isinstance(listener, Listener):
+            if old is SYN_RCVD:
+                listener.half_open -= 1
+                if new is ESTABLISHED:
+                    listener.accept_queue.append(conn)
+                    self.counters["accepted"] += 1
+        if new is CLOSED:
+            self._closed.append(conn)
+        self._event_conns[conn] = None
+        self._wake[conn] = None
+        if self.on_state_change is not None:
+            self.on_state_change(conn, old, new)
+
+    def _remove(self, conn: Connection) -> None:
+        key = (conn.addr, conn.local_port, conn.remote_port)
+        if self.connections.get(key) is conn:
+            del self.connections[key]
+        self._deadline.pop(conn, None)
+        listener = conn.listener
+        if isinstance(listener, Listener) and conn in listener.accept_queue:
+            listener.accept_queue.remove(conn)
+
+    @property
+    def time_wait_count(self) -> int:
+        return sum(1 for c in self.connections.values() if c.state is TIME_WAIT)

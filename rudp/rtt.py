@@ -1,0 +1,45 @@
+"""Retransmission timeout estimator (RFC 6298)."""
+
+from __future__ import annotations
+
+_ALPHA = 1 / 8
+_BETA = 1 / 4
+_K = 4
+_G = 0.001  # clock granularity: our timestamps tick in milliseconds
+
+
+class RttEstimator:
+    """SRTT/RTTVAR/RTO per RFC 6298 §2, with exponential backoff (§5.5)."""
+
+    __slots__ = ("srtt", "rttvar", "rto_min", "rto_max", "_base", "backoff")
+
+    def __init__(self, initial: float, rto_min: float, rto_max: float) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto_min = rto_min
+        self.rto_max = rto_max
+        self._base = initial
+        self.backoff = 0
+
+    def sample(self, rtt: float) -> None:
+        """Feed one RTT measurement (never from a retransmitted segment: Karn, §3)."""
+        if rtt < 0:
+            return
+        if self.srtt is None:  # §2.2 first measurement
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:  # §2.3
+            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
+            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
+        self._base = self.srtt + max(_G, _K * self.rttvar)
+        self.backoff = 0  # §5.7: a new sample ends the backoff
+
+    @property
+    def rto(self) -> float:
+        """Current RTO, bounded (§2.4, §2.5) and doubled per backoff step (§5.5)."""
+        rto = max(self.rto_min, min(self._base, self.rto_max))
+        return min(rto * (1 << self.backoff), self.rto_max)
+
+    def back_off(self) -> None:
+        if self.rto < self.rto_max:
+            self.backoff += 1
