@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+from .aio import (
+    EndpointProtocol,
+    RudpTransport,
+    Server,
+    create_connection,
+    create_endpoint,
+    create_server,
+    open_connection,
+    start_server,
+)
 from .config import Config
 from .connection import Connection, ConnectionStateError, State
 from .endpoint import Endpoint, Listener
 
-__all__ = ["Config", "Connection", "ConnectionStateError", "Endpoint", "Listener", "State"]
+__all__ = [
+    "Config",
+    "Connection",
+    "ConnectionStateError",
+    "Endpoint",
+    "EndpointProtocol",
+    "Listener",
+    "RudpTransport",
+    "Server",
+    "State",
+    "create_connection",
+    "create_endpoint",
+    "create_server",
+    "open_connection",
+    "start_server",
+]
 __version__ = "0.1.0"

@@ -77,17 +77,27 @@ class Endpoint:
     """Connections and listeners sharing one UDP socket.
 
     ``seed`` makes ports and ISNs repeatable (for the simulator and tests);
-    without it they come from the operating system's randomness.
+    without it they come from the operating system's randomness. ``isn``
+    replaces the ISN generator: ``isn(now, addr, local_port, remote_port)``.
     """
 
-    def __init__(self, config: Config | None = None, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        seed: int | None = None,
+        isn: Callable[[float, Address, int, int], int] | None = None,
+    ) -> None:
         self.config = config or Config()
+        self._isn: Callable[[float, Address, int, int], int]
         if seed is None:
             self._rng: random.Random = random.SystemRandom()
             self._isn = IsnGenerator()
         else:
             self._rng = random.Random(seed)
             self._isn = IsnGenerator(seed.to_bytes(16, "big", signed=True))
+        if isn is not None:
+            self._isn = isn  # e.g. to start near 2**32 and test wraparound
         self.connections: dict[ConnKey, Connection] = {}
         self.listeners: dict[int, Listener] = {}
         self.counters: Counter[str] = Counter()

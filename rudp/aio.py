@@ -1,0 +1,708 @@
+"""asyncio adapter: one DatagramProtocol per UDP socket drives a sans-IO Endpoint.
+
+The adapter only moves bytes and keeps one timer per socket; every protocol
+decision lives in ``rudp.endpoint`` and ``rudp.connection``. Each connection
+is exposed as an ``asyncio.Transport`` whose flow control follows
+``asyncio.selector_events``: ``pause_writing``/``resume_writing`` around a
+high/low water mark, ``pause_reading`` stops reading so the advertised window
+closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import socket
+from typing import Any, Callable, Hashable
+
+from . import events
+from .config import Config
+from .connection import Connection, ConnectionStateError, State
+from .endpoint import Endpoint, Listener
+
+Address = Hashable
+
+#: Adapter options accepted next to the Config fields.
+_ADAPTER_OPTIONS = ("send_buffer", "connect_timeout")
+_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
+_SOCKET_BUFFER = 4 << 20
+
+
+def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """Keyword options -> (Config, adapter options); unknown names are a TypeError."""
+    unknown = set(options) - _CONFIG_FIELDS - set(_ADAPTER_OPTIONS)
+    if unknown:
+        raise TypeError(f"unexpected rudp option(s): {', '.join(sorted(unknown))}")
+    config = Config(**{k: v for k, v in options.items() if k in _CONFIG_FIELDS})
+    adapter = {k: v for k, v in options.items() if k in _ADAPTER_OPTIONS}
+    send_buffer = adapter.setdefault("send_buffer", 1 << 20)
+    if not isinstance(send_buffer, int) or send_buffer < 0:
+        raise ValueError(f"send_buffer must be a non-negative int, got {send_buffer!r}")
+    timeout = adapter.setdefault("connect_timeout", 30.0)
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise ValueError(f"connect_timeout must be a positive number or None, got {timeout!r}")
+    return config, adapter
+
+
+def _norm(addr: Any) -> Address:
+    """(host, port) for both families; IPv6 flow info and scope are not part of the key."""
+    return (addr[0], addr[1])
+
+
+class RudpTransport(asyncio.Transport):
+    """One rudp connection as an asyncio Transport."""
+
+    def __init__(
+        self,
+        owner: EndpointProtocol,
+        conn: Connection,
+        protocol: asyncio.BaseProtocol,
+        send_buffer: int,
+    ) -> None:
+        super().__init__()
+        self._owner = owner
+        self._conn = conn
+        self._protocol = protocol
+        self._send_buffer = send_buffer
+        self._high = 64 * 1024
+        self._low = 16 * 1024
+        self._writing_paused = False
+        self._reading_paused = False
+        self._closing = False
+        self._lost = False
+        self._eof_delivered = False
+        self._eof_written = False
+        self._closed_future: asyncio.Future[None] = owner.loop.create_future()
+
+    # -- asyncio.BaseTransport
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        conn = self._conn
+        if name == "peername":
+            return conn.addr
+        if name == "sockname":
+            return self._owner.sockname
+        if name == "socket":
+            return self._owner.socket
+        if name == "stats":
+            return conn.stats.as_dict()
+        if name == "connection":
+            return conn
+        if name == "ports":
+            return (conn.local_port, conn.remote_port)
+        return default
+
+    def is_closing(self) -> bool:
+        return self._closing or self._lost
+
+    def close(self) -> None:
+        """Graceful close: queued data first, then FIN (RFC 9293 §3.10.4)."""
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        self._conn.close()
+        self._owner.kick()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    # -- asyncio.ReadTransport
+
+    def is_reading(self) -> bool:
+        return not self._reading_paused and not self._lost
+
+    def pause_reading(self) -> None:
+        """Stop delivering data; the receive buffer fills and the window closes."""
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self._owner.loop.call_soon(self._deliver)
+
+    # -- asyncio.WriteTransport
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._check_pause()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low, self._high)
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes beyond the connection's send buffer (what SO_SNDBUF would hold)."""
+        return max(0, self._conn.send_buffer_size - self._send_buffer)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}")
+        if self._eof_written:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._lost or self._closing:
+            return  # asyncio silently drops writes on a closing transport
+        if not data:
+            return
+        try:
+            self._conn.send(data)
+        except ConnectionStateError as exc:
+            raise RuntimeError(str(exc)) from None
+        self._owner.kick()
+        self._check_pause()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def write_eof(self) -> None:
+        """Half-close: FIN after queued data; reading goes on."""
+        if self._eof_written or self._lost:
+            return
+        self._eof_written = True
+        self._conn.shutdown()
+        self._owner.kick()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def abort(self) -> None:
+        """Abortive close: RST, queued data discarded (RFC 9293 §3.10.5)."""
+        if self._lost:
+            return
+        self._closing = True
+        self._conn.abort()
+        self._owner.kick()
+        self._connection_lost(None)
+
+    # -- driven by EndpointProtocol
+
+    def _check_pause(self) -> None:
+        size = self.get_write_buffer_size()
+        if not self._writing_paused and size > self._high:
+            self._writing_paused = True
+            try:
+                self._protocol.pause_writing()
+            except Exception as exc:  # pragma: no cover - user code
+                self._owner.loop.call_exception_handler(
+                    {"message": "protocol.pause_writing() failed", "exception": exc,
+                     "transport": self, "protocol": self._protocol}
+                )
+        elif self._writing_paused and size <= self._low:
+            self._writing_paused = False
+            try:
+                self._protocol.resume_writing()
+            except Exception as exc:  # pragma: no cover - user code
+                self._owner.loop.call_exception_handler(
+                    {"message": "protocol.resume_writing() failed", "exception": exc,
+                     "transport": self, "protocol": self._protocol}
+                )
+
+    def _deliver(self) -> None:
+        """Hand in-order data, then EOF, to the protocol unless reading is paused."""
+        if self._lost or self._reading_paused:
+            return
+        conn = self._conn
+        proto = self._protocol
+        while conn.readable and not self._reading_paused:
+            data = conn.read()
+            proto.data_received(data)  # type: ignore[attr-defined]
+        if conn.at_eof and not self._eof_delivered and not self._reading_paused:
+            self._eof_delivered = True
+            keep_open = proto.eof_received()  # type: ignore[attr-defined]
+            if not keep_open:
+                self.close()
+        self._owner.kick()  # reading may reopen the window
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._owner._forget(self._conn)
+        if not self._closed_future.done():
+            self._closed_future.set_result(None)
+        self._owner.loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._owner.connection_done(self)
+
+    def __repr__(self) -> str:
+        return f"<RudpTransport {self._conn!r}>"
+
+
+class EndpointProtocol(asyncio.DatagramProtocol):
+    """Drives one Endpoint from one UDP socket; shared by its connections."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config, *, own: bool) -> None:
+        self.loop = loop
+        self.endpoint = Endpoint(config)
+        self.config = config
+        self.transport: asyncio.DatagramTransport | None = None
+        self.socket: Any = None
+        self.sockname: Any = None
+        self.own = own  # closes itself once its connections are gone
+        self._transports: dict[Connection, RudpTransport] = {}
+        self._connecting: dict[Connection, asyncio.Future[None]] = {}
+        self._servers: dict[Listener, Server] = {}
+        self._kicked = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = loop.create_future()
+        self.on_state_change: Callable[[Connection, State, State], None] | None = None
+
+    # -- asyncio.DatagramProtocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.socket = transport.get_extra_info("socket")
+        self.sockname = transport.get_extra_info("sockname")
+        sock = self.socket
+        if sock is not None:
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
+                except OSError:  # pragma: no cover - platform limits
+                    pass
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.endpoint.datagram_received(data, _norm(addr), self.loop.time())
+        self.kick()
+
+    def error_received(self, exc: Exception) -> None:
+        """ICMP errors on a connected socket: port unreachable refuses connects."""
+        if isinstance(exc, ConnectionRefusedError):
+            for conn, fut in list(self._connecting.items()):
+                if not fut.done():
+                    fut.set_exception(ConnectionRefusedError(f"connection to {conn.addr} refused (port unreachable)"))
+                conn.abort()
+            self.endpoint.counters["icmp_refused"] += 1
+            self.kick()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        err = exc or ConnectionAbortedError("the UDP socket was closed")
+        for fut in self._connecting.values():
+            if not fut.done():
+                fut.set_exception(err)
+        for tr in list(self._transports.values()):
+            tr._connection_lost(err if isinstance(err, Exception) else None)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    # -- the engine pump
+
+    def kick(self) -> None:
+        """Schedule one flush for this loop iteration (coalesces ACKs and writes)."""
+        if not self._kicked:
+            self._kicked = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._kicked = False
+        ep = self.endpoint
+        transport = self.transport
+        now = self.loop.time()
+        for _ in range(64):
+            evs = ep.poll_events()
+            for conn, ev in evs:
+                self._dispatch(conn, ev)
+            datagrams = ep.datagrams_to_send(now)
+            if transport is not None and not transport.is_closing():
+                sendto = transport.sendto
+                for data, addr in datagrams:
+                    sendto(data, addr)
+            if not evs and not datagrams:
+                break
+        for tr in list(self._transports.values()):
+            if tr._writing_paused:
+                tr._check_pause()
+        self._arm_timer()
+        if self.own and not self._transports and not self._connecting:
+            # A private socket lives until its connection needs nothing more;
+            # TIME_WAIT is not kept, since the UDP port itself goes away.
+            if all(c.state is State.TIME_WAIT for c in ep.connections.values()):
+                self.close()
+
+    def _arm_timer(self) -> None:
+        when = self.endpoint.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.endpoint.handle_timer(self.loop.time())
+        self._flush()
+
+    def _dispatch(self, conn: Connection, ev: events.Event) -> None:
+        tr = self._transports.get(conn)
+        if isinstance(ev, events.DataReceived) or isinstance(ev, events.EofReceived):
+            if tr is not None:
+                tr._deliver()
+        elif isinstance(ev, events.Connected):
+            fut = self._connecting.pop(conn, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(None)
+                else:
+                    conn.abort()  # the caller gave up (timeout or cancel)
+            elif conn.listener is not None:
+                self._accept(conn)
+        elif isinstance(ev, events.SendComplete):
+            if tr is not None and tr._closing:
+                tr._connection_lost(None)  # our FIN is acknowledged
+        elif isinstance(ev, events.ConnectionReset):
+            self._fail(conn, tr, ConnectionRefusedError("connection refused") if ev.refused
+                       else ConnectionResetError("connection reset by peer"))
+        elif isinstance(ev, events.ConnectionError):
+            self._fail(conn, tr, TimeoutError(f"rudp connection failed: {ev.reason}"))
+        elif isinstance(ev, events.Closed):
+            if tr is not None:
+                tr._connection_lost(None)
+            fut = self._connecting.pop(conn, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(ConnectionAbortedError("connection closed during handshake"))
+
+    def _fail(self, conn: Connection, tr: RudpTransport | None, exc: Exception) -> None:
+        fut = self._connecting.pop(conn, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+        if tr is not None:
+            tr._connection_lost(exc)
+
+    def _accept(self, conn: Connection) -> None:
+        listener = conn.listener
+        assert isinstance(listener, Listener)
+        server = self._servers.get(listener)
+        accepted = listener.accept()
+        if server is None or accepted is None:
+            conn.abort()
+            return
+        protocol = server.protocol_factory()
+        tr = RudpTransport(self, accepted, protocol, server.send_buffer)
+        self._transports[accepted] = tr
+        server._attach(tr)
+        protocol.connection_made(tr)
+        tr._deliver()
+
+    def _forget(self, conn: Connection) -> None:
+        self._transports.pop(conn, None)
+
+    def connection_done(self, tr: RudpTransport) -> None:
+        for server in self._servers.values():
+            server._detach(tr)
+        self.kick()
+
+    # -- opening
+
+    async def open(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        addr: Address,
+        port: int,
+        *,
+        config: Config,
+        send_buffer: int,
+        connect_timeout: float | None,
+    ) -> tuple[RudpTransport, asyncio.BaseProtocol]:
+        conn = self.endpoint.connect(addr, port, self.loop.time(), config=config)
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._connecting[conn] = fut
+        self.kick()
+        try:
+            if connect_timeout is None:
+                await fut
+            else:
+                await asyncio.wait_for(asyncio.shield(fut), connect_timeout)
+        except asyncio.TimeoutError:
+            self._connecting.pop(conn, None)
+            conn.abort()
+            self.kick()
+            raise TimeoutError(f"rudp handshake with {addr}:{port} timed out") from None
+        except BaseException:
+            self._connecting.pop(conn, None)
+            conn.abort()
+            self.kick()
+            raise
+        protocol = protocol_factory()
+        tr = RudpTransport(self, conn, protocol, send_buffer)
+        self._transports[conn] = tr
+        protocol.connection_made(tr)
+        tr._deliver()
+        return tr, protocol
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    async def wait_closed(self) -> None:
+        await self._closed
+
+
+async def create_endpoint(
+    host: str | None = None, port: int = 0, *, family: int = 0, **options: Any
+) -> EndpointProtocol:
+    """A UDP socket that several client connections can share (``endpoint=``)."""
+    loop = asyncio.get_running_loop()
+    config, _ = split_options(options)
+    if host is None:
+        host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    _, proto = await loop.create_datagram_endpoint(
+        lambda: EndpointProtocol(loop, config, own=False), local_addr=(host, port), family=family
+    )
+    return proto
+
+
+async def _resolve(host: str, port: int, family: int) -> tuple[int, Any]:
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, not {type(host).__name__}")
+    if not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned nothing")
+    fam, _, _, _, sockaddr = infos[0]
+    return fam, sockaddr
+
+
+async def create_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str,
+    port: int,
+    *,
+    family: int = 0,
+    local_addr: tuple[str, int] | None = None,
+    endpoint: EndpointProtocol | None = None,
+    remote_port: int | None = None,
+    **options: Any,
+) -> tuple[RudpTransport, asyncio.BaseProtocol]:
+    """Like ``loop.create_connection``: open an rudp connection to (host, port).
+
+    ``port`` is the server's UDP port; the TCP destination port is the same
+    number unless ``remote_port`` says otherwise. Without ``endpoint`` the
+    connection gets its own UDP socket, connected to the server so that an
+    ICMP port-unreachable refuses the connection at once.
+    """
+    config, adapter = split_options(options)
+    loop = asyncio.get_running_loop()
+    fam, sockaddr = await _resolve(host, port, family)
+    rport = port if remote_port is None else remote_port
+    if not 0 < rport < 65536:
+        raise ValueError(f"remote_port must be in 1..65535, got {rport}")
+    if endpoint is None:
+        _, ep = await loop.create_datagram_endpoint(
+            lambda: EndpointProtocol(loop, config, own=True),
+            remote_addr=sockaddr[:2],
+            local_addr=local_addr,
+            family=fam,
+        )
+    else:
+        ep = endpoint
+    try:
+        return await ep.open(
+            protocol_factory,
+            _norm(sockaddr),
+            rport,
+            config=config,
+            send_buffer=adapter["send_buffer"],
+            connect_timeout=adapter["connect_timeout"],
+        )
+    except BaseException:
+        if endpoint is None:
+            ep.close()
+        raise
+
+
+class Server:
+    """Mirrors ``asyncio.Server`` for an rudp listener on one UDP socket."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        endpoint: EndpointProtocol,
+        listener: Listener,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        send_buffer: int,
+    ) -> None:
+        self._loop = loop
+        self._endpoint = endpoint
+        self._listener: Listener | None = listener
+        self.protocol_factory = protocol_factory
+        self.send_buffer = send_buffer
+        self._transports: set[RudpTransport] = set()
+        self._serving = True
+        self._waiters: list[asyncio.Future[None]] = []
+        self._serve_forever_fut: asyncio.Future[None] | None = None
+        endpoint._servers[listener] = self
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        sock = self._endpoint.socket
+        return (sock,) if sock is not None and self._listener is not None else ()
+
+    @property
+    def endpoint(self) -> EndpointProtocol:
+        return self._endpoint
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    async def start_serving(self) -> None:
+        """Serving starts at creation, as ``start_serving=True`` does in asyncio."""
+
+    async def serve_forever(self) -> None:
+        if self._serve_forever_fut is not None:
+            raise RuntimeError("server is already being awaited on serve_forever()")
+        if self._listener is None:
+            raise RuntimeError("server is closed")
+        self._serve_forever_fut = self._loop.create_future()
+        try:
+            await self._serve_forever_fut
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serve_forever_fut = None
+
+    def close(self) -> None:
+        """Stop accepting; established connections go on until they finish."""
+        listener = self._listener
+        if listener is None:
+            return
+        self._listener = None
+        self._serving = False
+        self._endpoint.endpoint.close_listener(listener)
+        self._endpoint.kick()
+        if self._serve_forever_fut is not None and not self._serve_forever_fut.done():
+            self._serve_forever_fut.cancel()
+        self._maybe_done()
+
+    def close_clients(self) -> None:
+        for tr in list(self._transports):
+            tr.close()
+
+    def abort_clients(self) -> None:
+        for tr in list(self._transports):
+            tr.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and its connections are gone."""
+        if self._listener is None and not self._transports:
+            self._endpoint.close()
+            return
+        fut = self._loop.create_future()
+        self._waiters.append(fut)
+        await fut
+
+    def _attach(self, tr: RudpTransport) -> None:
+        self._transports.add(tr)
+
+    def _detach(self, tr: RudpTransport) -> None:
+        self._transports.discard(tr)
+        self._maybe_done()
+
+    def _maybe_done(self) -> None:
+        if self._listener is None and not self._transports:
+            self._endpoint.close()
+            for fut in self._waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            self._waiters.clear()
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"<rudp.Server sockets={self.sockets!r}>"
+
+
+async def create_server(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str | None = None,
+    port: int = 0,
+    *,
+    family: int = 0,
+    backlog: int = 128,
+    max_half_open: int = 256,
+    listen_port: int | None = None,
+    **options: Any,
+) -> Server:
+    """Like ``loop.create_server``: one UDP socket carries every accepted connection.
+
+    The listener's TCP port is the UDP port's number unless ``listen_port`` is given.
+    """
+    config, adapter = split_options(options)
+    loop = asyncio.get_running_loop()
+    if host is None:
+        host = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    if not isinstance(port, int) or not 0 <= port < 65536:
+        raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+    _, ep = await loop.create_datagram_endpoint(
+        lambda: EndpointProtocol(loop, config, own=False), local_addr=(host, port), family=family
+    )
+    lport = listen_port if listen_port is not None else ep.sockname[1]
+    try:
+        listener = ep.endpoint.listen(lport, backlog=backlog, max_half_open=max_half_open, config=config)
+    except BaseException:
+        ep.close()
+        raise
+    return Server(loop, ep, listener, protocol_factory, adapter["send_buffer"])
+
+
+async def open_connection(
+    host: str, port: int, *, limit: int = 2**16, **kwds: Any
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Like ``asyncio.open_connection``, over rudp."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await create_connection(lambda: protocol, host, port, **kwds)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
+
+
+async def start_server(
+    client_connected_cb: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    host: str | None = None,
+    port: int = 0,
+    *,
+    limit: int = 2**16,
+    **kwds: Any,
+) -> Server:
+    """Like ``asyncio.start_server``, over rudp."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+    return await create_server(factory, host, port, **kwds)
