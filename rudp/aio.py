@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import socket
 from typing import Any, Callable, Hashable
 
@@ -26,6 +27,14 @@ Address = Hashable
 _ADAPTER_OPTIONS = ("send_buffer", "connect_timeout")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
 _SOCKET_BUFFER = 4 << 20
+logger = logging.getLogger("rudp")
+
+
+def _log_state(conn: Connection, old: State, new: State) -> None:
+    logger.debug(
+        "%s:%s port %s->%s: %s -> %s",
+        *conn.addr, conn.local_port, conn.remote_port, old.value, new.value,  # type: ignore[misc]
+    )
 
 
 def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
@@ -258,7 +267,8 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = loop.create_future()
-        self.on_state_change: Callable[[Connection, State, State], None] | None = None
+        if logger.isEnabledFor(logging.DEBUG):
+            self.endpoint.on_state_change = _log_state  # --verbose; off the hot path otherwise
 
     # -- asyncio.DatagramProtocol
 

@@ -77,6 +77,7 @@ class Stats:
         "bytes_retransmitted",
         "retransmits",
         "fast_retransmits",
+        "lost_retransmits",
         "timeouts",
         "dup_acks",
         "zero_window_probes",
@@ -171,6 +172,7 @@ class Connection:
         self._high_rxt = 0
         self._rxt_limit = 0
         self._force_rxt = False
+        self._una_rxt_mark: int | None = None  # SND.MAX when SND.UNA's segment was resent
         self._retries = 0
         self._rtt_seq: int | None = None  # segment being timed (Karn's rule)
         self._rtt_time = 0.0
@@ -614,6 +616,7 @@ class Connection:
         if self.snd_nxt < ack:
             self.snd_nxt = ack
         self._sacks.advance(ack)
+        self._una_rxt_mark = None
         self._retries = 0
         self._progress_at = now
         self._dupacks = 0
@@ -674,15 +677,32 @@ class Connection:
         """Enter fast recovery on DupThresh duplicate ACKs or SACKed bytes
         (RFC 5681 §3.2, RFC 6675 §5), at most once per window (RFC 6582 §3.2)."""
         thresh = self.config.dupack_threshold
+        smss = self._smss
         if self._in_recovery:
             if self.sack_ok:
-                edge = self._sacks.lost_edge(thresh * self._smss)
+                edge = self._sacks.lost_edge((thresh - 1) * smss + 1)
                 if edge is not None and edge > self._rxt_limit:
                     self._rxt_limit = edge
+                mark = self._una_rxt_mark
+                if mark is not None and (
+                    self._sacks.sacked - self._sacks.sacked_below(mark) > (thresh - 1) * smss
+                ):
+                    # Data sent after our retransmission of SND.UNA's segment was
+                    # SACKed DupThresh times over: that retransmission was lost
+                    # too (as RFC 8985 would conclude); send it again.
+                    self._una_rxt_mark = None
+                    self._high_rxt = self.snd_una
+                    self.stats.lost_retransmits += 1
             return
-        if self.snd_max <= self.snd_una:
+        outstanding = self.snd_max - self.snd_una
+        if outstanding <= 0:
             return
-        lost_edge = self._sacks.lost_edge(thresh * self._smss) if self.sack_ok else None
+        segs = -(-outstanding // smss)
+        if segs < thresh + 1 and self._buf_end <= self.snd_max:
+            # Early retransmit (RFC 5827 §3.1): too few segments in flight to
+            # ever see DupThresh duplicates, and no new data to send.
+            thresh = max(1, segs - 1)
+        lost_edge = self._sacks.lost_edge((thresh - 1) * smss + 1) if self.sack_ok else None
         if self._dupacks < thresh and lost_edge is None:
             return
         if self.snd_una < self._recover:
@@ -975,6 +995,8 @@ class Connection:
             if not self._force_rxt and self._pipe() + smss > cwnd:
                 break
             self._force_rxt = False
+            if hole[0] == self.snd_una:
+                self._una_rxt_mark = self.snd_max
             sent = self._emit(out, hole[0], min(hole[1] - hole[0], smss), now)
             self._high_rxt = hole[0] + max(sent, 1)
         self._force_rxt = False
