@@ -78,6 +78,7 @@ class Stats:
         "retransmits",
         "fast_retransmits",
         "lost_retransmits",
+        "spurious_recoveries",
         "timeouts",
         "dup_acks",
         "zero_window_probes",
@@ -173,6 +174,8 @@ class Connection:
         self._rxt_limit = 0
         self._force_rxt = False
         self._una_rxt_mark: int | None = None  # SND.MAX when SND.UNA's segment was resent
+        self._undo: tuple[int, int] | None = None  # (cwnd, ssthresh) before recovery
+        self._rxt_ts = 0  # our TSval when the recovery's first retransmission left
         self._retries = 0
         self._rtt_seq: int | None = None  # segment being timed (Karn's rule)
         self._rtt_time = 0.0
@@ -504,7 +507,12 @@ class Connection:
                 self.drops["out_of_window"] += 1
                 return
 
-        if seg.ts is not None and self.ts_ok and seq <= self._last_ack_sent:
+        if (
+            seg.ts is not None
+            and self.ts_ok
+            and seq <= self._last_ack_sent
+            and seq_diff(seg.ts[0], self._ts_recent) >= 0
+        ):
             self._ts_recent = seg.ts[0]  # RFC 7323 §4.3
 
         # Second: the RST bit (RFC 5961 §3.2: exact match resets, else challenge).
@@ -627,7 +635,22 @@ class Connection:
         elif self._rtt_seq is not None and ack > self._rtt_seq:
             self.rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
-        if self._in_recovery:
+        if (
+            self._in_recovery
+            and tsecr
+            and self._undo is not None
+            and seq_diff(tsecr, self._rxt_ts) < 0
+        ):
+            # Eifel detection (RFC 3522): this ACK echoes a timestamp older than
+            # our first retransmission, so the original arrived and the
+            # "loss" was reordering. Undo the reduction (RFC 4015 §3).
+            self.cc.cwnd, self.cc.ssthresh = self._undo
+            self._undo = None
+            self._in_recovery = False
+            self._recover = ack
+            self._reno_sacked = 0
+            self.stats.spurious_recoveries += 1
+        elif self._in_recovery:
             if ack >= self._recover:  # full ACK (RFC 6582 §3.2 step 6)
                 self._in_recovery = False
                 self._reno_sacked = 0
@@ -716,6 +739,8 @@ class Connection:
         self._force_rxt = True
         self.stats.fast_retransmits += 1
         self._rtt_seq = None
+        self._undo = (self.cc.cwnd, self.cc.ssthresh) if self.ts_ok else None
+        self._rxt_ts = self._ts_now(now)
         self.cc.on_congestion(in_flight, now)
 
     def _receive_text(self, seq: int, payload: bytes, fin: int, flags: int, now: float) -> None:
@@ -979,6 +1004,8 @@ class Connection:
         """Retransmissions in recovery, then new data and FIN within the windows."""
         smss = self._smss
         cwnd = self.cc.cwnd
+        if self._dupacks and not self._in_recovery:
+            cwnd += min(self._dupacks, 2) * smss  # Limited Transmit (RFC 3042 §2)
         sws_override = False
         if self._persist_probe:
             self._persist_probe = False
