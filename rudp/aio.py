@@ -263,6 +263,7 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self._transports: dict[Connection, RudpTransport] = {}
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
+        self._peer: Any = None
         self._kicked = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -276,6 +277,7 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
         self.socket = transport.get_extra_info("socket")
         self.sockname = transport.get_extra_info("sockname")
+        self._peer = transport.get_extra_info("peername")
         sock = self.socket
         if sock is not None:
             for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -331,8 +333,12 @@ class EndpointProtocol(asyncio.DatagramProtocol):
             datagrams = ep.datagrams_to_send(now)
             if transport is not None and not transport.is_closing():
                 sendto = transport.sendto
-                for data, addr in datagrams:
-                    sendto(data, addr)
+                if self._peer is not None:  # a connected socket takes no address
+                    for data, _ in datagrams:
+                        sendto(data)
+                else:
+                    for data, addr in datagrams:
+                        sendto(data, addr)
             if not evs and not datagrams:
                 break
         for tr in list(self._transports.values()):

@@ -1,0 +1,398 @@
+"""The asyncio API on real loopback sockets, on the default loop and on uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from typing import Any, Callable
+
+import pytest
+
+import rudp
+from rudp.connection import State
+
+Run = Callable[..., Any]
+
+
+def pattern(size: int, seed: int = 0) -> bytes:
+    block = hashlib.sha256(seed.to_bytes(4, "big")).digest() * 2048  # 64 KiB
+    reps = size // len(block) + 1
+    return (block * reps)[:size]
+
+
+async def echo_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(1 << 16):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def start_echo(host: str = "127.0.0.1", **options: Any) -> tuple[rudp.Server, int]:
+    server = await rudp.start_server(echo_handler, host, 0, **options)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_echo_10mb_sha256(run: Run) -> None:
+    """10 MB each way through an echo server arrives intact and in order."""
+    data = pattern(10_000_000)
+
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port)
+
+            async def send() -> None:
+                for i in range(0, len(data), 1 << 16):
+                    writer.write(data[i : i + (1 << 16)])
+                    await writer.drain()
+                writer.write_eof()
+
+            sender = asyncio.ensure_future(send())
+            digest = hashlib.sha256()
+            n = 0
+            while chunk := await reader.read(1 << 20):
+                digest.update(chunk)
+                n += len(chunk)
+            await sender
+            assert n == len(data)
+            assert digest.hexdigest() == hashlib.sha256(data).hexdigest()
+            writer.close()
+            await writer.wait_closed()
+
+    run(main(), timeout=240)
+
+
+def test_half_close(run: Run) -> None:
+    """write_eof sends FIN; the server sees EOF and can still answer (RFC 9293 §3.6)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.read()  # until the client's FIN
+        writer.write(b"got %d bytes" % len(request))
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> None:
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port)
+            writer.write(b"x" * 5000)
+            writer.write_eof()
+            assert writer.can_write_eof()
+            with pytest.raises(RuntimeError):
+                writer.write(b"more")
+            assert await reader.read() == b"got 5000 bytes"
+            assert reader.at_eof()
+            writer.close()
+            await writer.wait_closed()
+
+    run(main())
+
+
+def test_abort_resets_peer(run: Run) -> None:
+    """transport.abort() sends RST; the peer's reader raises ConnectionResetError."""
+    seen: asyncio.Queue[BaseException | bytes] = asyncio.Queue()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readexactly(3)
+            await seen.put(await reader.read(100))
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            await seen.put(exc)
+
+    async def main() -> None:
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port)
+            writer.write(b"abc")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.transport.abort()
+            result = await asyncio.wait_for(seen.get(), 10)
+            assert isinstance(result, ConnectionResetError)
+            server.abort_clients()
+
+    run(main())
+
+
+def test_refused_by_closed_udp_port(run: Run) -> None:
+    """Nothing on the UDP port: ICMP port unreachable refuses at once."""
+
+    async def main() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(ConnectionRefusedError):
+            await rudp.open_connection("127.0.0.1", port, connect_timeout=20)
+        assert loop.time() - started < 15  # well before any timeout could fire
+
+    run(main())
+
+
+def test_refused_by_rst(run: Run) -> None:
+    """A live rudp endpoint with no listener on that port answers RST."""
+
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+            with pytest.raises(ConnectionRefusedError):
+                await rudp.open_connection("127.0.0.1", port, remote_port=port + 1 if port < 65535 else 1)
+            assert server.endpoint.endpoint.counters["rst_sent"] >= 1
+
+    run(main())
+
+
+def test_handshake_timeout(run: Run) -> None:
+    """A peer that swallows every datagram: TimeoutError after connect_timeout."""
+
+    async def main() -> None:
+        sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sink.bind(("127.0.0.1", 0))
+        try:
+            port = sink.getsockname()[1]
+            with pytest.raises(TimeoutError):
+                await rudp.open_connection("127.0.0.1", port, connect_timeout=0.5)
+        finally:
+            sink.close()
+
+    run(main())
+
+
+def test_many_concurrent_connections(run: Run) -> None:
+    """250 concurrent connections share one server UDP socket."""
+    count = 250
+
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+
+            async def client(i: int) -> bytes:
+                reader, writer = await rudp.open_connection("127.0.0.1", port)
+                msg = b"client %d " % i * 20
+                writer.write(msg)
+                writer.write_eof()
+                reply = await reader.read()
+                writer.close()
+                await writer.wait_closed()
+                return reply == msg and True or b"bad"  # type: ignore[return-value]
+
+            results = await asyncio.gather(*(client(i) for i in range(count)))
+            assert results == [True] * count
+            assert server.endpoint.endpoint.counters["accepted"] == count
+
+    run(main(), timeout=180)
+
+
+def test_flow_control_paused_reader_bounds_memory(run: Run) -> None:
+    """A reader that stops reading stops a 100 MB writer: drain() blocks and
+    neither side buffers more than its configured limits."""
+    recv_buffer = 256 * 1024
+    send_buffer = 256 * 1024
+    total = 100 * 1024 * 1024
+    chunk = pattern(1 << 16)
+    state: dict[str, Any] = {}
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        state["reader"] = reader
+        state["server_transport"] = writer.transport
+        await asyncio.Event().wait()  # never reads until the test says so
+
+    async def main() -> None:
+        server = await rudp.start_server(handler, "127.0.0.1", 0, recv_buffer=recv_buffer)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await rudp.open_connection(
+                "127.0.0.1", port, send_buffer=send_buffer
+            )
+            written = 0
+
+            async def write_all() -> None:
+                nonlocal written
+                while written < total:
+                    writer.write(chunk)
+                    written += len(chunk)
+                    await writer.drain()
+
+            task = asyncio.ensure_future(write_all())
+            # Let the window close and drain() block.
+            last = -1
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if written == last:
+                    break
+                last = written
+            assert not task.done()
+            assert written < 8 * 1024 * 1024, written
+            conn = writer.transport.get_extra_info("connection")
+            high = writer.transport.get_write_buffer_limits()[1]
+            assert conn.send_buffer_size <= send_buffer + high + len(chunk)
+            server_conn = state["server_transport"].get_extra_info("connection")
+            limit = 2 * 2**16  # StreamReader pauses reading above twice its limit
+            assert len(state["reader"]._buffer) <= limit + 64 * 1024
+            assert server_conn.readable <= recv_buffer
+            assert conn.stats.zero_window_probes >= 0
+            # Reading again lets the writer finish a few more megabytes.
+            before = written
+            drained = 0
+            while drained < 4 * 1024 * 1024:
+                drained += len(await state["reader"].read(1 << 20))
+            await asyncio.sleep(0.1)
+            assert written > before
+            task.cancel()
+            writer.transport.abort()
+            server.abort_clients()
+
+    run(main(), timeout=120)
+
+
+def test_ipv6_echo(run: Run) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 support")
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        s.bind(("::1", 0))
+        s.close()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    data = pattern(300_000, seed=6)
+
+    async def main() -> None:
+        server, port = await start_echo("::1")
+        async with server:
+            reader, writer = await rudp.open_connection("::1", port)
+            writer.write(data)
+            writer.write_eof()
+            assert await reader.read() == data
+            assert writer.get_extra_info("peername")[0] == "::1"
+            writer.close()
+            await writer.wait_closed()
+
+    run(main())
+
+
+def test_wait_closed_after_fin_acked_and_server_close_lets_clients_finish(run: Run) -> None:
+    """Closing the server stops accepting but lets an established transfer end;
+    wait_closed() returns once the peer acknowledged our data and FIN."""
+    data = pattern(2_000_000, seed=3)
+
+    async def main() -> None:
+        server, port = await start_echo()
+        reader, writer = await rudp.open_connection("127.0.0.1", port)
+        writer.write(b"hello")
+        assert await reader.readexactly(5) == b"hello"
+        server.close()  # the established connection goes on
+        assert not server.is_serving()
+        with pytest.raises((ConnectionRefusedError, TimeoutError)):
+            await rudp.open_connection("127.0.0.1", port, connect_timeout=2)
+        writer.write(data)
+        writer.write_eof()
+        got = await reader.read()
+        assert got == data
+        conn = writer.transport.get_extra_info("connection")
+        writer.close()
+        await writer.wait_closed()
+        assert conn.send_buffer_size == 0
+        assert conn.state in (State.TIME_WAIT, State.CLOSED, State.FIN_WAIT_2)
+        await asyncio.wait_for(server.wait_closed(), 30)
+
+    run(main())
+
+
+def test_idle_connection_has_no_timer(run: Run) -> None:
+    """An idle established connection arms no timer: it costs no CPU."""
+
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port)
+            writer.write(b"ping")
+            assert await reader.readexactly(4) == b"ping"
+            await asyncio.sleep(0.3)  # past the delayed-ACK timer
+            ep = server.endpoint
+            client_ep = writer.transport._owner  # type: ignore[attr-defined]
+            assert ep.endpoint.get_timer() is None
+            assert client_ep.endpoint.get_timer() is None
+            assert ep._timer is None and client_ep._timer is None
+            writer.close()
+            await writer.wait_closed()
+
+    run(main())
+
+
+def test_shared_client_endpoint(run: Run) -> None:
+    """Several client connections can share one UDP socket (endpoint=)."""
+
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+            ep = await rudp.create_endpoint("127.0.0.1")
+            pairs = [
+                await rudp.open_connection("127.0.0.1", port, endpoint=ep) for _ in range(5)
+            ]
+            ports = {w.get_extra_info("ports")[0] for _, w in pairs}
+            assert len(ports) == 5
+            assert {w.get_extra_info("sockname") for _, w in pairs} == {ep.sockname}
+            for i, (r, w) in enumerate(pairs):
+                w.write(b"%d" % i)
+                w.write_eof()
+            for i, (r, w) in enumerate(pairs):
+                assert await r.read() == b"%d" % i
+                w.close()
+                await w.wait_closed()
+            ep.close()
+
+    run(main())
+
+
+def test_bad_arguments(run: Run) -> None:
+    async def main() -> None:
+        with pytest.raises(TypeError):
+            await rudp.open_connection("127.0.0.1", 9, bogus_option=1)
+        with pytest.raises(ValueError):
+            await rudp.open_connection("127.0.0.1", 0)
+        with pytest.raises(ValueError):
+            await rudp.open_connection("127.0.0.1", 9, mss=10)
+        with pytest.raises(ValueError):
+            await rudp.open_connection("127.0.0.1", 9, connect_timeout=-1)
+        with pytest.raises(TypeError):
+            await rudp.open_connection(1234, 9)  # type: ignore[arg-type]
+        with pytest.raises(ValueError):
+            await rudp.start_server(echo_handler, "127.0.0.1", 70000)
+
+    run(main())
+
+
+def test_transport_api(run: Run) -> None:
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port)
+            tr = writer.transport
+            assert isinstance(tr, asyncio.Transport)
+            assert tr.get_extra_info("peername") == ("127.0.0.1", port)
+            assert tr.get_extra_info("sockname")[0] == "127.0.0.1"
+            assert isinstance(tr.get_extra_info("socket"), (socket.socket, object))
+            assert "segments_sent" in tr.get_extra_info("stats")
+            tr.set_write_buffer_limits(high=1000, low=100)
+            assert tr.get_write_buffer_limits() == (100, 1000)
+            with pytest.raises(ValueError):
+                tr.set_write_buffer_limits(high=10, low=100)
+            tr.writelines([b"a", b"b", b"c"])
+            assert await reader.readexactly(3) == b"abc"
+            assert tr.is_reading()
+            tr.pause_reading()
+            assert not tr.is_reading()
+            tr.resume_reading()
+            assert not tr.is_closing()
+            writer.close()
+            assert tr.is_closing()
+            await writer.wait_closed()
+
+    run(main())
