@@ -1,0 +1,91 @@
+"""The ``rudp`` command line: netcat-like listen/connect with half-close, and the demo."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LOOPS
+
+PY = sys.executable
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_listen_connect_pipe_both_ways_with_half_close(loop: str, tmp_path: Path) -> None:
+    """stdin of each side arrives on the other's stdout; the client's stdin EOF
+    half-closes (the listener sees EOF) while the listener's reply still arrives."""
+    port = free_udp_port()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # The listener's stdout goes to a file: a pipe nobody drains would block it.
+    out_file = open(tmp_path / "listener.out", "wb")
+    listener = subprocess.Popen(
+        [PY, "-m", "rudp", "--verbose", "--loop", loop, "listen", str(port), "--host", "127.0.0.1"],
+        stdin=subprocess.PIPE, stdout=out_file, stderr=subprocess.PIPE, env=env,
+    )
+    try:
+        time.sleep(0.5)
+        request = os.urandom(200_000)
+        reply = b"reply from the listener\n" * 1000
+        assert listener.stdin is not None
+        listener.stdin.write(reply)
+        listener.stdin.close()
+        client = subprocess.run(
+            [PY, "-m", "rudp", "--verbose", "--loop", loop, "connect", "127.0.0.1", str(port)],
+            input=request, capture_output=True, timeout=60, env=env,
+        )
+        listener.wait(timeout=60)
+        assert listener.stderr is not None
+        err = listener.stderr.read()
+        out_file.close()
+        assert client.returncode == 0, client.stderr.decode()
+        assert listener.returncode == 0, err.decode()
+        assert (tmp_path / "listener.out").read_bytes() == request
+        assert client.stdout == reply
+        # --verbose logs state changes.
+        assert re.search(rb"SYN_SENT -> ESTABLISHED", client.stderr), client.stderr
+        assert re.search(rb"SYN_RCVD -> ESTABLISHED", err), err
+    finally:
+        listener.kill()
+        listener.wait()
+        out_file.close()
+
+
+def test_connect_refused_exit_code() -> None:
+    port = free_udp_port()
+    proc = subprocess.run(
+        [PY, "-m", "rudp", "connect", "127.0.0.1", str(port)],
+        input=b"", capture_output=True, timeout=60,
+    )
+    assert proc.returncode == 1
+    assert b"refused" in proc.stderr
+
+
+def test_demo_reports_a_verified_transfer() -> None:
+    proc = subprocess.run(
+        [PY, "-m", "rudp", "demo", "--size", "500000", "--loss", "0.03"],
+        capture_output=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    text = proc.stdout.decode()
+    assert "OK" in text and "retransmissions" in text and "dropped" in text
+
+
+def test_sim_demo() -> None:
+    proc = subprocess.run(
+        [PY, "-m", "rudp", "demo", "--sim", "--size", "300000"], capture_output=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert b"OK" in proc.stdout
