@@ -451,6 +451,11 @@ class Connection:
             self._set_state(SYN_RCVD)
 
     def _established(self) -> None:
+        if self.rtt.srtt is None and self.rtt.backoff:
+            # RFC 6298 §5.7: the SYN (or SYN,ACK) timed out and no RTT sample was
+            # taken (Karn): the RTO MUST be re-initialized to 3 s for data.
+            cfg = self.config
+            self.rtt = RttEstimator(max(cfg.rto_initial, 3.0), cfg.rto_min, cfg.rto_max)
         self._set_state(ESTABLISHED)
         self._event(events.Connected())
         if self.config.keepalive:
@@ -465,7 +470,9 @@ class Connection:
         if seg_len == 0:
             if wnd == 0:
                 return seq == rcv_nxt
-            return rcv_nxt <= seq < rcv_nxt + wnd
+            # A bare ACK from a peer whose data fills our whole window carries
+            # SEQ = RCV.NXT + RCV.WND; accept it, as Linux does (tcp_sequence).
+            return rcv_nxt <= seq <= rcv_nxt + wnd
         if wnd == 0:
             return False
         end = seq + seg_len - 1
@@ -480,11 +487,22 @@ class Connection:
         fin = flags & FIN
 
         if flags & SYN and st is SYN_RCVD and seq == self.rcv_nxt - 1 and not flags & ACK:
-            # The peer retransmitted its SYN: our SYN,ACK was lost; send it again.
+            # The peer retransmitted its SYN: our SYN,ACK was lost; send it again,
+            # echoing this SYN's timestamp so the peer's RTT sample is not
+            # inflated by its own backoff (RFC 7323 §4.3).
+            if seg.ts is not None and self.ts_ok and seq_diff(seg.ts[0], self._ts_recent) > 0:
+                self._ts_recent = seg.ts[0]
             self.snd_nxt = self.iss
             return
-        if st is TIME_WAIT and fin and not flags & (RST | SYN):
+        if (
+            st is TIME_WAIT
+            and fin
+            and not flags & (RST | SYN)
+            and seq + len(payload) + 1 == self.rcv_nxt
+        ):
             # A retransmitted FIN: ACK it again, restart 2*MSL (§3.10.7.4, eighth).
+            # Only the FIN we already hold qualifies; any other FIN fails the
+            # sequence check (§3.10.7.4 first) and must not prolong TIME-WAIT.
             self._ack_now = True
             self._close_at = now + 2 * self.config.msl
             return
@@ -517,6 +535,11 @@ class Connection:
 
         # Second: the RST bit (RFC 5961 §3.2: exact match resets, else challenge).
         if flags & RST:
+            if st is TIME_WAIT:
+                # RFC 1337 (fix F1): a RST must not cut TIME_WAIT short; a stray
+                # RST for a late duplicate would otherwise end the protection.
+                self.drops["rst_in_time_wait"] += 1
+                return
             if seq != self.rcv_nxt:
                 self._ack_now = True
                 self.drops["rst_challenged"] += 1
@@ -587,8 +610,11 @@ class Connection:
             and plen == 0
             and not fin
             and wnd == self.snd_wnd
+            and wnd != 0
         ):
-            # A duplicate ACK (RFC 5681 §2).
+            # A duplicate ACK (RFC 5681 §2). An ACK of a closed window answers a
+            # zero-window probe and signals no loss: probes back off, they are
+            # never fast-retransmitted (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17).
             self._dupacks += 1
             self.stats.dup_acks += 1
             if not self.sack_ok and self._in_recovery:
@@ -626,12 +652,17 @@ class Connection:
         self._sacks.advance(ack)
         self._una_rxt_mark = None
         self._retries = 0
+        prev_progress = self._progress_at
         self._progress_at = now
         self._dupacks = 0
         # RTT sample: from the timestamp echo if negotiated (RFC 7323 §4), else
         # from a timed segment never retransmitted (Karn's rule, RFC 6298 §3).
         if tsecr:
-            self.rtt.sample(((self._ts_now(now) - tsecr) & MASK) / 1000)
+            sample = ((self._ts_now(now) - tsecr) & MASK) / 1000
+            # The acked data left after the previous progress: a longer sample
+            # echoes a stale TS.Recent (RFC 7323 §4.3) and is discarded.
+            if sample <= now - prev_progress + 0.001:
+                self.rtt.sample(sample)
         elif self._rtt_seq is not None and ack > self._rtt_seq:
             self.rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
@@ -730,7 +761,9 @@ class Connection:
             return
         if self.snd_una < self._recover:
             return  # still within the window of the last recovery (RFC 6582 §3.2)
-        in_flight = self._pipe()
+        # RFC 6675 §5 (4.2) / RFC 5681 eq. 4: halve FlightSize, the data sent and
+        # not cumulatively ACKed - not "pipe", which leaves SACKed data out.
+        in_flight = self.snd_max - self.snd_una
         self._in_recovery = True
         self._recover = self.snd_max
         self._high_rxt = self.snd_una
@@ -838,6 +871,18 @@ class Connection:
                 return
         if self._persist_at is not None and now >= self._persist_at:
             self._persist_at = None
+            ut = self.config.user_timeout
+            if (
+                self.snd_wnd == 0
+                and self._user_timeout_expired(now)
+                and now - self._last_rcv >= (ut or 0)
+            ):
+                # Probes unanswered for the user timeout (RFC 9293 §3.8.6.1 only
+                # forbids giving up while they are ACKed): abort here, so the RST
+                # leaves in this round instead of a last probe (§3.8.3, RFC 5482).
+                self._fail("timeout")
+                self._wake()
+                return
             self._persist_probe = True
         if self._delack_at is not None and now >= self._delack_at:
             self._delack_at = None
@@ -880,7 +925,7 @@ class Connection:
             self._fail("timeout")
             return
         self.stats.timeouts += 1
-        flight = self._pipe()
+        flight = self.snd_max - self.snd_una  # FlightSize (RFC 5681 eq. 4)
         if self._retries == 1:
             self.cc.on_timeout(flight, now)
         else:
@@ -889,7 +934,11 @@ class Connection:
         self._recover = self.snd_max  # RFC 6582 §3.2 step 4 / §4
         self._reno_sacked = 0
         self._dupacks = 0
-        self.snd_nxt = self.snd_una  # resend from SND.UNA, skipping SACKed data
+        # RFC 2018 §8: after a timeout the receiver may have reneged, so prior SACK
+        # information MUST be ignored in choosing what to resend; SACKs arriving
+        # from now on refill the scoreboard (RFC 6675 §5.1) and are skipped again.
+        self._sacks.clear()
+        self.snd_nxt = self.snd_una  # resend from SND.UNA
         self.rtt.back_off()
 
     def _on_keepalive(self, now: float) -> None:
@@ -952,7 +1001,10 @@ class Connection:
                 self.stats.keepalives_sent += 1
                 out.append(self._make(self.snd_una - 1, ACK, b"", now))
             elif not out:
-                out.append(self._make(self.snd_nxt, ACK, b"", now))
+                # A bare ACK carries SND.MAX, not a rewound SND.NXT, so that it
+                # stays inside the peer's window after a timeout (as BSD's
+                # tcp_output does); otherwise both sides can drop each other's ACKs.
+                out.append(self._make(self.snd_max, ACK, b"", now))
         self._keepalive_probe = False
         self._arm_timers(now)
         return out
@@ -1070,7 +1122,14 @@ class Connection:
         una = self.snd_una
         if self._buf_end > una:
             self.stats.zero_window_probes += 1
+            nxt = self.snd_nxt
             self._emit(out, una, 1, now)
+            # The receiver drops a probe byte that finds its window still closed,
+            # so the probe must not advance SND.NXT: once the window opens the byte
+            # is sent again in order (RFC 9293 §3.8.6.1; BSD's tcp_output leaves
+            # snd_nxt alone for a forced probe). Otherwise Nagle holds the rest
+            # behind a byte nobody will ACK until an RTO.
+            self.snd_nxt = nxt
         elif self._fin_queued and una == self._buf_end:
             self._emit(out, una, 0, now)
         self._persist_backoff += 1
@@ -1088,23 +1147,24 @@ class Connection:
         if n and end >= self._buf_end:
             flags |= PSH
         out.append(self._make(seq, flags, payload, now))
-        retransmit = seq < self.snd_max
         stats = self.stats
-        if retransmit:
+        old = min(seq + n, self.snd_max) - seq  # bytes of this segment sent before
+        if seq < self.snd_max:
             stats.retransmits += 1
-            stats.bytes_retransmitted += n
+            stats.bytes_retransmitted += max(old, 0)
             if self._rtt_seq is not None and seq <= self._rtt_seq:
                 self._rtt_seq = None  # Karn's rule
-        else:
-            stats.bytes_sent += n
-            if self._rtt_seq is None and not self.ts_ok:
-                self._rtt_seq, self._rtt_time = seq, now
+        elif self._rtt_seq is None and not self.ts_ok:
+            self._rtt_seq, self._rtt_time = seq, now
+        stats.bytes_sent += n - max(old, 0)
         if end > self.snd_nxt and seq <= self.snd_nxt:
             self.snd_nxt = end
+        if self.snd_max == self.snd_una:
+            # Nothing was outstanding: the user timeout counts from this send
+            # (RFC 9293 §3.8.3, RFC 5482 §3), not from the last ACK before an idle spell.
+            self._progress_at = now
         if end > self.snd_max:
             self.snd_max = end
-        if self.snd_max == self.snd_una:
-            self._progress_at = now
         if self._rtx_at is None:
             self._rtx_at = now + self.rtt.rto
         return n
@@ -1177,10 +1237,6 @@ class Connection:
             if self._persist_at is None:
                 backoff = min(self._persist_backoff, 16)
                 self._persist_at = now + min(self.rtt.rto * (1 << backoff), self.config.rto_max)
-            if self._user_timeout_expired(now) and now - self._last_rcv >= (
-                self.config.user_timeout or 0
-            ):
-                self._fail("timeout")
         elif pending and not outstanding:
             if self._persist_at is None:  # SWS avoidance held back a small segment
                 self._persist_at = now + self.rtt.rto
