@@ -396,3 +396,41 @@ def test_transport_api(run: Run) -> None:
             await writer.wait_closed()
 
     run(main())
+
+
+def test_time_wait_keeps_no_user_objects(run: Run) -> None:
+    """A server that closes first keeps the connection in TIME_WAIT inside its
+    endpoint, yet the transport and stream objects can be collected."""
+    import gc
+    import weakref
+
+    refs: list[weakref.ref[Any]] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        refs.append(weakref.ref(writer.transport))
+        refs.append(weakref.ref(writer))
+        refs.append(weakref.ref(reader))
+        writer.write(b"bye")
+        writer.close()  # the server's FIN goes first: it will pass TIME_WAIT
+        await writer.wait_closed()
+
+    async def main() -> None:
+        server = await rudp.start_server(handler, "127.0.0.1", 0, msl=5)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await rudp.open_connection("127.0.0.1", port)
+        assert await reader.read() == b"bye"
+        writer.close()
+        await writer.wait_closed()
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            states = [c.state for c in server.endpoint.endpoint.connections.values()]
+            if states == [State.TIME_WAIT]:
+                break
+        assert states == [State.TIME_WAIT]
+        del reader, writer
+        gc.collect()
+        assert refs and all(ref() is None for ref in refs), [ref() for ref in refs]
+        server.close()
+        await server.wait_closed()
+
+    run(main())
