@@ -463,13 +463,15 @@ class Connection:
         if self._fin_queued:
             self._set_state(FIN_WAIT_1)
 
-    def _acceptable(self, seq: int, seg_len: int) -> bool:
+    def _acceptable(self, seq: int, seg_len: int, rst: int) -> bool:
         """The segment acceptability test (RFC 9293 §3.10.7.4, first check)."""
         rcv_nxt = self.rcv_nxt
         wnd = max(0, self._rcv_adv - rcv_nxt)
         if seg_len == 0:
             if wnd == 0:
                 return seq == rcv_nxt
+            if rst:
+                return rcv_nxt <= seq < rcv_nxt + wnd  # strict for RST (RFC 5961 §3.2)
             # A bare ACK from a peer whose data fills our whole window carries
             # SEQ = RCV.NXT + RCV.WND; accept it, as Linux does (tcp_sequence).
             return rcv_nxt <= seq <= rcv_nxt + wnd
@@ -494,6 +496,12 @@ class Connection:
                 self._ts_recent = seg.ts[0]
             self.snd_nxt = self.iss
             return
+        if flags & SYN and flags & ACK and st is SYN_RCVD and seq == self.rcv_nxt - 1:
+            # Simultaneous open (§3.5 Figure 8, line 7): the peer's SYN,ACK repeats
+            # the SYN we hold and acknowledges ours; take its ACK and carry on
+            # as if the SYN bit were clear, so both sides reach ESTABLISHED.
+            flags &= ~SYN
+            seq += 1
         if (
             st is TIME_WAIT
             and fin
@@ -509,7 +517,7 @@ class Connection:
 
         # First: sequence number check.
         seg_len = len(payload) + fin + (1 if flags & SYN else 0)
-        if not self._acceptable(seq, seg_len):
+        if not self._acceptable(seq, seg_len, flags & RST):
             if self._rcv_adv <= self.rcv_nxt and seq == self.rcv_nxt:
                 # Zero window: still process ACK/RST at RCV.NXT (§3.10.7.4), drop
                 # the text; a FIN takes no buffer and is kept.
