@@ -259,7 +259,9 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.socket: Any = None
         self.sockname: Any = None
-        self.own = own  # closes itself once its connections are gone
+        # Close the socket once no connection needs it any more (a client's
+        # private socket from the start; a server's once it is closed).
+        self.close_when_idle = own
         self._transports: dict[Connection, RudpTransport] = {}
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
@@ -291,14 +293,24 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self.kick()
 
     def error_received(self, exc: Exception) -> None:
-        """ICMP errors on a connected socket: port unreachable refuses connects."""
-        if isinstance(exc, ConnectionRefusedError):
-            for conn, fut in list(self._connecting.items()):
-                if not fut.done():
-                    fut.set_exception(ConnectionRefusedError(f"connection to {conn.addr} refused (port unreachable)"))
-                conn.abort()
-            self.endpoint.counters["icmp_refused"] += 1
-            self.kick()
+        """ICMP port unreachable on a connected socket is a hard error (RFC 1122
+        §4.2.3.9): connects are refused and established connections end."""
+        if not isinstance(exc, ConnectionRefusedError) or self._peer is None:
+            return
+        self.endpoint.counters["icmp_refused"] += 1
+        for conn, fut in list(self._connecting.items()):
+            if not fut.done():
+                fut.set_exception(
+                    ConnectionRefusedError(f"connection to {conn.addr} refused (port unreachable)")
+                )
+            conn.abort()
+        for conn, tr in list(self._transports.items()):
+            # A user who closed and whose data was all acknowledged lost
+            # nothing: only our FIN's ACK is missing, so the close is clean.
+            clean = tr._closing and conn.send_buffer_size == 0
+            conn.abort()
+            tr._connection_lost(None if clean else ConnectionResetError("peer unreachable"))
+        self.kick()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
@@ -345,9 +357,9 @@ class EndpointProtocol(asyncio.DatagramProtocol):
             if tr._writing_paused:
                 tr._check_pause()
         self._arm_timer()
-        if self.own and not self._transports and not self._connecting:
-            # A private socket lives until its connection needs nothing more;
-            # TIME_WAIT is not kept, since the UDP port itself goes away.
+        if self.close_when_idle and not self._transports and not self._connecting:
+            # The socket lives until its connections need nothing more (a FIN
+            # still to ACK, say); TIME_WAIT is not kept, since the port goes away.
             if all(c.state is State.TIME_WAIT for c in ep.connections.values()):
                 self.close()
 
@@ -627,13 +639,13 @@ class Server:
             tr.abort()
 
     async def wait_closed(self) -> None:
-        """Wait until the server is closed and its connections are gone."""
-        if self._listener is None and not self._transports:
-            self._endpoint.close()
-            return
-        fut = self._loop.create_future()
-        self._waiters.append(fut)
-        await fut
+        """Wait until the server is closed and its connections are finished:
+        every FIN sent and acknowledged, every FIN received acknowledged."""
+        if self._listener is not None:
+            fut = self._loop.create_future()
+            self._waiters.append(fut)
+            await fut
+        await self._endpoint.wait_closed()
 
     def _attach(self, tr: RudpTransport) -> None:
         self._transports.add(tr)
@@ -643,8 +655,9 @@ class Server:
         self._maybe_done()
 
     def _maybe_done(self) -> None:
-        if self._listener is None and not self._transports:
-            self._endpoint.close()
+        if self._listener is None:
+            self._endpoint.close_when_idle = True
+            self._endpoint.kick()
             for fut in self._waiters:
                 if not fut.done():
                     fut.set_result(None)
