@@ -188,6 +188,7 @@ class Connection:
         self._delack_at: float | None = None
         self._keepalive_at: float | None = None
         self._keepalive_probes = 0
+        self._keepalive_sent_at = 0.0
         self._keepalive_probe = False
         self._close_at: float | None = None  # TIME_WAIT or FIN_WAIT_2 expiry
         self._progress_at = 0.0  # last time SND.UNA advanced, for the user timeout
@@ -950,23 +951,24 @@ class Connection:
         self.rtt.back_off()
 
     def _on_keepalive(self, now: float) -> None:
-        """Keep-alive (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6)."""
+        """Keep-alive (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6): after an idle spell,
+        probe; any segment from the peer since the last probe answers it."""
         cfg = self.config
         if self.state not in (ESTABLISHED, CLOSE_WAIT):
             return
-        idle = now - self._last_rcv
-        if idle < cfg.keepalive_idle and self._keepalive_probes == 0:
-            self._keepalive_at = self._last_rcv + cfg.keepalive_idle
-            return
-        if self._last_rcv > now - cfg.keepalive_interval and self._keepalive_probes:
+        if self._keepalive_probes and self._last_rcv >= self._keepalive_sent_at:
             self._keepalive_probes = 0  # the peer answered
-            self._keepalive_at = self._last_rcv + cfg.keepalive_idle
-            return
-        if self._keepalive_probes >= cfg.keepalive_count:
+        if self._keepalive_probes == 0:
+            due = self._last_rcv + cfg.keepalive_idle
+            if now < due:
+                self._keepalive_at = due
+                return
+        elif self._keepalive_probes >= cfg.keepalive_count:
             self._fail("keepalive timeout")
             return
         self._keepalive_probes += 1
         self._keepalive_probe = True
+        self._keepalive_sent_at = now
         self._keepalive_at = now + cfg.keepalive_interval
 
     # -------------------------------------------------------------- sending
