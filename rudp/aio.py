@@ -262,6 +262,8 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         # Close the socket once no connection needs it any more (a client's
         # private socket from the start; a server's once it is closed).
         self.close_when_idle = own
+        self._own = own
+        self._linger_until: float | None = None
         self._transports: dict[Connection, RudpTransport] = {}
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
@@ -359,9 +361,21 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self._arm_timer()
         if self.close_when_idle and not self._transports and not self._connecting:
             # The socket lives until its connections need nothing more (a FIN
-            # still to ACK, say); TIME_WAIT is not kept, since the port goes away.
-            if all(c.state is State.TIME_WAIT for c in ep.connections.values()):
-                self.close()
+            # still to ACK, say). A server's socket, which peers reach through
+            # connected sockets that hear ICMP, closes then; a client's private
+            # socket lingers a few RTOs in TIME_WAIT, to ACK a retransmitted FIN
+            # if our last ACK was lost, rather than the whole 2*MSL.
+            conns = ep.connections.values()
+            if all(c.state is State.TIME_WAIT for c in conns):
+                if not self._own or not conns:
+                    self.close()
+                elif self._linger_until is None:
+                    rto = max(c.rtt.rto for c in conns)
+                    linger = min(2 * self.config.msl, max(1.0, 3 * rto))
+                    self._linger_until = now + linger
+                    self.loop.call_at(self._linger_until, self.kick)
+                elif now >= self._linger_until:
+                    self.close()
 
     def _arm_timer(self) -> None:
         when = self.endpoint.get_timer()
