@@ -85,8 +85,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if args.nodelay:
         opts["nodelay"] = True
-    if args.no_checksum:
-        opts["checksum"] = False
+    if args.checksum:
+        opts["checksum"] = True
     return opts
 
 
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--nodelay", action="store_true", help="disable Nagle's algorithm")
-        p.add_argument("--no-checksum", action="store_true", help="send and accept unchecksummed segments")
+        p.add_argument("--checksum", action="store_true", help="checksum the segments we send")
 
     p = sub.add_parser("listen", help="accept one connection and pipe it to stdin/stdout")
     p.add_argument("port", type=int)
