@@ -20,6 +20,7 @@ from . import events
 from .config import Config
 from .connection import Connection, ConnectionStateError, State
 from .endpoint import Endpoint, Listener
+from .udpio import UdpSocket, open_socket
 
 Address = Hashable
 
@@ -249,16 +250,26 @@ class RudpTransport(asyncio.Transport):
         return f"<RudpTransport {self._conn!r}>"
 
 
-class EndpointProtocol(asyncio.DatagramProtocol):
-    """Drives one Endpoint from one UDP socket; shared by its connections."""
+class EndpointProtocol:
+    """Drives one Endpoint from one UDP socket; shared by its connections.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, config: Config, *, own: bool) -> None:
+    Reads drain the socket and sends go out in GSO batches (``rudp.udpio``):
+    one engine flush per batch, which also coalesces ACKs and window updates.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        config: Config,
+        sock: socket.socket,
+        *,
+        own: bool,
+    ) -> None:
         self.loop = loop
         self.endpoint = Endpoint(config)
         self.config = config
-        self.transport: asyncio.DatagramTransport | None = None
-        self.socket: Any = None
-        self.sockname: Any = None
+        self.socket = sock
+        self.sockname: Any = sock.getsockname()
         # Close the socket once no connection needs it any more (a client's
         # private socket from the start; a server's once it is closed).
         self.close_when_idle = own
@@ -267,32 +278,19 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         self._transports: dict[Connection, RudpTransport] = {}
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
-        self._peer: Any = None
         self._kicked = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = loop.create_future()
         if logger.isEnabledFor(logging.DEBUG):
             self.endpoint.on_state_change = _log_state  # --verbose; off the hot path otherwise
+        self.udp = UdpSocket(
+            loop, sock, self._datagram_received, self._flush, self.error_received, self._socket_closed
+        )
+        self._peer = self.udp.peer
 
-    # -- asyncio.DatagramProtocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.socket = transport.get_extra_info("socket")
-        self.sockname = transport.get_extra_info("sockname")
-        self._peer = transport.get_extra_info("peername")
-        sock = self.socket
-        if sock is not None:
-            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, opt, _SOCKET_BUFFER)
-                except OSError:  # pragma: no cover - platform limits
-                    pass
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.endpoint.datagram_received(data, _norm(addr), self.loop.time())
-        self.kick()
+    def _datagram_received(self, data: bytes, addr: Any, now: float) -> None:
+        self.endpoint.datagram_received(data, (addr[0], addr[1]), now)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP port unreachable on a connected socket is a hard error (RFC 1122
@@ -314,16 +312,16 @@ class EndpointProtocol(asyncio.DatagramProtocol):
             tr._connection_lost(None if clean else ConnectionResetError("peer unreachable"))
         self.kick()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _socket_closed(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        err = exc or ConnectionAbortedError("the UDP socket was closed")
+        err = ConnectionAbortedError("the UDP socket was closed")
         for fut in self._connecting.values():
             if not fut.done():
                 fut.set_exception(err)
         for tr in list(self._transports.values()):
-            tr._connection_lost(err if isinstance(err, Exception) else None)
+            tr._connection_lost(err)
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -338,21 +336,14 @@ class EndpointProtocol(asyncio.DatagramProtocol):
     def _flush(self) -> None:
         self._kicked = False
         ep = self.endpoint
-        transport = self.transport
+        udp = self.udp
         now = self.loop.time()
         for _ in range(64):
             evs = ep.poll_events()
             for conn, ev in evs:
                 self._dispatch(conn, ev)
             datagrams = ep.datagrams_to_send(now)
-            if transport is not None and not transport.is_closing():
-                sendto = transport.sendto
-                if self._peer is not None:  # a connected socket takes no address
-                    for data, _ in datagrams:
-                        sendto(data)
-                else:
-                    for data, addr in datagrams:
-                        sendto(data, addr)
+            udp.send(datagrams)
             if not evs and not datagrams:
                 break
         for tr in list(self._transports.values()):
@@ -492,8 +483,7 @@ class EndpointProtocol(asyncio.DatagramProtocol):
         return tr, protocol
 
     def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+        self.udp.close()
 
     async def wait_closed(self) -> None:
         await self._closed
@@ -507,10 +497,8 @@ async def create_endpoint(
     config, _ = split_options(options)
     if host is None:
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    _, proto = await loop.create_datagram_endpoint(
-        lambda: EndpointProtocol(loop, config, own=False), local_addr=(host, port), family=family
-    )
-    return proto
+    sock = await open_socket(family, (host, port), buffer_size=_SOCKET_BUFFER)
+    return EndpointProtocol(loop, config, sock, own=False)
 
 
 async def _resolve(host: str, port: int, family: int) -> tuple[int, Any]:
@@ -551,12 +539,10 @@ async def create_connection(
     if not 0 < rport < 65536:
         raise ValueError(f"remote_port must be in 1..65535, got {rport}")
     if endpoint is None:
-        _, ep = await loop.create_datagram_endpoint(
-            lambda: EndpointProtocol(loop, config, own=True),
-            remote_addr=sockaddr[:2],
-            local_addr=local_addr,
-            family=fam,
-        )
+        if local_addr is None:
+            local_addr = ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0)
+        sock = await open_socket(fam, local_addr, sockaddr, buffer_size=_SOCKET_BUFFER)
+        ep = EndpointProtocol(loop, config, sock, own=True)
     else:
         ep = endpoint
     try:
@@ -709,9 +695,8 @@ async def create_server(
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
     if not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"port must be an int in 0..65535, got {port!r}")
-    _, ep = await loop.create_datagram_endpoint(
-        lambda: EndpointProtocol(loop, config, own=False), local_addr=(host, port), family=family
-    )
+    sock = await open_socket(family, (host, port), buffer_size=_SOCKET_BUFFER)
+    ep = EndpointProtocol(loop, config, sock, own=False)
     lport = listen_port if listen_port is not None else ep.sockname[1]
     try:
         listener = ep.endpoint.listen(lport, backlog=backlog, max_half_open=max_half_open, config=config)

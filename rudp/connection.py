@@ -363,7 +363,9 @@ class Connection:
         self._last_rcv = now
         self.stats.segments_received += 1
         st = self.state
-        if st is CLOSED:
+        if st is ESTABLISHED and self._predicted(seg, now):
+            pass
+        elif st is CLOSED:
             self.drops["closed"] += 1
         elif st is LISTEN:
             self._receive_listen(seg, now)
@@ -372,6 +374,47 @@ class Connection:
         else:
             self._receive_other(seg, now)
         self._wake()
+
+    def _predicted(self, seg: Segment, now: float) -> bool:
+        """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input):
+        the next in-order data segment while nothing of ours is in flight, with
+        the same window, no SACK blocks and nothing out of order is handled
+        here in a few steps. Anything else returns False for the full path,
+        which would reach the same result."""
+        payload = seg.payload
+        n = len(payload)
+        rcv_nxt = self.rcv_nxt
+        if (
+            not n
+            or seg.flags & 0xF7 != ACK  # only ACK (and PSH) set
+            or seg.seq != rcv_nxt & MASK
+            or self.snd_max != self.snd_una
+            or seg.ack != self.snd_una & MASK
+            or seg.sack
+            or self._ooo
+            or self._ooo_fin is not None
+            or self._user_closed
+            or n > self._rcv_adv - rcv_nxt
+            or (seg.window << self.snd_wscale) != self.snd_wnd
+        ):
+            return False
+        ts = seg.ts
+        if ts is not None and self.ts_ok:
+            if rcv_nxt <= self._last_ack_sent and seq_diff(ts[0], self._ts_recent) >= 0:
+                self._ts_recent = ts[0]  # RFC 7323 §4.3
+        self._rcvbuf += payload
+        self.rcv_nxt = rcv_nxt + n
+        self.snd_wl1, self.snd_wl2 = rcv_nxt, self.snd_una  # as §3.10.7.4 would set them
+        self.stats.bytes_received += n
+        events_ = self._events
+        if not events_ or events_[-1] is not _DATA_RECEIVED:
+            events_.append(_DATA_RECEIVED)
+        self._unacked_bytes += n
+        if self._unacked_bytes >= 2 * self._smss:
+            self._ack_now = True  # RFC 5681 §4.2: every second full segment
+        elif self._delack_at is None:
+            self._delack_at = now + self.config.delayed_ack
+        return True
 
     def _negotiate(self, seg: Segment) -> None:
         """Options from the peer's SYN (RFC 9293 §3.7.1, RFC 7323 §2-3, RFC 2018 §2)."""
@@ -1089,6 +1132,8 @@ class Connection:
             sent = self._emit(out, hole[0], min(hole[1] - hole[0], smss), now)
             self._high_rxt = hole[0] + max(sent, 1)
         self._force_rxt = False
+        if not self._in_recovery and self.snd_nxt == self.snd_max:
+            self._send_full_segments(out, now, smss, cwnd)
         # New data, or data after a timeout (go-back-N from SND.UNA, RFC 6298 §5.4).
         while True:
             seq = self.snd_nxt
@@ -1126,6 +1171,53 @@ class Connection:
                 break
             else:
                 break
+
+    def _send_full_segments(self, out: list[Segment], now: float, smss: int, cwnd: int) -> None:
+        """The bulk case of the loop in ``_send_data``, batched: full-sized new
+        segments that fit both windows and are not the last of the buffer
+        (which may need PSH, FIN or Nagle's judgement). Same segments, same
+        bookkeeping; the header fields are computed once per batch."""
+        seq = self.snd_nxt
+        una = self.snd_una
+        buf = self._sndbuf
+        buf_seq = self._buf_seq
+        outstanding = seq - una
+        sacked = self._sacks.sacked if self.sack_ok else min(self._reno_sacked, outstanding)
+        pipe = max(0, outstanding - sacked)
+        room = cwnd - pipe if pipe else max(cwnd, smss)
+        limit = min(buf_seq + len(buf) - 1, una + self.snd_wnd)  # keep the last byte back
+        count = min((limit - seq) // smss, room // smss)
+        if count <= 0:
+            return
+        ack = self.rcv_nxt & MASK
+        wnd = self._advertise()
+        sack: tuple[tuple[int, int], ...] = ()
+        if self.sack_ok and self._ooo:
+            sack = tuple((a & MASK, b & MASK) for a, b in self._ooo.blocks(3 if self.ts_ok else 4))
+        ts = (self._ts_now(now), self._ts_recent) if self.ts_ok else None
+        lport, rport = self.local_port, self.remote_port
+        view = memoryview(buf)
+        try:
+            off = seq - buf_seq
+            for i in range(count):
+                start = off + i * smss
+                out.append(
+                    Segment(lport, rport, (seq + i * smss) & MASK, ack, ACK, wnd,
+                            bytes(view[start : start + smss]), None, None, False, sack, ts)
+                )
+        finally:
+            view.release()  # the buffer must stay resizable
+        n = count * smss
+        self.snd_nxt = self.snd_max = seq + n
+        stats = self.stats
+        stats.bytes_sent += n
+        stats.segments_sent += count
+        if self._rtt_seq is None and not self.ts_ok:
+            self._rtt_seq, self._rtt_time = seq, now
+        if outstanding == 0:
+            self._progress_at = now  # RFC 5482: the user timeout runs from here
+        if self._rtx_at is None:
+            self._rtx_at = now + self.rtt.rto
 
     def _send_probe(self, out: list[Segment], now: float) -> None:
         """Zero-window probe: one byte past the window (RFC 9293 §3.8.6.1)."""
