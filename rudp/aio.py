@@ -82,6 +82,7 @@ class RudpTransport(asyncio.Transport):
         self._lost = False
         self._eof_delivered = False
         self._eof_written = False
+        self._lost_pending = False
         self._closed_future: asyncio.Future[None] = owner.loop.create_future()
 
     # -- asyncio.BaseTransport
@@ -189,7 +190,7 @@ class RudpTransport(asyncio.Transport):
         self._closing = True
         self._conn.abort()
         self._owner.kick()
-        self._connection_lost(None)
+        self._connection_lost(None, now=True)
 
     # -- driven by EndpointProtocol
 
@@ -228,10 +229,23 @@ class RudpTransport(asyncio.Transport):
             keep_open = proto.eof_received()  # type: ignore[attr-defined]
             if not keep_open:
                 self.close()
+        if self._lost_pending and not self._undelivered():
+            self._lost_pending = False
+            self._connection_lost(None)
         self._owner.kick()  # reading may reopen the window
 
-    def _connection_lost(self, exc: BaseException | None) -> None:
+    def _undelivered(self) -> bool:
+        """Received bytes or an EOF the protocol has not been given yet."""
+        conn = self._conn
+        return bool(conn.readable) or (conn.at_eof and not self._eof_delivered)
+
+    def _connection_lost(self, exc: BaseException | None, *, now: bool = False) -> None:
         if self._lost:
+            return
+        if exc is None and not now and self._undelivered():
+            # A clean end while reading is paused: every received byte (and
+            # the EOF) still reaches the protocol first, then connection_lost.
+            self._lost_pending = True
             return
         self._lost = True
         self._closing = True

@@ -434,3 +434,30 @@ def test_time_wait_keeps_no_user_objects(run: Run) -> None:
         await server.wait_closed()
 
     run(main())
+
+
+def test_peer_close_while_reading_is_paused_loses_nothing(run: Run) -> None:
+    """The peer sends a burst and closes while our reader is paused (its buffer
+    is over the limit): every byte and then EOF still reach the reader."""
+    data = pattern(3_000_000, seed=9)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(data)
+        writer.close()
+        await writer.wait_closed()
+
+    async def main() -> None:
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port, limit=1024)
+            writer.write_eof()
+            await asyncio.sleep(0.5)  # let everything arrive while nobody reads
+            got = bytearray()
+            while chunk := await reader.read(4096):
+                got += chunk
+            assert bytes(got) == data
+            writer.close()
+            await writer.wait_closed()
+
+    run(main())
