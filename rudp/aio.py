@@ -195,25 +195,24 @@ class RudpTransport(asyncio.Transport):
     # -- driven by EndpointProtocol
 
     def _check_pause(self) -> None:
+        """pause_writing above the high-water mark, resume_writing at or below
+        the low one (the contract of asyncio's _FlowControlMixin)."""
         size = self.get_write_buffer_size()
         if not self._writing_paused and size > self._high:
             self._writing_paused = True
-            try:
-                self._protocol.pause_writing()
-            except Exception as exc:  # pragma: no cover - user code
-                self._owner.loop.call_exception_handler(
-                    {"message": "protocol.pause_writing() failed", "exception": exc,
-                     "transport": self, "protocol": self._protocol}
-                )
+            self._call_protocol("pause_writing")
         elif self._writing_paused and size <= self._low:
             self._writing_paused = False
-            try:
-                self._protocol.resume_writing()
-            except Exception as exc:  # pragma: no cover - user code
-                self._owner.loop.call_exception_handler(
-                    {"message": "protocol.resume_writing() failed", "exception": exc,
-                     "transport": self, "protocol": self._protocol}
-                )
+            self._call_protocol("resume_writing")
+
+    def _call_protocol(self, name: str) -> None:
+        try:
+            getattr(self._protocol, name)()
+        except Exception as exc:  # user code must not break the engine pump
+            self._owner.loop.call_exception_handler(
+                {"message": f"protocol.{name}() failed", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
 
     def _deliver(self) -> None:
         """Hand in-order data, then EOF, to the protocol unless reading is paused."""
