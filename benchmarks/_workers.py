@@ -1,0 +1,933 @@
+"""Benchmark worker processes for benchmarks/run.py (one role per process).
+
+Run as ``python benchmarks/_workers.py ROLE 'JSON-PARAMS'``; ``ROLE`` is
+``server`` (receiver) or ``client`` (sender). The worker prints one JSON object
+per line on stdout (``{"event": "ready", "port": N}``, ``{"event": "result",
+...}``, ``{"event": "error", "error": "..."}``) and takes commands, one per line,
+on stdin (``mark``: report RSS/CPU/counters now; ``go``: start the measured
+phase; ``quit``). It exits by itself when stdin closes or its deadline passes,
+so a dead orchestrator never leaves load running.
+
+Every measurement is taken inside the worker with time.perf_counter and
+resource.getrusage around the measured phase only (never process start-up).
+Only 127.0.0.1 is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import resource
+import socket
+import statistics
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+
+HOST = "127.0.0.1"
+CHUNK = bytes(range(256)) * 256  # 64 KiB per stream write
+DGRAM_PAYLOAD = 1400  # plain UDP / kcp datagram size
+SOCK_BUF = 4 << 20  # the same socket buffers rudp asks for
+OP_TIMEOUT = 10.0  # one connection in the connection-rate / memory benchmarks
+
+Params = dict[str, Any]
+StreamPair = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+# -- plumbing -----------------------------------------------------------------
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One JSON line on stdout for the orchestrator."""
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def rss_bytes() -> int:
+    """VmRSS of this process, from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def set_udp_buffers(transport: asyncio.BaseTransport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, SOCK_BUF)
+        except OSError:
+            pass
+
+
+class Control:
+    """Commands from the orchestrator on stdin, delivered into the event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.handlers: dict[str, Callable[[], None]] = {}
+        self.go = asyncio.Event()
+        self.handlers["go"] = self.go.set
+        self.handlers["quit"] = lambda: os._exit(0)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in sys.stdin:
+            cmd = line.strip()
+            if cmd:
+                self.loop.call_soon_threadsafe(self._dispatch, cmd)
+        os._exit(0)  # the orchestrator went away: stop the load at once
+
+    def _dispatch(self, cmd: str) -> None:
+        handler = self.handlers.get(cmd)
+        if handler is None:
+            emit("error", error=f"unknown command {cmd!r}")
+        else:
+            handler()
+
+
+def run_loop(loop_name: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``main()`` on uvloop or on asyncio's default loop."""
+    if loop_name == "uvloop":
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    elif loop_name == "asyncio":
+        factory = asyncio.new_event_loop
+    else:
+        raise ValueError(f"unknown loop {loop_name!r}")
+    loop = factory()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(main())
+    finally:
+        asyncio.set_event_loop(None)
+
+
+def stream_options(p: Params) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(p.get("rudp_options") or {})
+    opts.update(p.get("extra_rudp_options") or {})
+    return opts
+
+
+async def start_stream_server(
+    impl: str, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], p: Params
+) -> tuple[Any, int]:
+    """A stream server on 127.0.0.1: rudp or kernel TCP (asyncio streams)."""
+    if impl == "rudp":
+        import rudp
+
+        server: Any = await rudp.start_server(handler, HOST, 0, **stream_options(p))
+    elif impl == "tcp":
+        server = await asyncio.start_server(handler, HOST, 0, backlog=1024)
+    else:
+        raise ValueError(f"{impl!r} is not a stream implementation")
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def open_stream(impl: str, port: int, p: Params, endpoint: Any = None) -> StreamPair:
+    if impl == "rudp":
+        import rudp
+
+        opts = stream_options(p)
+        if endpoint is not None:
+            opts["endpoint"] = endpoint
+        return await rudp.open_connection(HOST, port, **opts)
+    if impl == "tcp":
+        return await asyncio.open_connection(HOST, port)
+    raise ValueError(f"{impl!r} is not a stream implementation")
+
+
+async def shared_client_endpoint(impl: str, p: Params) -> Any:
+    """One UDP socket for many rudp client connections (None for TCP)."""
+    if impl != "rudp":
+        return None
+    import rudp
+
+    return await rudp.create_endpoint(HOST, 0, **stream_options(p))
+
+
+def set_tcp_nodelay(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def close_writers(writers: list[asyncio.StreamWriter], timeout: float) -> bool:
+    """Graceful close of every writer; False if that did not finish in time."""
+    for w in writers:
+        w.close()
+
+    async def wait_one(w: asyncio.StreamWriter) -> None:
+        try:
+            await w.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+    try:
+        await asyncio.wait_for(asyncio.gather(*(wait_one(w) for w in writers)), timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+
+
+async def forever() -> None:
+    """Serve until the orchestrator stops this process (or the deadline does)."""
+    await asyncio.Event().wait()
+
+
+# -- bulk: rudp and kernel TCP through asyncio streams ------------------------
+
+
+@dataclass
+class Meter:
+    """Receiver side of a bulk transfer: bytes, wall time and CPU time."""
+
+    expected_conns: int = 1
+    nbytes: int = 0
+    finished: int = 0
+    t_first: float | None = None
+    cpu_first: float = 0.0
+    t_end: float = 0.0
+    cpu_end: float = 0.0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def got(self, n: int) -> None:
+        if self.t_first is None:
+            self.t_first = time.perf_counter()
+            self.cpu_first = cpu_seconds()
+        self.nbytes += n
+
+    def finish_one(self) -> None:
+        self.finished += 1
+        if self.finished == self.expected_conns:
+            self.t_end = time.perf_counter()
+            self.cpu_end = cpu_seconds()
+            self.done.set()
+
+    def result(self) -> dict[str, Any]:
+        assert self.t_first is not None
+        return {
+            "bytes": self.nbytes,
+            "elapsed": self.t_end - self.t_first,
+            "cpu": self.cpu_end - self.cpu_first,
+        }
+
+
+async def bulk_stream_server(p: Params, control: Control) -> None:
+    meter = Meter(expected_conns=int(p.get("conns", 1)))
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(1 << 18):
+                meter.got(len(data))
+        finally:
+            meter.finish_one()
+            writer.close()  # our FIN tells the sender everything arrived
+            try:
+                await writer.wait_closed()
+            except (ConnectionError, OSError):
+                pass
+
+    server, port = await start_stream_server(p["impl"], handler, p)
+    emit("ready", port=port)
+    await meter.done.wait()
+    emit("result", **meter.result())
+    server.close()
+
+
+async def bulk_stream_client(p: Params, control: Control) -> None:
+    impl, port, size, nconns = p["impl"], p["port"], int(p["size"]), int(p.get("conns", 1))
+    pairs = [await open_stream(impl, port, p) for _ in range(nconns)]
+    per_conn = size // nconns
+
+    async def push(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        remaining = per_conn
+        while remaining > 0:
+            chunk = CHUNK if remaining >= len(CHUNK) else CHUNK[:remaining]
+            writer.write(chunk)
+            remaining -= len(chunk)
+            await writer.drain()
+        writer.write_eof()
+        while await reader.read(1 << 16):  # the receiver's FIN: it has everything
+            pass
+
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    await asyncio.gather(*(push(r, w) for r, w in pairs))
+    t1, cpu1 = time.perf_counter(), cpu_seconds()
+    closed = await close_writers([w for _, w in pairs], 10.0)
+    emit("result", bytes=per_conn * nconns, elapsed=t1 - t0, cpu=cpu1 - cpu0, close_ok=closed)
+
+
+# -- bulk: plain UDP, 64 datagrams in flight, one tiny ack each ---------------
+
+_SEQ = struct.Struct("!cQ")  # type byte + 64-bit sequence number
+
+
+class UdpSink(asyncio.DatagramProtocol):
+    """Receiver: acks every data datagram with 9 bytes; answers 'E' with 'R'."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.DatagramTransport | None = None
+        self.meter = Meter()
+        self.datagrams = 0
+        self.t_last = 0.0
+        self.cpu_last = 0.0
+        self.reported = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        set_udp_buffers(transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        assert self.transport is not None
+        kind = data[:1]
+        if kind == b"D":
+            self.meter.got(len(data))
+            self.datagrams += 1
+            self.t_last = time.perf_counter()
+            self.transport.sendto(b"A" + data[1:9], addr)
+        elif kind == b"E":
+            if not self.reported.is_set():
+                self.cpu_last = cpu_seconds()
+                self.reported.set()
+            self.transport.sendto(b"R", addr)
+
+
+class UdpSource(asyncio.DatagramProtocol):
+    """Sender: keeps ``window`` datagrams beyond the highest ack outstanding.
+
+    No reliability: a lost datagram is simply forgotten (the cumulative
+    'highest ack' frees its slot, and a 50 ms stall watchdog frees the tail)."""
+
+    def __init__(self, total: int, window: int) -> None:
+        self.total = total
+        self.window = window
+        self.sent = 0
+        self.acked_hi = 0
+        self.acks = 0
+        self.gave_up = 0
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pad = bytes(DGRAM_PAYLOAD - _SEQ.size)
+        self.all_acked = asyncio.Event()
+        self.reply = asyncio.Event()
+        self.t_last_ack = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        set_udp_buffers(transport)
+
+    def fill(self) -> None:
+        assert self.transport is not None
+        sendto, pack, pad = self.transport.sendto, _SEQ.pack, self.pad
+        while self.sent < self.total and self.sent - self.acked_hi < self.window:
+            sendto(pack(b"D", self.sent) + pad)
+            self.sent += 1
+        if self.acked_hi >= self.total:
+            self.all_acked.set()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if data[:1] == b"A":
+            self.acks += 1
+            self.t_last_ack = time.perf_counter()
+            seq = _SEQ.unpack(data[:9])[1]
+            self.acked_hi = max(self.acked_hi, seq + 1)
+            self.fill()
+        elif data[:1] == b"R":
+            self.reply.set()
+
+    def unstall(self) -> None:
+        """Forget datagrams that got no ack (no retransmission in this anchor)."""
+        self.gave_up += self.sent - self.acked_hi
+        self.acked_hi = self.sent
+        self.fill()
+
+
+async def bulk_udp_server(p: Params, control: Control) -> None:
+    loop = asyncio.get_running_loop()
+    transport, sink = await loop.create_datagram_endpoint(UdpSink, local_addr=(HOST, 0))
+    emit("ready", port=transport.get_extra_info("sockname")[1])
+    await sink.reported.wait()
+    m = sink.meter
+    t_first = m.t_first if m.t_first is not None else sink.t_last
+    emit("result", bytes=m.nbytes, elapsed=sink.t_last - t_first, cpu=sink.cpu_last - m.cpu_first,
+         datagrams=sink.datagrams)
+    await asyncio.sleep(0.2)  # keep answering repeated 'E's briefly
+    transport.close()
+
+
+async def bulk_udp_client(p: Params, control: Control) -> None:
+    loop = asyncio.get_running_loop()
+    total = -(-int(p["size"]) // DGRAM_PAYLOAD)
+    transport, src = await loop.create_datagram_endpoint(
+        lambda: UdpSource(total, int(p.get("window", 64))), remote_addr=(HOST, p["port"])
+    )
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    src.fill()
+    last_progress = -1
+    while not src.all_acked.is_set():
+        try:
+            await asyncio.wait_for(src.all_acked.wait(), 0.05)
+        except asyncio.TimeoutError:
+            if src.acks == last_progress:
+                src.unstall()
+            last_progress = src.acks
+    t1, cpu1 = src.t_last_ack or time.perf_counter(), cpu_seconds()
+    for _ in range(100):  # tell the receiver we are done; it answers 'R'
+        transport.sendto(b"E")
+        try:
+            await asyncio.wait_for(src.reply.wait(), 0.02)
+            break
+        except asyncio.TimeoutError:
+            pass
+    emit("result", bytes=src.acks * DGRAM_PAYLOAD, elapsed=t1 - t0, cpu=cpu1 - cpu0,
+         datagrams_sent=src.sent, acks=src.acks, lost=src.gave_up,
+         datagrams_per_s=src.acks / (t1 - t0) if t1 > t0 else 0.0, close_ok=src.reply.is_set())
+    transport.close()
+
+
+# -- bulk: aioquic, one stream ------------------------------------------------
+
+
+def quic_configuration(is_client: bool) -> Any:
+    """aioquic configuration; the server gets a fresh self-signed certificate."""
+    import datetime
+    import ssl
+
+    from aioquic.quic.configuration import QuicConfiguration
+
+    cfg = QuicConfiguration(is_client=is_client, alpn_protocols=["rudp-bench"],
+                            max_datagram_size=1452)  # a UDP payload like rudp's segments
+    if is_client:
+        cfg.verify_mode = ssl.CERT_NONE
+        return cfg
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cfg.certificate = cert
+    cfg.private_key = key
+    return cfg
+
+
+async def bulk_quic_server(p: Params, control: Control) -> None:
+    from aioquic.asyncio import serve
+
+    meter = Meter()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def consume(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1 << 18):
+            meter.got(len(data))
+        meter.finish_one()
+        writer.write(b"k")
+        writer.write_eof()
+
+    def stream_handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.ensure_future(consume(reader, writer))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    server = await serve(HOST, 0, configuration=quic_configuration(False), stream_handler=stream_handler)
+    transport = server._transport
+    assert transport is not None
+    port = transport.get_extra_info("sockname")[1]
+    set_udp_buffers(transport)
+    emit("ready", port=port)
+    await meter.done.wait()
+    emit("result", **meter.result())
+    await asyncio.sleep(0.2)  # let the 'k' and FIN go out
+    server.close()
+
+
+async def bulk_quic_client(p: Params, control: Control) -> None:
+    from aioquic.asyncio import QuicConnectionProtocol, connect
+
+    limit = 1 << 20  # our own backpressure: aioquic streams buffer without bound
+
+    class Proto(QuicConnectionProtocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.stream_id: int | None = None
+            self.room = asyncio.Event()
+
+        def buffered(self) -> int:
+            if self.stream_id is None:
+                return 0
+            stream = self._quic._streams.get(self.stream_id)  # exists after the first write
+            if stream is None:
+                return 0
+            return int(stream.sender._buffer_stop - stream.sender._buffer_start)
+
+        def datagram_received(self, data: Any, addr: Any) -> None:
+            super().datagram_received(data, addr)
+            if self.buffered() <= limit // 2:
+                self.room.set()
+
+    size = int(p["size"])
+    async with connect(HOST, p["port"], configuration=quic_configuration(True), create_protocol=Proto) as proto:
+        assert isinstance(proto, Proto)
+        if proto._transport is not None:
+            set_udp_buffers(proto._transport)
+        reader, writer = await proto.create_stream()
+        proto.stream_id = writer.get_extra_info("stream_id")
+        t0, cpu0 = time.perf_counter(), cpu_seconds()
+        remaining = size
+        while remaining > 0:
+            while proto.buffered() > limit:
+                proto.room.clear()
+                await proto.room.wait()
+            chunk = CHUNK if remaining >= len(CHUNK) else CHUNK[:remaining]
+            writer.write(chunk)
+            remaining -= len(chunk)
+            await asyncio.sleep(0)  # let the transmit scheduled by write() run
+        writer.write_eof()
+        await reader.read()  # the receiver's b"k" and end of stream
+        t1, cpu1 = time.perf_counter(), cpu_seconds()
+        emit("result", bytes=size, elapsed=t1 - t0, cpu=cpu1 - cpu0)
+        proto.close()
+
+
+# -- bulk: KCP (the kcp package: C ikcp via Cython) driven from asyncio -------
+
+KCP_MTU = DGRAM_PAYLOAD
+KCP_WINDOW = 1024
+KCP_INTERVAL_MS = 10
+
+
+def make_kcp(send: Callable[[bytes], None]) -> Any:
+    """KCP in its "fast" mode (nodelay, 10 ms interval, fast resend 2, no congestion control)."""
+    from kcp import KCP
+
+    k = KCP(1, max_transmission=KCP_MTU, no_delay=True, update_interval=KCP_INTERVAL_MS,
+            resend_count=2, no_congestion_control=True,
+            send_window_size=KCP_WINDOW, receive_window_size=KCP_WINDOW)
+    k.include_outbound_handler(lambda _k, data: send(data))
+    return k
+
+
+class KcpPeer(asyncio.DatagramProtocol):
+    """One KCP conversation on a UDP socket: ticks ``update`` every interval and
+    flushes once per loop iteration after input (ACKs go out promptly)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.DatagramTransport | None = None
+        self.addr: Any = None
+        self.kcp: Any = None
+        self.flush_scheduled = False
+        self.on_message: Callable[[bytearray], None] = lambda m: None
+        self.on_input: Callable[[], None] = lambda: None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        set_udp_buffers(transport)
+
+    def start(self, addr: Any) -> None:
+        assert self.transport is not None
+        tr = self.transport
+        self.addr = addr
+        self.kcp = make_kcp(lambda data: tr.sendto(data, addr))
+        self.kcp.update()
+        self.tick()
+
+    def tick(self) -> None:
+        self.kcp.update()
+        self.loop.call_later(KCP_INTERVAL_MS / 1000, self.tick)
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        self.kcp.flush()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.kcp is None:
+            self.start(addr)
+        self.kcp.receive(data)
+        for message in self.kcp.get_all_received():
+            self.on_message(message)
+        self.on_input()
+        self.schedule_flush()
+
+
+async def bulk_kcp_server(p: Params, control: Control) -> None:
+    loop = asyncio.get_running_loop()
+    size = int(p["size"])
+    transport, peer = await loop.create_datagram_endpoint(lambda: KcpPeer(loop), local_addr=(HOST, 0))
+    meter = Meter()
+
+    def on_message(message: bytearray) -> None:
+        meter.got(len(message))
+        if meter.nbytes >= size and not meter.done.is_set():
+            meter.finish_one()
+            peer.kcp.enqueue(b"done")
+
+    peer.on_message = on_message
+    emit("ready", port=transport.get_extra_info("sockname")[1])
+    await meter.done.wait()
+    emit("result", **meter.result())
+    await asyncio.sleep(0.5)  # keep acking/retransmitting "done"
+    transport.close()
+
+
+async def bulk_kcp_client(p: Params, control: Control) -> None:
+    loop = asyncio.get_running_loop()
+    size = int(p["size"])
+    transport, peer = await loop.create_datagram_endpoint(lambda: KcpPeer(loop), remote_addr=(HOST, p["port"]))
+    done = asyncio.Event()
+    message = CHUNK[: 16 * (KCP_MTU - 24)]  # 16 KCP segments per enqueue (24-byte KCP header)
+    queued = 0
+
+    def top_up() -> None:
+        nonlocal queued
+        k = peer.kcp
+        while queued < size and k.get_outbound_packets() < 2 * KCP_WINDOW:
+            m = message if size - queued >= len(message) else message[: size - queued]
+            k.enqueue(m)
+            queued += len(m)
+
+    def on_message(m: bytearray) -> None:
+        if bytes(m) == b"done":
+            done.set()
+
+    peer.on_message = on_message
+    peer.on_input = top_up
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    peer.start((HOST, p["port"]))
+    top_up()
+    peer.schedule_flush()
+    await done.wait()
+    t1, cpu1 = time.perf_counter(), cpu_seconds()
+    emit("result", bytes=size, elapsed=t1 - t0, cpu=cpu1 - cpu0)
+    transport.close()
+
+
+# -- request/response: 64-byte ping-pong ---------------------------------------
+
+
+def rr_summary(samples: list[float]) -> dict[str, Any]:
+    us = sorted(s * 1e6 for s in samples)
+    return {
+        "count": len(us),
+        "rtt_us_median": statistics.median(us),
+        "rtt_us_p99": us[min(len(us) - 1, int(len(us) * 0.99))],
+        "rtt_us_mean": statistics.fmean(us),
+    }
+
+
+async def rr_stream_server(p: Params, control: Control) -> None:
+    size = int(p.get("msg", 64))
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if p["impl"] == "tcp":
+            set_tcp_nodelay(writer)
+        try:
+            while True:
+                data = await reader.readexactly(size)
+                writer.write(data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+
+    _server, port = await start_stream_server(p["impl"], handler, p)  # referenced while serving
+    emit("ready", port=port)
+    await forever()
+
+
+async def rr_stream_client(p: Params, control: Control) -> None:
+    size, count, warmup = int(p.get("msg", 64)), int(p["count"]), int(p["warmup"])
+    reader, writer = await open_stream(p["impl"], p["port"], p)
+    if p["impl"] == "tcp":
+        set_tcp_nodelay(writer)
+    msg = bytes(size)
+    samples: list[float] = []
+    cpu0 = 0.0
+    for i in range(warmup + count):
+        if i == warmup:
+            cpu0 = cpu_seconds()
+        t0 = time.perf_counter()
+        writer.write(msg)
+        await reader.readexactly(size)
+        if i >= warmup:
+            samples.append(time.perf_counter() - t0)
+    cpu_us = (cpu_seconds() - cpu0) / count * 1e6
+    closed = await close_writers([writer], 5.0)
+    emit("result", close_ok=closed, client_cpu_us_per_rt=cpu_us, **rr_summary(samples))
+
+
+class UdpEcho(asyncio.DatagramProtocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.transport.sendto(data, addr)
+
+
+class UdpPinger(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[bytes] | None = None
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(data)
+
+
+async def rr_udp_server(p: Params, control: Control) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=(HOST, 0))
+    emit("ready", port=transport.get_extra_info("sockname")[1])
+    await forever()
+
+
+async def rr_udp_client(p: Params, control: Control) -> None:
+    loop = asyncio.get_running_loop()
+    size, count, warmup = int(p.get("msg", 64)), int(p["count"]), int(p["warmup"])
+    transport, pinger = await loop.create_datagram_endpoint(UdpPinger, remote_addr=(HOST, p["port"]))
+    msg = bytes(size)
+    samples: list[float] = []
+    lost = 0
+    cpu0 = 0.0
+    for i in range(warmup + count + 100):  # up to 100 lost pings are replaced
+        if len(samples) >= count:
+            break
+        if i == warmup:
+            cpu0 = cpu_seconds()
+        pinger.waiter = loop.create_future()
+        t0 = time.perf_counter()
+        transport.sendto(msg)
+        try:
+            await asyncio.wait_for(pinger.waiter, 1.0)
+        except asyncio.TimeoutError:
+            lost += 1
+            continue
+        if i >= warmup:
+            samples.append(time.perf_counter() - t0)
+    cpu_us = (cpu_seconds() - cpu0) / max(1, len(samples)) * 1e6
+    emit("result", lost=lost, client_cpu_us_per_rt=cpu_us, **rr_summary(samples))
+    transport.close()
+
+
+# -- connection rate and memory: a 1 KB echo server holding idle connections --
+
+
+async def echo1k_server(p: Params, control: Control) -> None:
+    """Each connection: read 1 KB, write it back, wait for EOF, close.
+    A connection that sends nothing stays open and idle (a pending read)."""
+    stats = {"accepted": 0, "completed": 0, "errors": 0}
+    errors: list[str] = []
+    keep: set[asyncio.StreamWriter] = set()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        stats["accepted"] += 1
+        keep.add(writer)
+        try:
+            data = await reader.readexactly(1024)
+            writer.write(data)
+            await writer.drain()
+            await reader.read()  # the client's FIN
+            writer.close()
+            await writer.wait_closed()
+            stats["completed"] += 1
+        except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
+            stats["errors"] += 1
+            if len(errors) < 5:
+                errors.append(repr(exc))
+        finally:
+            keep.discard(writer)
+
+    def mark() -> None:
+        gc.collect()
+        emit("mark", t=time.perf_counter(), cpu=cpu_seconds(), rss=rss_bytes(),
+             open=len(keep), error_samples=errors[:5], **stats)
+
+    control.handlers["mark"] = mark
+    _server, port = await start_stream_server(p["impl"], handler, p)  # referenced while serving
+    await asyncio.sleep(0.2)  # let the loop settle before any baseline
+    emit("ready", port=port)
+    await forever()
+
+
+async def open_many(impl: str, port: int, p: Params, count: int, concurrency: int,
+                    endpoint: Any) -> tuple[list[StreamPair], int, list[str]]:
+    """Open ``count`` idle connections, ``concurrency`` handshakes at a time."""
+    pairs: list[StreamPair] = []
+    errors: list[str] = []
+    it = iter(range(count))
+
+    async def opener() -> None:
+        for _ in it:
+            try:
+                pairs.append(await asyncio.wait_for(open_stream(impl, port, p, endpoint), OP_TIMEOUT))
+            except (OSError, asyncio.TimeoutError) as exc:
+                errors.append(repr(exc))
+
+    await asyncio.gather(*(opener() for _ in range(concurrency)))
+    return pairs, len(errors), errors[:5]
+
+
+async def connrate_client(p: Params, control: Control) -> None:
+    impl, port = p["impl"], p["port"]
+    raise_fd_limit()
+    held: list[StreamPair] = []
+    held_errors = 0
+    if int(p.get("held", 0)):
+        t0 = time.perf_counter()
+        endpoint = await shared_client_endpoint(impl, p)
+        held, held_errors, _ = await open_many(impl, port, p, int(p["held"]), 64, endpoint)
+        emit("held", count=len(held), errors=held_errors, elapsed=time.perf_counter() - t0)
+    else:
+        emit("held", count=0, errors=0, elapsed=0.0)
+    await control.go.wait()
+
+    payload = bytes(1024)
+    duration, concurrency, max_conns = float(p["duration"]), int(p["concurrency"]), int(p["max_conns"])
+    completed = 0
+    started = 0
+    errors: list[str] = []
+    latencies: list[float] = []
+    t_last = 0.0
+
+    async def one() -> None:
+        reader, writer = await open_stream(impl, port, p)
+        writer.write(payload)
+        await reader.readexactly(1024)
+        writer.close()
+        await writer.wait_closed()
+
+    t0, cpu0 = time.perf_counter(), cpu_seconds()
+    deadline = t0 + duration
+
+    async def worker() -> None:
+        nonlocal completed, started, t_last
+        while time.perf_counter() < deadline and started < max_conns:
+            started += 1
+            s = time.perf_counter()
+            try:
+                await asyncio.wait_for(one(), OP_TIMEOUT)
+            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+                errors.append(repr(exc))
+                continue
+            t_last = time.perf_counter()
+            latencies.append(t_last - s)
+            completed += 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = (t_last or time.perf_counter()) - t0
+    cpu = cpu_seconds() - cpu0
+    emit("result", completed=completed, errors=len(errors), error_samples=errors[:5], elapsed=elapsed,
+         cpu=cpu, conns_per_s=completed / elapsed if elapsed > 0 else 0.0,
+         latency_ms_median=statistics.median(latencies) * 1e3 if latencies else None,
+         held=len(held), held_errors=held_errors)
+    os._exit(0)  # no graceful teardown of the held connections
+
+
+async def memory_client(p: Params, control: Control) -> None:
+    impl, port, count = p["impl"], p["port"], int(p["count"])
+    raise_fd_limit()
+    gc.collect()
+    rss0 = rss_bytes()
+    t0 = time.perf_counter()
+    endpoint = await shared_client_endpoint(impl, p)
+    pairs, nerr, samples = await open_many(impl, port, p, count, int(p.get("concurrency", 64)), endpoint)
+    elapsed = time.perf_counter() - t0
+    gc.collect()
+    emit("opened", count=len(pairs), errors=nerr, error_samples=samples, elapsed=elapsed,
+         client_bytes_per_conn=(rss_bytes() - rss0) / max(1, len(pairs)))
+    await forever()  # hold them open until the orchestrator stops us
+
+
+# -- entry point -----------------------------------------------------------------
+
+Role = Callable[[Params, Control], Coroutine[Any, Any, None]]
+ROLES: dict[tuple[str, str, str], Role] = {}
+for _impl in ("rudp", "tcp"):
+    ROLES["bulk", _impl, "server"] = bulk_stream_server
+    ROLES["bulk", _impl, "client"] = bulk_stream_client
+    ROLES["rr", _impl, "server"] = rr_stream_server
+    ROLES["rr", _impl, "client"] = rr_stream_client
+    ROLES["connrate", _impl, "server"] = echo1k_server
+    ROLES["connrate", _impl, "client"] = connrate_client
+    ROLES["memory", _impl, "server"] = echo1k_server
+    ROLES["memory", _impl, "client"] = memory_client
+ROLES["bulk", "udp", "server"] = bulk_udp_server
+ROLES["bulk", "udp", "client"] = bulk_udp_client
+ROLES["bulk", "aioquic", "server"] = bulk_quic_server
+ROLES["bulk", "aioquic", "client"] = bulk_quic_client
+ROLES["bulk", "kcp", "server"] = bulk_kcp_server
+ROLES["bulk", "kcp", "client"] = bulk_kcp_client
+ROLES["rr", "udp", "server"] = rr_udp_server
+ROLES["rr", "udp", "client"] = rr_udp_client
+
+
+def main(argv: list[str]) -> int:
+    role, params = argv[1], json.loads(argv[2])
+    kind = params["kind"]
+    fn = ROLES[kind, params["impl"], role]
+    deadline = float(params.get("deadline", 120.0))
+    # Backstop in a thread: fires even if the event loop is stuck.
+    def expire() -> None:
+        emit("error", error=f"worker deadline {deadline:.0f} s")
+        os._exit(3)
+
+    timer = threading.Timer(deadline, expire)
+    timer.daemon = True
+    timer.start()
+    async def run() -> None:
+        await fn(params, Control(asyncio.get_running_loop()))
+
+    try:
+        run_loop(params["loop"], run)
+    except BaseException as exc:  # report, never hang
+        emit("error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        sys.stdout.flush()
+        os._exit(1)
+    sys.stdout.flush()
+    os._exit(0)  # skip interpreter teardown (no lingering sockets or threads)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

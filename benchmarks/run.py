@@ -1,0 +1,824 @@
+"""rudp benchmarks against their anchors, on uvloop and on asyncio's default loop.
+
+One command runs everything; every rudp number is measured next to its anchors
+in the same run, on the same loop, with sender and receiver in separate
+processes (benchmarks/_workers.py), over 127.0.0.1 only:
+
+  bulk          one connection, SIZE bytes; MB/s at the receiver.
+                anchors: kernel TCP (asyncio streams); plain UDP with 64
+                datagrams in flight and one tiny ack each (no reliability: the
+                ceiling of one-ack-per-segment designs on asyncio); aioquic, one
+                stream; KCP (the kcp package) driven from asyncio.
+  bulk8         eight concurrent connections to one server, aggregate MB/s.
+                anchor: kernel TCP x8.
+  rr            64-byte ping-pong; median round trip in microseconds.
+                anchors: plain UDP ping-pong, kernel TCP ping-pong.
+  connrate      handshake + 1 KB each way + close, 16 at a time for a fixed
+                time; connections/s against an idle server and against one
+                holding 1,000 open connections. anchor: kernel TCP.
+  memory        server RSS growth per idle established connection with
+                COUNT connections on one server socket.
+                anchor (for scale): kernel TCP + asyncio streams, userland only.
+  cpu           CPU-seconds per GB for sender and receiver, taken from the bulk
+                runs (so --only cpu runs bulk).
+
+Benchmarks report, they never fail on a number: the exit status is 0 unless
+the harness itself crashes; a run that errors or times out becomes an error
+row. Results: a table on stdout, DIR/results.json, DIR/results.png.
+
+Usage: python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--loops uvloop,asyncio]
+                                [--repeat N] [--out DIR] [--timeout S] [--rudp-opt KEY=VALUE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORKERS = os.path.join(HERE, "_workers.py")
+sys.path.insert(0, ROOT)  # rudp from this checkout, as the workers use it
+
+BENCHMARKS = ("bulk", "bulk8", "rr", "connrate", "memory", "cpu")
+LOOPS = ("uvloop", "asyncio")
+
+#: Human names of the implementations, as they appear in the table.
+IMPL_LABEL = {
+    "rudp": "rudp",
+    "tcp": "kernel TCP",
+    "udp": "plain UDP",
+    "aioquic": "aioquic",
+    "kcp": "kcp",
+}
+
+Params = dict[str, Any]
+Metrics = dict[str, Any]
+
+
+# -- sizes ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    repeat: int
+    bulk_bytes: int
+    bulk8_bytes: int
+    rr_count: int
+    rr_warmup: int
+    connrate_seconds: float
+    connrate_held: int
+    connrate_concurrency: int
+    connrate_max: int
+    memory_count: int
+
+    @staticmethod
+    def full() -> Sizes:
+        return Sizes(repeat=3, bulk_bytes=100_000_000, bulk8_bytes=100_000_000, rr_count=2000,
+                     rr_warmup=200, connrate_seconds=5.0, connrate_held=1000, connrate_concurrency=16,
+                     connrate_max=100_000, memory_count=10_000)
+
+    @staticmethod
+    def quick() -> Sizes:
+        return Sizes(repeat=1, bulk_bytes=20_000_000, bulk8_bytes=20_000_000, rr_count=500,
+                     rr_warmup=100, connrate_seconds=2.0, connrate_held=1000, connrate_concurrency=16,
+                     connrate_max=40_000, memory_count=2000)
+
+
+# -- worker processes ----------------------------------------------------------------
+
+
+class WorkerError(Exception):
+    pass
+
+
+class Worker:
+    """One benchmark process: JSON events from its stdout, commands to its stdin."""
+
+    def __init__(self, role: str, params: Params) -> None:
+        self.role = role
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKERS, role, json.dumps(params)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+            text=True, cwd=ROOT, env=env, start_new_session=True,  # own process group
+        )
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    self.events.put(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+        self.events.put(None)  # end of output
+
+    def stderr_tail(self, n: int = 6) -> str:
+        self.stderr.seek(0)
+        lines = [ln.rstrip() for ln in self.stderr.read().splitlines() if ln.strip()]
+        return " | ".join(lines[-n:])
+
+    def expect(self, name: str, deadline: float) -> dict[str, Any]:
+        """The next event called ``name``; WorkerError on an error, exit or timeout."""
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WorkerError(f"{self.role}: timed out waiting for {name!r}")
+            try:
+                ev = self.events.get(timeout=remaining)
+            except queue.Empty:
+                raise WorkerError(f"{self.role}: timed out waiting for {name!r}") from None
+            if ev is None:
+                rc = self.proc.wait()
+                tail = self.stderr_tail()
+                raise WorkerError(f"{self.role} exited (rc={rc}) before {name!r}" + (f": {tail}" if tail else ""))
+            if ev.get("event") == "error":
+                raise WorkerError(f"{self.role}: {ev.get('error')}")
+            if ev.get("event") == name:
+                return ev
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(command + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+
+    def stop(self) -> None:
+        """Close stdin (the worker exits by itself), then kill its process group."""
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=2.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        self.stderr.close()
+
+
+@dataclass
+class Case:
+    """One measurement: a server and a client process for one implementation."""
+
+    bench: str
+    impl: str
+    loop: str
+    params: Params
+    timeout: float
+
+    def worker_params(self, **extra: Any) -> Params:
+        return {"impl": self.impl, "loop": self.loop, "deadline": self.timeout + 15, **self.params, **extra}
+
+
+def run_case(case: Case) -> Metrics:
+    """Start the server, then the client, and turn their reports into metrics."""
+    deadline = time.monotonic() + case.timeout
+    workers: list[Worker] = []
+    try:
+        server = Worker("server", case.worker_params())
+        workers.append(server)
+        port = server.expect("ready", deadline)["port"]
+
+        def start_client(**extra: Any) -> Worker:
+            client = Worker("client", case.worker_params(port=port, **extra))
+            workers.append(client)
+            return client
+
+        return MEASURE[case.params["kind"]](case, server, start_client, deadline)
+    finally:
+        for w in reversed(workers):
+            w.stop()
+
+
+def measure_bulk(case: Case, server: Worker, start_client: Callable[..., Worker], deadline: float) -> Metrics:
+    client = start_client()
+    sent = client.expect("result", deadline)
+    recv = server.expect("result", deadline)
+    gb_sent, gb_recv = sent["bytes"] / 1e9, recv["bytes"] / 1e9
+    m: Metrics = {
+        "mb_per_s": recv["bytes"] / recv["elapsed"] / 1e6 if recv["elapsed"] > 0 else 0.0,
+        "sender_mb_per_s": sent["bytes"] / sent["elapsed"] / 1e6 if sent["elapsed"] > 0 else 0.0,
+        "send_cpu_s_per_gb": sent["cpu"] / gb_sent if gb_sent else None,
+        "recv_cpu_s_per_gb": recv["cpu"] / gb_recv if gb_recv else None,
+        "bytes": recv["bytes"],
+        "receiver_elapsed_s": recv["elapsed"],
+        "sender_elapsed_s": sent["elapsed"],
+    }
+    for key in ("datagrams_per_s", "lost", "close_ok"):
+        if key in sent:
+            m[key] = sent[key]
+    if case.impl == "udp":
+        m["mb_per_s_acked"] = sent["bytes"] / sent["elapsed"] / 1e6 if sent["elapsed"] > 0 else 0.0
+    return m
+
+
+def measure_rr(case: Case, server: Worker, start_client: Callable[..., Worker], deadline: float) -> Metrics:
+    res = start_client().expect("result", deadline)
+    return {k: v for k, v in res.items() if k != "event"}
+
+
+def measure_connrate(case: Case, server: Worker, start_client: Callable[..., Worker], deadline: float) -> Metrics:
+    client = start_client()
+    held = client.expect("held", deadline)
+    before = _mark(server, deadline)
+    client.send("go")
+    res = client.expect("result", deadline)
+    time.sleep(0.05)  # let the server finish the last closes
+    after = _mark(server, deadline)
+    server_cpu = after["cpu"] - before["cpu"]
+    done = after["completed"] - before["completed"]
+    m: Metrics = {k: v for k, v in res.items() if k != "event"}
+    m.update({
+        "held_open_s": held["elapsed"],
+        "server_cpu_s": server_cpu,
+        "server_completed": done,
+        "server_errors": after["errors"] - before["errors"],
+        "server_conns_per_cpu_s": done / server_cpu if server_cpu > 0 else None,
+        "client_conns_per_cpu_s": res["completed"] / res["cpu"] if res["cpu"] > 0 else None,
+    })
+    return m
+
+
+def measure_memory(case: Case, server: Worker, start_client: Callable[..., Worker], deadline: float) -> Metrics:
+    base = _mark(server, deadline)
+    client = start_client()
+    opened = client.expect("opened", deadline)
+    target = opened["count"]
+    settle = min(deadline, time.monotonic() + 30.0)
+    mark = _mark(server, deadline)
+    while mark["open"] < target and time.monotonic() < settle:
+        time.sleep(0.25)
+        mark = _mark(server, deadline)
+    count = mark["open"]
+    m: Metrics = {
+        "bytes_per_conn": (mark["rss"] - base["rss"]) / count if count else None,
+        "connections": count,
+        "requested": case.params["count"],
+        "open_errors": opened["errors"],
+        "open_seconds": opened["elapsed"],
+        "rss_before": base["rss"],
+        "rss_after": mark["rss"],
+        "client_bytes_per_conn": opened["client_bytes_per_conn"],
+    }
+    if opened["errors"]:
+        m["error_samples"] = opened["error_samples"]
+    return m
+
+
+def _mark(server: Worker, deadline: float) -> dict[str, Any]:
+    server.send("mark")
+    return server.expect("mark", deadline)
+
+
+MEASURE: dict[str, Callable[[Case, Worker, Callable[..., Worker], float], Metrics]] = {
+    "bulk": measure_bulk,
+    "rr": measure_rr,
+    "connrate": measure_connrate,
+    "memory": measure_memory,
+}
+
+
+# -- what to run -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A benchmark variant: the unit that repeats, with its implementations."""
+
+    name: str  # key in results
+    title: str  # table label
+    kind: str  # worker kind
+    impls: tuple[str, ...]
+    params: Params = field(default_factory=dict, hash=False, compare=False)
+
+
+def variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any]) -> list[Variant]:
+    ro = {"rudp_options": rudp_options}
+    out: list[Variant] = []
+    if selected & {"bulk", "cpu"}:
+        out.append(Variant("bulk", "bulk", "bulk", ("rudp", "tcp", "udp", "aioquic", "kcp"),
+                           {"size": sizes.bulk_bytes, "conns": 1, **ro}))
+    if "bulk8" in selected:
+        out.append(Variant("bulk8", "bulk x8", "bulk", ("rudp", "tcp"),
+                           {"size": sizes.bulk8_bytes, "conns": 8, **ro}))
+    if "rr" in selected:
+        out.append(Variant("rr", "ping-pong 64 B", "rr", ("rudp", "udp", "tcp"),
+                           {"count": sizes.rr_count, "warmup": sizes.rr_warmup, "msg": 64, **ro,
+                            "extra_rudp_options": {"nodelay": True}}))
+    if "connrate" in selected:
+        common = {"duration": sizes.connrate_seconds, "concurrency": sizes.connrate_concurrency,
+                  "max_conns": sizes.connrate_max, **ro}
+        out.append(Variant("connrate", "conn rate, idle server", "connrate", ("rudp", "tcp"),
+                           {"held": 0, **common}))
+        out.append(Variant("connrate_held", f"conn rate, {sizes.connrate_held} held", "connrate",
+                           ("rudp", "tcp"), {"held": sizes.connrate_held, **common}))
+    if "memory" in selected:
+        out.append(Variant("memory", f"memory, {sizes.memory_count} idle", "memory", ("rudp", "tcp"),
+                           {"count": sizes.memory_count, "concurrency": 64, **ro}))
+    return out
+
+
+def available_impls() -> dict[str, str]:
+    """Implementations that cannot run here, with the reason (shown as notes)."""
+    missing: dict[str, str] = {}
+    if importlib.util.find_spec("aioquic") is None:
+        missing["aioquic"] = "aioquic not installed (pip install -e '.[bench]'); anchor skipped"
+    try:
+        import kcp.extension  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken build of the extension
+        missing["kcp"] = f"kcp not importable ({type(exc).__name__}); anchor skipped"
+    return missing
+
+
+# -- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """Every run's metrics: results[variant][loop][impl] = list of runs."""
+
+    runs: dict[str, dict[str, dict[str, list[Metrics]]]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def add(self, variant: str, loop: str, impl: str, metrics: Metrics) -> None:
+        self.runs.setdefault(variant, {}).setdefault(loop, {}).setdefault(impl, []).append(metrics)
+
+    def all_runs(self, variant: str, loop: str, impl: str) -> list[Metrics]:
+        return self.runs.get(variant, {}).get(loop, {}).get(impl, [])
+
+    def median(self, variant: str, loop: str, impl: str, key: str) -> float | None:
+        vals = [r[key] for r in self.all_runs(variant, loop, impl)
+                if "error" not in r and isinstance(r.get(key), (int, float))]
+        return statistics.median(vals) if vals else None
+
+    def errors(self, variant: str, loop: str, impl: str) -> list[str]:
+        return [r["error"] for r in self.all_runs(variant, loop, impl) if "error" in r]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One table row template: rudp's ``key`` against an anchor's."""
+
+    variant: str
+    key: str
+    unit: str
+    anchor: str | None
+    better: str  # "higher" or "lower"
+    target: str = ""  # description shown in the table
+    check: Callable[[float | None, float | None], bool | None] | None = None
+    label: str = ""
+
+
+def _ratio_at_least(x: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda value, ratio: None if ratio is None else ratio >= x
+
+
+def _ratio_at_most(x: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda value, ratio: None if ratio is None else ratio <= x
+
+
+def _value_at_least(x: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda value, ratio: None if value is None else value >= x
+
+
+def _value_at_most(x: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda value, ratio: None if value is None else value <= x
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison("bulk", "mb_per_s", "MB/s", "tcp", "higher"),
+    Comparison("bulk", "mb_per_s", "MB/s", "udp", "higher", ">= 1.00x UDP ceiling", _ratio_at_least(1.0)),
+    Comparison("bulk", "mb_per_s", "MB/s", "aioquic", "higher", ">= 15x aioquic", _ratio_at_least(15.0)),
+    Comparison("bulk", "mb_per_s", "MB/s", "kcp", "higher"),
+    Comparison("bulk8", "mb_per_s", "MB/s", "tcp", "higher"),
+    Comparison("rr", "rtt_us_median", "us RTT", "udp", "lower", "<= 1.5x UDP RTT", _ratio_at_most(1.5)),
+    Comparison("rr", "rtt_us_median", "us RTT", "tcp", "lower"),
+    Comparison("connrate", "conns_per_s", "conn/s", "tcp", "higher", label="{title} (wall)"),
+    Comparison("connrate", "server_conns_per_cpu_s", "conn/CPU-s", "tcp", "higher", ">= 5000 conn/s per core",
+               _value_at_least(5000), label="{title} (server core)"),
+    Comparison("connrate_held", "conns_per_s", "conn/s", "tcp", "higher", label="{title} (wall)"),
+    Comparison("connrate_held", "server_conns_per_cpu_s", "conn/CPU-s", "tcp", "higher",
+               ">= 5000 conn/s per core", _value_at_least(5000), label="{title} (server core)"),
+    Comparison("memory", "bytes_per_conn", "B/conn", "tcp", "lower", "<= 16384 B/conn (rudp)",
+               _value_at_most(16384)),
+    Comparison("bulk", "send_cpu_s_per_gb", "CPU-s/GB", "tcp", "lower", label="cpu, sender"),
+    Comparison("bulk", "recv_cpu_s_per_gb", "CPU-s/GB", "tcp", "lower", label="cpu, receiver"),
+)
+
+
+def fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) < 1e6):
+        return f"{int(v):,}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def table_rows(results: Results, vlist: list[Variant], loops: list[str]) -> list[dict[str, Any]]:
+    titles = {v.name: v.title for v in vlist}
+    rows: list[dict[str, Any]] = []
+    for comp in COMPARISONS:
+        if comp.variant not in titles:
+            continue
+        for loop in loops:
+            rudp = results.median(comp.variant, loop, "rudp", comp.key)
+            anchor = results.median(comp.variant, loop, comp.anchor, comp.key) if comp.anchor else None
+            ratio = rudp / anchor if rudp is not None and anchor else None
+            met = comp.check(rudp, ratio) if comp.check else None
+            notes: list[str] = []
+            for impl in ("rudp", comp.anchor):
+                if impl is None:
+                    continue
+                errs = results.errors(comp.variant, loop, impl)
+                n = len(results.all_runs(comp.variant, loop, impl))
+                if impl in results.skipped:
+                    notes.append(f"{IMPL_LABEL[impl]} skipped")
+                elif errs:
+                    notes.append(f"{IMPL_LABEL[impl]}: {len(errs)}/{n} runs failed")
+            rows.append({
+                "benchmark": comp.label.format(title=titles[comp.variant]) if comp.label else titles[comp.variant],
+                "variant": comp.variant,
+                "metric": comp.key,
+                "loop": loop,
+                "unit": comp.unit,
+                "better": comp.better,
+                "rudp": rudp,
+                "anchor": IMPL_LABEL.get(comp.anchor or "", "-"),
+                "anchor_value": anchor,
+                "anchor_skipped": comp.anchor in results.skipped,
+                "ratio": ratio,
+                "target": comp.target,
+                "met": met,
+                "notes": "; ".join(notes),
+            })
+    return rows
+
+
+def anchor_cell(row: dict[str, Any]) -> str:
+    if row["anchor_value"] is not None:
+        return fmt(row["anchor_value"])
+    if row["anchor_skipped"]:
+        return "skipped"
+    return "ERR" if row["anchor"] != "-" else "-"
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    header = ["benchmark", "loop", "unit", "rudp", "anchor", "anchor val", "rudp/anchor", "target",
+              "met?", "notes"]
+    body: list[list[str]] = []
+    for r in rows:
+        met = {True: "yes", False: "NO", None: "-" if not r["target"] else "n/a"}[r["met"]]
+        ratio = "-" if r["ratio"] is None else (f"{r['ratio']:.2f}x" if r["ratio"] < 100 else f"{r['ratio']:.0f}x")
+        body.append([r["benchmark"], r["loop"], r["unit"] + (" ^" if r["better"] == "higher" else " v"),
+                     "ERR" if r["rudp"] is None else fmt(r["rudp"]), r["anchor"],
+                     anchor_cell(r),
+                     ratio, r["target"], met, r["notes"]])
+    widths = [max(len(header[i]), *(len(b[i]) for b in body)) if body else len(header[i])
+              for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(b, widths)).rstrip() for b in body]
+    return "\n".join(lines)
+
+
+def render_details(results: Results, vlist: list[Variant], loops: list[str]) -> str:
+    """Every implementation's medians, including numbers the main table leaves out."""
+    keys = {
+        "bulk": ("mb_per_s", "send_cpu_s_per_gb", "recv_cpu_s_per_gb", "datagrams_per_s"),
+        "rr": ("rtt_us_median", "rtt_us_p99", "client_cpu_us_per_rt"),
+        "connrate": ("conns_per_s", "server_conns_per_cpu_s", "client_conns_per_cpu_s", "latency_ms_median",
+                     "errors"),
+        "memory": ("bytes_per_conn", "client_bytes_per_conn", "connections", "open_seconds"),
+    }
+    out: list[str] = []
+    for v in vlist:
+        for loop in loops:
+            for impl in v.impls:
+                runs = results.all_runs(v.name, loop, impl)
+                if impl in results.skipped:
+                    out.append(f"{v.title:24} {loop:8} {IMPL_LABEL[impl]:11} skipped: {results.skipped[impl]}")
+                    continue
+                if not runs:
+                    continue
+                ok = [r for r in runs if "error" not in r]
+                parts = [f"{k}={fmt(results.median(v.name, loop, impl, k))}" for k in keys[v.kind]
+                         if results.median(v.name, loop, impl, k) is not None]
+                line = f"{v.title:24} {loop:8} {IMPL_LABEL[impl]:11} {len(ok)}/{len(runs)} ok  " + " ".join(parts)
+                out.append(line.rstrip())
+                for r in runs:
+                    if "error" in r:
+                        out.append(f"{'':24} {'':8} {'':11} error: {r['error']}")
+    return "\n".join(out)
+
+
+# -- machine ---------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def version(dist: str) -> str | None:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    commit = None
+    try:
+        commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"], check=False, capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "uvloop": version("uvloop"),
+        "rudp": version("rudp"),
+        "rudp_commit": commit,
+        "aioquic": version("aioquic"),
+        "kcp": version("kcp"),
+        "matplotlib": version("matplotlib"),
+    }
+
+
+def rudp_config() -> dict[str, Any]:
+    """rudp's effective default configuration (it changes as rudp is tuned)."""
+    try:
+        import dataclasses
+
+        from rudp.config import Config
+
+        return dataclasses.asdict(Config())
+    except Exception as exc:  # report, do not fail
+        return {"error": repr(exc)}
+
+
+# -- plot ---------------------------------------------------------------------------------------
+
+#: Absolute targets drawn as dashed lines: (variant, key) -> value.
+PLOT_TARGETS: dict[tuple[str, str], float] = {
+    ("connrate", "server_conns_per_cpu_s"): 5000.0,
+    ("memory", "bytes_per_conn"): 16384.0,
+}
+
+PLOTS: tuple[tuple[str, str, str], ...] = (
+    ("bulk", "mb_per_s", "bulk, MB/s (higher is better)"),
+    ("bulk8", "mb_per_s", "bulk x8, aggregate MB/s"),
+    ("rr", "rtt_us_median", "64 B ping-pong, median RTT us (lower)"),
+    ("connrate", "conns_per_s", "connections/s, idle server"),
+    ("connrate_held", "conns_per_s", "connections/s, with held connections"),
+    ("connrate", "server_conns_per_cpu_s", "connections per server CPU-second"),
+    ("memory", "bytes_per_conn", "server bytes per idle connection (lower)"),
+    ("bulk", "send_cpu_s_per_gb", "sender CPU-s per GB (lower)"),
+    ("bulk", "recv_cpu_s_per_gb", "receiver CPU-s per GB (lower)"),
+)
+
+
+def plot(results: Results, vlist: list[Variant], loops: list[str], path: str, title: str) -> str | None:
+    """Grouped bars per benchmark (log scale); returns a note when skipped."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib not installed (pip install -e '.[bench]'); plot skipped"
+    impls_of = {v.name: v.impls for v in vlist}
+    panels = [p for p in PLOTS if p[0] in impls_of]
+    if not panels:
+        return "nothing to plot"
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+    colors = {"rudp": "#d62728", "tcp": "#1f77b4", "udp": "#7f7f7f", "aioquic": "#2ca02c", "kcp": "#9467bd"}
+    for ax, (variant, key, label) in zip(axes.flat, panels):
+        impls = [i for i in impls_of[variant] if i not in results.skipped
+                 and not (key.endswith("cpu_s_per_gb") and i not in ("rudp", "tcp"))]
+        width = 0.8 / max(1, len(impls))
+        values: list[float] = []
+        for j, impl in enumerate(impls):
+            xs, ys = [], []
+            for li, loop in enumerate(loops):
+                val = results.median(variant, loop, impl, key)
+                if val is not None and val > 0:
+                    xs.append(li + (j - (len(impls) - 1) / 2) * width)
+                    ys.append(val)
+            values += ys
+            bars = ax.bar(xs, ys, width, label=IMPL_LABEL[impl], color=colors.get(impl))
+            for b, y in zip(bars, ys):
+                ax.annotate(fmt(y), (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom", fontsize=6)
+        target = PLOT_TARGETS.get((variant, key))
+        if target is not None:
+            ax.axhline(target, color="black", linestyle="--", linewidth=0.8, label=f"target {fmt(target)}")
+            values.append(target)
+        if values and max(values) > 20 * min(values):
+            ax.set_yscale("log")  # anchors can be 100x apart
+        ax.set_xticks(range(len(loops)))
+        ax.set_xticklabels(loops)
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=8 if cols < 3 else 10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="rudp benchmarks with anchors (see benchmarks/README.md)")
+    p.add_argument("--quick", action="store_true", help="1 repeat and smaller sizes")
+    p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    p.add_argument("--loops", default=",".join(LOOPS), help="comma-separated: uvloop,asyncio")
+    p.add_argument("--repeat", type=int, default=None, help="runs per measurement (median); default 3, --quick 1")
+    p.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for results.json/png")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per run before its processes are killed")
+    p.add_argument("--rudp-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="rudp option for both sides, e.g. checksum=true (repeatable)")
+    args = p.parse_args(argv)
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or set(BENCHMARKS)
+    unknown = only - set(BENCHMARKS)
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
+    args.only_set = only
+    loops = [s.strip() for s in args.loops.split(",") if s.strip()]
+    bad = set(loops) - set(LOOPS)
+    if bad:
+        p.error(f"unknown loop(s): {', '.join(sorted(bad))}")
+    args.loop_list = loops
+    opts: dict[str, Any] = {}
+    for item in args.rudp_opt:
+        key, sep, value = item.partition("=")
+        if not sep:
+            p.error(f"--rudp-opt wants KEY=VALUE, got {item!r}")
+        opts[key.strip()] = parse_value(value.strip())
+    args.rudp_options = opts
+    return args
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def headline(v: Variant, m: Metrics) -> str:
+    key = {"bulk": "mb_per_s", "rr": "rtt_us_median", "connrate": "conns_per_s", "memory": "bytes_per_conn"}[v.kind]
+    unit = {"bulk": "MB/s", "rr": "us", "connrate": "conn/s", "memory": "B/conn"}[v.kind]
+    return f"{fmt(m.get(key))} {unit}"
+
+
+def run_all(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = Sizes.quick() if args.quick else Sizes.full()
+    repeat = args.repeat if args.repeat is not None else sizes.repeat
+    loops: list[str] = list(args.loop_list)
+    results = Results()
+    notes: list[str] = []
+    if "uvloop" in loops and importlib.util.find_spec("uvloop") is None:
+        loops.remove("uvloop")
+        notes.append("uvloop not installed: uvloop runs skipped")
+    results.skipped = available_impls()
+    notes += list(results.skipped.values())
+    vlist = variants(args.only_set, sizes, args.rudp_options)
+    os.makedirs(args.out, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    t_start = time.monotonic()
+
+    def snapshot() -> dict[str, Any]:
+        rows = table_rows(results, vlist, loops)
+        return {
+            "started": started,
+            "wall_seconds": round(time.monotonic() - t_start, 1),
+            "machine": machine_info(),
+            "rudp_config": rudp_config(),
+            "rudp_options": args.rudp_options,
+            "quick": args.quick,
+            "repeat": repeat,
+            "loops": loops,
+            "sizes": sizes.__dict__,
+            "notes": notes,
+            "table": rows,
+            "runs": results.runs,
+        }
+
+    for v in vlist:
+        for loop in loops:
+            for rep in range(repeat):
+                for impl in v.impls:
+                    if impl in results.skipped:
+                        continue
+                    case = Case(v.name, impl, loop, {"kind": v.kind, **v.params}, args.timeout)
+                    t0 = time.monotonic()
+                    try:
+                        m = run_case(case)
+                    except WorkerError as exc:
+                        m = {"error": str(exc)[:500]}
+                    except Exception as exc:  # a harness bug must not lose the other results
+                        m = {"error": f"harness: {type(exc).__name__}: {exc}"[:500]}
+                    m["wall_s"] = round(time.monotonic() - t0, 2)
+                    results.add(v.name, loop, impl, m)
+                    msg = f"ERROR {m['error']}" if "error" in m else headline(v, m)
+                    log(f"[{v.name} {loop} {rep + 1}/{repeat}] {IMPL_LABEL[impl]:10} {msg} ({m['wall_s']:.1f} s)")
+        with open(os.path.join(args.out, "results.json"), "w") as f:
+            json.dump(snapshot(), f, indent=1)
+
+    data = snapshot()
+    mi = data["machine"]
+    title = (f"rudp {mi['rudp_commit'] or ''}, {'quick' if args.quick else 'full'} run, median of {repeat}\n"
+             f"{mi['cores']} cores {mi['cpu_model']}, Python {mi['python']}, uvloop {mi['uvloop']}")
+    plot_note = plot(results, vlist, loops, os.path.join(args.out, "results.png"), title)
+    if plot_note:
+        notes.append(plot_note)
+    data["notes"] = notes
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(data, f, indent=1)
+
+    print(title.replace("\n", " | "))
+    print()
+    print(render_table(data["table"]))
+    print()
+    print("units: ^ higher is better, v lower is better; ratio = rudp / anchor; "
+          "MB = 10^6 bytes, GB = 10^9 bytes")
+    print()
+    print("all medians:")
+    print(render_details(results, vlist, loops))
+    for n in notes:
+        print(f"note: {n}")
+    print(f"\nwrote {os.path.join(args.out, 'results.json')}"
+          + ("" if plot_note else f" and {os.path.join(args.out, 'results.png')}")
+          + f" ({data['wall_seconds']:.0f} s)")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    run_all(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
