@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import socket
 from typing import Any, Callable, Hashable
@@ -355,10 +356,9 @@ class EndpointProtocol:
             evs = ep.poll_events()
             for conn, ev in evs:
                 self._dispatch(conn, ev)
-            datagrams = ep.datagrams_to_send(now)
-            udp.send(datagrams)
-            if not evs and not datagrams:
-                break
+            udp.send(ep.datagrams_to_send(now))
+            if not ep._wake and not ep._event_conns:
+                break  # callbacks above woke nothing new
         for tr in list(self._transports.values()):
             if tr._writing_paused:
                 tr._check_pause()
@@ -382,8 +382,13 @@ class EndpointProtocol:
                     self.close()
 
     def _arm_timer(self) -> None:
+        """One loop timer per socket, re-armed lazily: a deadline that moved
+        later (an RTO restarted by an ACK, a delayed ACK sent early) keeps the
+        armed timer, which then fires early, finds nothing due and re-arms."""
         when = self.endpoint.get_timer()
         if when == self._timer_at:
+            return
+        if self._timer is not None and (when is None or self._timer_at <= when):  # type: ignore[operator]
             return
         if self._timer is not None:
             self._timer.cancel()
@@ -519,6 +524,14 @@ async def _resolve(host: str, port: int, family: int) -> tuple[int, Any]:
         raise TypeError(f"host must be a str, not {type(host).__name__}")
     if not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be an int in 1..65535, got {port!r}")
+    try:  # a numeric address needs no resolver (on the default loop, a thread hop)
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+        if family in (0, fam):
+            return fam, ((host, port) if fam == socket.AF_INET else (host, port, 0, 0))
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
     if not infos:

@@ -314,7 +314,7 @@ def test_idle_connection_has_no_timer(run: Run) -> None:
             reader, writer = await rudp.open_connection("127.0.0.1", port)
             writer.write(b"ping")
             assert await reader.readexactly(4) == b"ping"
-            await asyncio.sleep(0.3)  # past the delayed-ACK timer
+            await asyncio.sleep(1.5)  # past the delayed-ACK and any stale RTO timer
             ep = server.endpoint
             client_ep = writer.transport._owner  # type: ignore[attr-defined]
             assert ep.endpoint.get_timer() is None
