@@ -62,6 +62,8 @@ class Config:
     keepalive_idle: float = 7200.0
     keepalive_interval: float = 75.0
     keepalive_count: int = 9
+    tail_loss_probe: bool = True
+    """Probe after ~2*SRTT without an ACK instead of waiting for the RTO (RFC 8985 §7)."""
     dupack_threshold: int = 3
     """Duplicate ACKs that trigger fast retransmit (RFC 5681 §3.2)."""
 

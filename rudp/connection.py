@@ -79,6 +79,7 @@ class Stats:
         "fast_retransmits",
         "lost_retransmits",
         "spurious_recoveries",
+        "tail_loss_probes",
         "timeouts",
         "dup_acks",
         "zero_window_probes",
@@ -182,6 +183,9 @@ class Connection:
 
         # Timers: absolute deadlines or None.
         self._rtx_at: float | None = None
+        self._tlp_at: float | None = None  # tail loss probe timeout (RFC 8985 §7)
+        self._tlp_fire = False
+        self._tlp_out = False
         self._persist_at: float | None = None
         self._persist_backoff = 0
         self._persist_probe = False
@@ -229,6 +233,7 @@ class Connection:
         self._ooo = ReassemblyQueue()
         self._sacks.clear()
         self._rtx_at = self._persist_at = self._delack_at = self._keepalive_at = None
+        self._tlp_at = None
         self._close_at = None
 
     def _wake(self) -> None:
@@ -748,6 +753,8 @@ class Connection:
             self.cc.on_ack(freed, self._pipe(), now)
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
         self._rtx_at = None if self.snd_max <= ack else now + self.rtt.rto
+        self._tlp_at = None
+        self._tlp_out = False
         if (
             not self._send_complete_sent
             and not self._sndbuf
@@ -901,7 +908,10 @@ class Connection:
     def get_timer(self) -> float | None:
         """The earliest deadline at which ``handle_timer`` must be called."""
         best: float | None = None
-        for t in (self._rtx_at, self._persist_at, self._delack_at, self._keepalive_at, self._close_at):
+        for t in (
+            self._rtx_at, self._tlp_at, self._persist_at, self._delack_at, self._keepalive_at,
+            self._close_at,
+        ):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -915,8 +925,13 @@ class Connection:
                 self._set_state(CLOSED)  # 2*MSL over (§3.10.8), or FIN_WAIT_2 gave up
                 self._wake()
                 return
+        if self._tlp_at is not None and now >= self._tlp_at:
+            self._tlp_at = None
+            self._tlp_fire = True
         if self._rtx_at is not None and now >= self._rtx_at:
             self._rtx_at = None
+            self._tlp_at = None
+            self._tlp_fire = False
             self._on_rto(now)
             if self.state is CLOSED:
                 self._wake()
@@ -1118,6 +1133,9 @@ class Connection:
                 self._send_probe(out, now)
             else:
                 sws_override = True  # the persist timer ends SWS avoidance's wait
+        if self._tlp_fire:
+            self._tlp_fire = False
+            self._send_tlp(out, now, smss)
         # Loss recovery (RFC 6675 §5 step 4 / RFC 6582 §3.2 step 5).
         while self._in_recovery:
             start = max(self._high_rxt, self.snd_una)
@@ -1218,6 +1236,23 @@ class Connection:
             self._progress_at = now  # RFC 5482: the user timeout runs from here
         if self._rtx_at is None:
             self._rtx_at = now + self.rtt.rto
+
+    def _send_tlp(self, out: list[Segment], now: float, smss: int) -> None:
+        """Send the tail loss probe (RFC 8985 §7.3): a new segment if the
+        windows allow one, else the last segment sent again."""
+        if self._in_recovery or self.snd_max <= self.snd_una or self.snd_nxt != self.snd_max:
+            return
+        self._tlp_out = True
+        self.stats.tail_loss_probes += 1
+        seq = self.snd_max
+        new = min(smss, self._buf_end - seq, self.snd_una + self.snd_wnd - seq)
+        if new > 0:
+            self._emit(out, seq, new, now)
+        else:
+            end = min(self.snd_max, self._buf_end)  # a sent FIN rides on the segment before it
+            start = max(self.snd_una, end - smss)
+            self._emit(out, start, end - start, now)
+        self._rtx_at = now + self.rtt.rto  # §7.3: the RTO restarts after the probe
 
     def _send_probe(self, out: list[Segment], now: float) -> None:
         """Zero-window probe: one byte past the window (RFC 9293 §3.8.6.1)."""
@@ -1349,6 +1384,33 @@ class Connection:
                 self._rtx_at = now + self.rtt.rto
             elif not outstanding:
                 self._rtx_at = None
+            if outstanding:
+                self._arm_tlp(now)
+            else:
+                self._tlp_at = None
+
+    def _arm_tlp(self, now: float) -> None:
+        """Tail loss probe (RFC 8985 §7.2): when a flight's last segments or
+        their ACKs are lost, nothing elicits duplicate ACKs and only the RTO
+        (200 ms or more) would recover. After ~2*SRTT without an ACK, one probe
+        segment draws the ACK or SACK that starts fast recovery instead."""
+        srtt = self.rtt.srtt
+        if (
+            not self.config.tail_loss_probe
+            or srtt is None
+            or self._tlp_at is not None
+            or self._tlp_out
+            or self._in_recovery
+            or self._rtx_at is None
+            or self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK)
+        ):
+            return
+        pto = 2 * srtt
+        if self.snd_max - self.snd_una <= self._smss:
+            pto += self.config.delayed_ack  # a lone segment's ACK may be delayed
+        when = now + max(pto, 0.01)
+        if when < self._rtx_at:
+            self._tlp_at = when
 
     def _send_rst(self, seq_wire: int, ack_wire: int, flags: int) -> None:
         """A RST in answer to an unacceptable segment (RFC 9293 §3.10.7)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 from typing import Any
 
 
@@ -21,6 +22,14 @@ class _Side(asyncio.DatagramProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # Room for a sender's bursts: the relay models loss, not a tiny buffer.
+            for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+                except OSError:  # pragma: no cover - platform limits
+                    pass
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.proxy._received(self.name, data, addr)

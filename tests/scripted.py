@@ -56,6 +56,7 @@ BASE = Config(
     timestamps=False,
     sack=False,
     window_scale=False,
+    tail_loss_probe=False,  # exact RTO schedules; TLP has tests of its own
 )
 
 

@@ -1402,3 +1402,41 @@ def test_receive_sequence_wraps_at_2_32():
     fire(conn, 1.04)
     expect(conn, 1.04, Segment(LOCAL_PORT, REMOTE_PORT, ISS + 1, 96, ACK, LOCAL_WIN - 100))
     assert conn.read() == payload
+
+
+TLP = BASE.replace(tail_loss_probe=True)
+
+
+def test_tail_loss_probe_resends_the_last_segment_after_2_srtt():
+    """RFC 8985 §7.2: with no ACK for PTO = 2*SRTT, send a probe; §7.3: with no
+    new data, the last segment again, and the RTO restarts from the probe."""
+    conn = handshake(TLP, rtt=0.1)  # SRTT 0.1 s, RTTVAR 0.05 s: RTO 0.3 s
+    payload = data(2000)
+    conn.send(payload)
+    got = recv(conn, 1.0)
+    assert [len(s.payload) for s in got] == [1000, 1000]
+    assert timer(conn) == pytest.approx(1.2)  # PTO fires before the RTO (1.3)
+    fire(conn, 1.2)
+    expect(conn, 1.2, out(ISS + 1001, IRS + 1, ACK | PSH, payload=payload[1000:2000]))
+    assert conn.stats.tail_loss_probes == 1
+    assert timer(conn) == pytest.approx(1.5)  # only the RTO, restarted; one probe per flight
+    # The probe's ACK acknowledges everything: no timer is left.
+    send(conn, seg(IRS + 1, ISS + 2001), 1.25)
+    recv_nothing(conn, 1.25)
+    assert timer(conn) is None
+
+
+def test_tail_loss_probe_waits_for_a_delayed_ack_of_a_lone_segment():
+    """RFC 8985 §7.2: a single segment in flight may be ACKed late by a
+    delayed-ACK receiver, so the PTO adds that delay."""
+    conn = handshake(TLP, rtt=0.1)
+    conn.send(data(500))
+    recv(conn, 1.0)
+    assert timer(conn) == pytest.approx(1.0 + 0.2 + TLP.delayed_ack)
+
+
+def test_tail_loss_probe_off_leaves_the_rto():
+    conn = handshake(BASE, rtt=0.1)
+    conn.send(data(2000))
+    recv(conn, 1.0)
+    assert timer(conn) == pytest.approx(1.3)
