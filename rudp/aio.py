@@ -167,7 +167,9 @@ class RudpTransport(asyncio.Transport):
             self._conn.send(data)
         except ConnectionStateError as exc:
             raise RuntimeError(str(exc)) from None
-        self._owner.kick()
+        # Like a socket's send(): segments leave now (Nagle and the windows
+        # still decide how many), not one loop iteration later.
+        self._owner.flush_now()
         self._check_pause()
 
     def writelines(self, list_of_data: Any) -> None:
@@ -293,6 +295,7 @@ class EndpointProtocol:
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
         self._kicked = False
+        self._flushing = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = loop.create_future()
@@ -347,8 +350,21 @@ class EndpointProtocol:
             self._kicked = True
             self.loop.call_soon(self._flush)
 
+    def flush_now(self) -> None:
+        """Run the engine pump at once, unless it is running (then it picks
+        the new work up before it returns)."""
+        if not self._flushing and not self.udp.is_closing():
+            self._flush()
+
     def _flush(self) -> None:
         self._kicked = False
+        self._flushing = True
+        try:
+            self._pump()
+        finally:
+            self._flushing = False
+
+    def _pump(self) -> None:
         ep = self.endpoint
         udp = self.udp
         now = self.loop.time()
