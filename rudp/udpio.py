@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import socket
 import struct
 from collections import deque
@@ -184,9 +185,20 @@ async def open_socket(
 ) -> socket.socket:
     """A bound (and, with ``remote_addr``, connected) non-blocking UDP socket."""
     loop = asyncio.get_running_loop()
-    if local_addr is not None and family == 0:
-        infos = await loop.getaddrinfo(*local_addr, type=socket.SOCK_DGRAM)
-        family = infos[0][0]
+    bind_to: Any = None
+    if local_addr is not None:
+        try:  # numeric addresses need no resolver (a thread hop on the default loop)
+            ip = ipaddress.ip_address(local_addr[0])
+        except ValueError:
+            infos = await loop.getaddrinfo(*local_addr, family=family, type=socket.SOCK_DGRAM)
+            family, bind_to = infos[0][0], infos[0][4]
+        else:
+            ip_family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            family = family or ip_family
+            bind_to = local_addr if family == ip_family else None
+            if bind_to is None:
+                infos = await loop.getaddrinfo(*local_addr, family=family, type=socket.SOCK_DGRAM)
+                bind_to = infos[0][4]
     if family == 0:
         family = socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -197,9 +209,8 @@ async def open_socket(
                 sock.setsockopt(socket.SOL_SOCKET, opt, buffer_size)
             except OSError:  # pragma: no cover - platform limits
                 pass
-        if local_addr is not None:
-            infos = await loop.getaddrinfo(*local_addr, family=family, type=socket.SOCK_DGRAM)
-            sock.bind(infos[0][4])
+        if bind_to is not None:
+            sock.bind(bind_to)
         if remote_addr is not None:
             sock.connect(remote_addr)
     except BaseException:
