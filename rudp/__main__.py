@@ -41,7 +41,7 @@ async def _stdin_reader() -> asyncio.StreamReader:
         # Not a pipe, tty or socket (e.g. a regular file): read it in a thread.
         async def pump() -> None:
             while True:
-                data = await loop.run_in_executor(None, sys.stdin.buffer.read1, _CHUNK)
+                data = await loop.run_in_executor(None, os.read, sys.stdin.fileno(), _CHUNK)
                 if not data:
                     reader.feed_eof()
                     return

@@ -241,7 +241,7 @@ class RudpTransport(asyncio.Transport):
         conn = self._conn
         return bool(conn.readable) or (conn.at_eof and not self._eof_delivered)
 
-    def _connection_lost(self, exc: BaseException | None, *, now: bool = False) -> None:
+    def _connection_lost(self, exc: Exception | None, *, now: bool = False) -> None:
         if self._lost:
             return
         if exc is None and not now and self._undelivered():
@@ -256,7 +256,7 @@ class RudpTransport(asyncio.Transport):
             self._closed_future.set_result(None)
         self._owner.loop.call_soon(self._call_connection_lost, exc)
 
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
+    def _call_connection_lost(self, exc: Exception | None) -> None:
         try:
             self._protocol.connection_lost(exc)
         finally:

@@ -86,6 +86,21 @@ class Stats:
         "keepalives_sent",
     )
 
+    segments_sent: int
+    segments_received: int
+    bytes_sent: int
+    bytes_received: int
+    bytes_retransmitted: int
+    retransmits: int
+    fast_retransmits: int
+    lost_retransmits: int
+    spurious_recoveries: int
+    tail_loss_probes: int
+    timeouts: int
+    dup_acks: int
+    zero_window_probes: int
+    keepalives_sent: int
+
     def __init__(self) -> None:
         for name in self.__slots__:
             setattr(self, name, 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 class Event:
     """Base class; events are small immutable values."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -43,6 +43,7 @@ class ConnectionReset(Event):
     """The peer sent an acceptable RST (RFC 9293 §3.10.7.4)."""
 
     __slots__ = ("refused",)
+    refused: bool
 
     def __init__(self, refused: bool = False) -> None:
         # refused: the RST answered our SYN (connection refused).
@@ -53,6 +54,7 @@ class ConnectionError(Event):  # noqa: A001 - mirrors the builtin it maps to
     """The connection failed locally: timeout, keepalive, user timeout."""
 
     __slots__ = ("reason",)
+    reason: str
 
     def __init__(self, reason: str) -> None:
         object.__setattr__(self, "reason", reason)
