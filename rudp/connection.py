@@ -397,34 +397,54 @@ class Connection:
 
     def _predicted(self, seg: Segment, now: float) -> bool:
         """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input):
-        the next in-order data segment while nothing of ours is in flight, with
-        the same window, no SACK blocks and nothing out of order is handled
-        here in a few steps. Anything else returns False for the full path,
-        which would reach the same result."""
+        the next in-order data segment, with no SACK blocks, nothing out of
+        order, open windows, and either nothing of ours in flight or an ACK of
+        all of it (request/response), is handled here in a few steps. Anything
+        else returns False for the full path, which would reach the same result."""
         payload = seg.payload
         n = len(payload)
         rcv_nxt = self.rcv_nxt
+        snd_max = self.snd_max
+        acks_all = False  # the segment also acknowledges everything in flight
+        if seg.ack != self.snd_una & MASK:
+            acks_all = (
+                seg.ack == snd_max & MASK
+                and snd_max > self.snd_una
+                and not self._in_recovery
+                and snd_max <= self._buf_end  # no FIN of ours in flight
+            )
+            if not acks_all:
+                return False
+        elif snd_max != self.snd_una:
+            return False
         if (
             not n
             or seg.flags & 0xF7 != ACK  # only ACK (and PSH) set
             or seg.seq != rcv_nxt & MASK
-            or self.snd_max != self.snd_una
-            or seg.ack != self.snd_una & MASK
             or seg.sack
             or self._ooo
             or self._ooo_fin is not None
             or self._user_closed
             or n > self._rcv_adv - rcv_nxt
-            or (seg.window << self.snd_wscale) != self.snd_wnd
+            or not seg.window
+            or not self.snd_wnd  # a closed window has the persist timer to settle
+            or self.snd_wl1 >= rcv_nxt  # §3.10.7.4 SND.WL1 rule: let the full path judge
         ):
             return False
         ts = seg.ts
         if ts is not None and self.ts_ok:
             if rcv_nxt <= self._last_ack_sent and seq_diff(ts[0], self._ts_recent) >= 0:
                 self._ts_recent = ts[0]  # RFC 7323 §4.3
+        if acks_all:  # as _process_ack would: SND.UNA moves up to SND.MAX
+            self._ack_advance(snd_max, now, ts[1] if ts is not None and self.ts_ok else None)
         self._rcvbuf += payload
         self.rcv_nxt = rcv_nxt + n
-        self.snd_wl1, self.snd_wl2 = rcv_nxt, self.snd_una  # as §3.10.7.4 would set them
+        # The window update of §3.10.7.4 (new data, so SND.WL1 < SEG.SEQ holds).
+        wnd = seg.window << self.snd_wscale
+        self.snd_wnd = wnd
+        if wnd > self.max_snd_wnd:
+            self.max_snd_wnd = wnd
+        self.snd_wl1, self.snd_wl2 = rcv_nxt, self.snd_una
         self.stats.bytes_received += n
         events_ = self._events
         if not events_ or events_[-1] is not _DATA_RECEIVED:
