@@ -645,3 +645,23 @@ def test_syn_flood_bounded_and_legit_clients_get_through() -> None:
     for s in sinks:
         assert isinstance(s, StreamApp) and not s.errors
     assert sorted(s.digest for s in sinks) == sorted(sha256(d) for _, _, d in legit)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_header_prediction_changes_nothing_on_the_wire(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The predicted fast path (Connection._predicted) must reach exactly what
+    the full RFC 9293 §3.10.7.4 path reaches: the same datagrams at the same
+    times, over a lossy, reordering two-way transfer."""
+    from rudp.connection import Connection
+
+    link = LinkConfig(delay=0.005, bandwidth=20e6, loss=0.03, reorder=0.02, duplicate=0.01)
+
+    def trace() -> list[Any]:
+        r = run_transfer(seed, link, 150_000, Config(), reply_size=120_000, trace=True)
+        assert r.ok, r.summary()
+        return list(r.net.sim.trace)
+
+    fast = trace()
+    monkeypatch.setattr(Connection, "_predicted", lambda self, seg, now: False)
+    slow = trace()
+    assert fast == slow
