@@ -668,3 +668,54 @@ def test_header_prediction_changes_nothing_on_the_wire(
     monkeypatch.setattr(Connection, "_predicted", lambda self, seg, now: False)
     slow = trace()
     assert fast == slow
+
+
+def _ping_pong_trace(seed: int, rounds: int) -> list[Any]:
+    """A client sends 64 bytes, the server echoes, the client sends again on the
+    echo: request/response, where each data segment ACKs all in flight."""
+    from rudp.endpoint import Endpoint
+    from rudp.sim import Simulator
+
+    sim = Simulator(seed)
+    sim.trace = []
+    client_addr, server_addr = ("10.0.0.1", 5000), ("10.0.0.2", 6000)
+    client, server = Endpoint(Config(), seed=seed), Endpoint(Config(), seed=seed + 1)
+    left = [rounds]
+
+    def on_client(conn: Any, ev: events.Event) -> None:
+        if isinstance(ev, events.Connected):
+            conn.send(b"p" * 64)
+        elif isinstance(ev, events.DataReceived) and conn.readable >= 64:
+            conn.read(64)
+            left[0] -= 1
+            if left[0]:
+                conn.send(b"p" * 64)
+            else:
+                conn.close()
+
+    def on_server(conn: Any, ev: events.Event) -> None:
+        if isinstance(ev, events.DataReceived):
+            conn.send(conn.read())
+        elif isinstance(ev, events.EofReceived):
+            conn.close()
+
+    sim.add_endpoint(client_addr, client, on_client)
+    sim.add_endpoint(server_addr, server, on_server)
+    sim.connect(client_addr, server_addr, LinkConfig(delay=0.002, loss=0.02, jitter=0.001))
+    server.listen(80)
+    client.connect(server_addr, 80, 0.0)
+    sim.service(client_addr)
+    sim.run(until=600)
+    assert left[0] == 0
+    return list(sim.trace)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_header_prediction_request_response(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request/response branch of the prediction (data that ACKs all in
+    flight) leaves the wire exactly as the full path does."""
+    from rudp.connection import Connection
+
+    fast = _ping_pong_trace(seed, 200)
+    monkeypatch.setattr(Connection, "_predicted", lambda self, seg, now: False)
+    assert fast == _ping_pong_trace(seed, 200)
