@@ -27,8 +27,11 @@ def _run(coro: Any, loop_name: str) -> Any:
         except ImportError:
             print("uvloop is not installed; using the default loop", file=sys.stderr)
         else:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                return runner.run(coro)
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # works on 3.10 too
+            try:
+                return asyncio.run(coro)
+            finally:
+                asyncio.set_event_loop_policy(None)
     return asyncio.run(coro)
 
 

@@ -21,6 +21,8 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
+from tests.conftest import run_on
+
 import rudp
 
 try:
@@ -44,20 +46,7 @@ def run_on_loop(loop_kind: str) -> Callable[..., Any]:
     """``run_on_loop(coro, timeout)``: run on the chosen loop, bounded in time."""
 
     def runner(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
-        async def bounded() -> Any:
-            return await asyncio.wait_for(coro, timeout)
-
-        factory = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
-        if sys.version_info >= (3, 11):
-            with asyncio.Runner(loop_factory=factory) as r:
-                return r.run(bounded())
-        loop = factory()  # pragma: no cover - Python 3.10
-        try:
-            asyncio.set_event_loop(loop)
-            return loop.run_until_complete(bounded())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
+        return run_on(loop_kind, coro, timeout)
 
     return runner
 

@@ -20,6 +20,8 @@ from typing import Any, Awaitable, Callable
 
 import pytest
 
+from tests.conftest import run_on
+
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
@@ -60,21 +62,10 @@ def loop_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def run_on_loop(loop_kind: str) -> Callable[..., Any]:
-    def runner(coro: Awaitable[Any], timeout: float) -> Any:
-        async def bounded() -> Any:
-            return await asyncio.wait_for(coro, timeout)
+    """``run_on_loop(coro, timeout)``: run on the chosen loop, bounded in time."""
 
-        factory = uvloop.new_event_loop if loop_kind == "uvloop" else asyncio.new_event_loop
-        if sys.version_info >= (3, 11):
-            with asyncio.Runner(loop_factory=factory) as r:
-                return r.run(bounded())
-        loop = factory()  # pragma: no cover - Python 3.10
-        try:
-            asyncio.set_event_loop(loop)
-            return loop.run_until_complete(bounded())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
+    def runner(coro: Awaitable[Any], timeout: float) -> Any:
+        return run_on(loop_kind, coro, timeout)
 
     return runner
 
