@@ -351,10 +351,17 @@ class EndpointProtocol:
             self.loop.call_soon(self._flush)
 
     def flush_now(self) -> None:
-        """Run the engine pump at once, unless it is running (then it picks
-        the new work up before it returns)."""
-        if not self._flushing and not self.udp.is_closing():
-            self._flush()
+        """Send what the engine has now (a write's segments), unless the pump
+        is running (then it picks the work up before it returns). Protocol
+        callbacks are left to the scheduled pump: like asyncio's transports,
+        ``write()`` never calls back into the protocol."""
+        if self._flushing or self.udp.is_closing():
+            return
+        ep = self.endpoint
+        self.udp.send(ep.datagrams_to_send(self.loop.time()))
+        self._arm_timer()
+        if ep._event_conns or ep._wake:
+            self.kick()
 
     def _flush(self) -> None:
         self._kicked = False
