@@ -152,7 +152,6 @@ class Connection:
         self.snd_wl2 = 0
         self.max_snd_wnd = 0
         self.snd_wscale = 0
-        self._syn_sent = False
         # Receive sequence variables, unwrapped.
         self.irs = 0
         self.rcv_nxt = 0
@@ -732,8 +731,6 @@ class Connection:
     def _ack_advance(self, ack: int, now: float, tsecr: int | None) -> None:
         """SND.UNA moves forward: free the buffer, time the RTT, settle timers."""
         acked = ack - self.snd_una
-        if self.snd_una == self.iss:
-            self._syn_sent = False  # our SYN is acknowledged
         freed = min(ack, self._buf_end) - self._buf_seq
         if freed > 0:
             del self._sndbuf[:freed]
@@ -1151,7 +1148,6 @@ class Connection:
         else:
             self.stats.retransmits += 1
         self.snd_nxt = self.iss + 1
-        self._syn_sent = True
         if self._rtx_at is None:
             self._rtx_at = now + self.rtt.rto
 
