@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import stat
 import sys
 import time
 from typing import Any
@@ -38,10 +39,16 @@ def _run(coro: Any, loop_name: str) -> Any:
 async def _stdin_reader() -> asyncio.StreamReader:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_CHUNK * 4)
+    fd = sys.stdin.fileno()
+    mode = os.fstat(fd).st_mode
+    # Only pipes, sockets and terminals can be watched by the loop; a regular
+    # file or /dev/null (which uvloop cannot take) is read in a thread.
+    pollable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
     try:
+        if not pollable:
+            raise ValueError("stdin is not a pipe, socket or terminal")
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     except (ValueError, OSError):
-        # Not a pipe, tty or socket (e.g. a regular file): read it in a thread.
         async def pump() -> None:
             while True:
                 data = await loop.run_in_executor(None, os.read, sys.stdin.fileno(), _CHUNK)

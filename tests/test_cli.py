@@ -89,3 +89,28 @@ def test_sim_demo() -> None:
     )
     assert proc.returncode == 0, proc.stderr.decode()
     assert b"OK" in proc.stdout
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_listen_with_stdin_from_dev_null(loop: str, tmp_path: Path) -> None:
+    """A listener whose stdin is /dev/null (as under nohup or cron) still works:
+    stdin that the loop cannot watch is read in a thread."""
+    port = free_udp_port()
+    with open(tmp_path / "out", "wb") as out:
+        listener = subprocess.Popen(
+            [PY, "-m", "rudp", "--loop", loop, "listen", str(port), "--host", "127.0.0.1"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
+        )
+        try:
+            time.sleep(0.5)
+            client = subprocess.run(
+                [PY, "-m", "rudp", "--loop", loop, "connect", "127.0.0.1", str(port)],
+                input=b"hello via rudp\n", capture_output=True, timeout=60,
+            )
+            listener.wait(timeout=60)
+        finally:
+            listener.kill()
+            listener.wait()
+    assert client.returncode == 0, client.stderr.decode()
+    assert listener.returncode == 0
+    assert (tmp_path / "out").read_bytes() == b"hello via rudp\n"
