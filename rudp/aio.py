@@ -26,7 +26,7 @@ from .udpio import UdpSocket, open_socket
 Address = Hashable
 
 #: Adapter options accepted next to the Config fields.
-_ADAPTER_OPTIONS = ("send_buffer", "connect_timeout")
+_ADAPTER_OPTIONS = ("send_buffer", "connect_timeout", "gso")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
 _SOCKET_BUFFER = 4 << 20
 logger = logging.getLogger("rudp")
@@ -49,6 +49,8 @@ def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     send_buffer = adapter.setdefault("send_buffer", 1 << 20)
     if not isinstance(send_buffer, int) or send_buffer < 0:
         raise ValueError(f"send_buffer must be a non-negative int, got {send_buffer!r}")
+    if not isinstance(adapter.setdefault("gso", False), bool):
+        raise TypeError(f"gso must be a bool, got {adapter['gso']!r}")
     timeout = adapter.setdefault("connect_timeout", 30.0)
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"connect_timeout must be a positive number or None, got {timeout!r}")
@@ -280,6 +282,7 @@ class EndpointProtocol:
         sock: socket.socket,
         *,
         own: bool,
+        gso: bool = False,
     ) -> None:
         self.loop = loop
         self.endpoint = Endpoint(config)
@@ -302,7 +305,8 @@ class EndpointProtocol:
         if logger.isEnabledFor(logging.DEBUG):
             self.endpoint.on_state_change = _log_state  # --verbose; off the hot path otherwise
         self.udp = UdpSocket(
-            loop, sock, self._datagram_received, self._flush, self.error_received, self._socket_closed
+            loop, sock, self._datagram_received, self._flush, self.error_received,
+            self._socket_closed, gso=gso,
         )
         self._peer = self.udp.peer
 
@@ -535,11 +539,11 @@ async def create_endpoint(
 ) -> EndpointProtocol:
     """A UDP socket that several client connections can share (``endpoint=``)."""
     loop = asyncio.get_running_loop()
-    config, _ = split_options(options)
+    config, adapter = split_options(options)
     if host is None:
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
     sock = await open_socket(family, (host, port), buffer_size=_SOCKET_BUFFER)
-    return EndpointProtocol(loop, config, sock, own=False)
+    return EndpointProtocol(loop, config, sock, own=False, gso=adapter["gso"])
 
 
 async def _resolve(host: str, port: int, family: int) -> tuple[int, Any]:
@@ -591,7 +595,7 @@ async def create_connection(
         if local_addr is None:
             local_addr = ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0)
         sock = await open_socket(fam, local_addr, sockaddr, buffer_size=_SOCKET_BUFFER)
-        ep = EndpointProtocol(loop, config, sock, own=True)
+        ep = EndpointProtocol(loop, config, sock, own=True, gso=adapter["gso"])
     else:
         ep = endpoint
     try:
@@ -745,7 +749,7 @@ async def create_server(
     if not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"port must be an int in 0..65535, got {port!r}")
     sock = await open_socket(family, (host, port), buffer_size=_SOCKET_BUFFER)
-    ep = EndpointProtocol(loop, config, sock, own=False)
+    ep = EndpointProtocol(loop, config, sock, own=False, gso=adapter["gso"])
     lport = listen_port if listen_port is not None else ep.sockname[1]
     try:
         listener = ep.endpoint.listen(lport, backlog=backlog, max_half_open=max_half_open, config=config)

@@ -1,5 +1,10 @@
 """Batched UDP I/O on a non-blocking socket, for the asyncio adapter.
 
+GSO is opt-in: packet captures taken on the sending host (and anything on
+lo or veth) see a GSO batch as one large UDP datagram holding many segments,
+which tshark cannot dissect as TCP; without it every datagram seen anywhere
+is exactly one segment.
+
 Plain asyncio UDP costs one event-loop callback and one syscall per datagram
 (DESIGN.md, "construct and the hot path"). Here a readiness callback drains
 the socket until it would block, and sends go out in batches: with Linux UDP
@@ -42,6 +47,8 @@ class UdpSocket:
         after_batch: Callable[[], None],
         on_error: Callable[[OSError], None],
         on_close: Callable[[], None],
+        *,
+        gso: bool = False,
     ) -> None:
         self.loop = loop
         self.sock = sock
@@ -57,7 +64,7 @@ class UdpSocket:
         self._queue: deque[tuple[bytes, Any]] = deque()
         self._writing = False
         self._closed = False
-        self.gso = sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(sock, "sendmsg")
+        self.gso = gso and sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(sock, "sendmsg")
         self.stats = {"sent": 0, "send_calls": 0, "received": 0, "queued": 0, "send_dropped": 0}
         loop.add_reader(sock.fileno(), self._on_readable)
 
