@@ -1240,9 +1240,7 @@ class Connection:
             return
         ack = self.rcv_nxt & MASK
         wnd = self._advertise()
-        sack: tuple[tuple[int, int], ...] = ()
-        if self.sack_ok and self._ooo:
-            sack = tuple((a & MASK, b & MASK) for a, b in self._ooo.blocks(3 if self.ts_ok else 4))
+        sack = self._sack_blocks()
         ts = (self._ts_now(now), self._ts_recent) if self.ts_ok else None
         lport, rport = self.local_port, self.remote_port
         view = memoryview(buf)
@@ -1340,16 +1338,12 @@ class Connection:
     def _make(self, seq: int, flags: int, payload: bytes, now: float) -> Segment:
         """Build a segment; every one after the SYN carries ACK (RFC 9293 §3.10.7)."""
         sack: tuple[tuple[int, int], ...] = ()
-        ts = None
         if flags & ACK:
             wnd = self._advertise()
-            if self.sack_ok and self._ooo:
-                limit = 3 if self.ts_ok else 4
-                sack = tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(limit))
+            sack = self._sack_blocks()
         else:
             wnd = 0
-        if self.ts_ok and not flags & RST:
-            ts = (self._ts_now(now), self._ts_recent)
+        ts = (self._ts_now(now), self._ts_recent) if self.ts_ok and not flags & RST else None
         self.stats.segments_sent += 1
         return Segment(
             self.local_port,
@@ -1365,6 +1359,13 @@ class Connection:
             sack,
             ts,
         )
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        """SACK blocks for an ACK (RFC 2018 §4): three fit beside timestamps, four without."""
+        if not self.sack_ok or not self._ooo:
+            return ()
+        limit = 3 if self.ts_ok else 4
+        return tuple((s & MASK, e & MASK) for s, e in self._ooo.blocks(limit))
 
     def _advertise(self) -> int:
         """The window field for an ACK now; never moves the right edge left

@@ -47,7 +47,7 @@ class ConnectionReset(Event):
 
     def __init__(self, refused: bool = False) -> None:
         # refused: the RST answered our SYN (connection refused).
-        object.__setattr__(self, "refused", refused)
+        self.refused = refused
 
 
 class ConnectionError(Event):  # noqa: A001 - mirrors the builtin it maps to
@@ -57,7 +57,7 @@ class ConnectionError(Event):  # noqa: A001 - mirrors the builtin it maps to
     reason: str
 
     def __init__(self, reason: str) -> None:
-        object.__setattr__(self, "reason", reason)
+        self.reason = reason
 
 
 class SendComplete(Event):

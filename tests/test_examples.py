@@ -25,20 +25,15 @@ from tests.conftest import run_on
 
 import rudp
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-    uvloop = None  # type: ignore[assignment]
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 STEP = 10.0  # longest wait for any single expected event
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def loop_kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "uvloop" and uvloop is None:
-        pytest.skip("uvloop is not installed")
-    return str(request.param)
+@pytest.fixture
+def loop_kind(loop_name: str) -> str:
+    """The loop the example processes run on (conftest's parametrized loop_name)."""
+    return loop_name
 
 
 @pytest.fixture

@@ -22,10 +22,6 @@ import pytest
 
 from tests.conftest import run_on
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-    uvloop = None  # type: ignore[assignment]
 
 SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "netns_chat.sh"
 SCRIPT_TIMEOUT = 30  # the script's own bound (--timeout); ours is a little longer
@@ -53,11 +49,10 @@ def _netns_unavailable() -> str | None:
 pytestmark = pytest.mark.skipif(_netns_unavailable() is not None, reason=str(_netns_unavailable()))
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def loop_kind(request: pytest.FixtureRequest) -> str:
-    if request.param == "uvloop" and uvloop is None:
-        pytest.skip("uvloop is not installed")
-    return str(request.param)
+@pytest.fixture
+def loop_kind(loop_name: str) -> str:
+    """The loop the example processes run on (conftest's parametrized loop_name)."""
+    return loop_name
 
 
 @pytest.fixture
