@@ -205,9 +205,11 @@ class RudpTransport(asyncio.Transport):
         size = self.get_write_buffer_size()
         if not self._writing_paused and size > self._high:
             self._writing_paused = True
+            self._owner.paused_writers[self] = None
             self._call_protocol("pause_writing")
         elif self._writing_paused and size <= self._low:
             self._writing_paused = False
+            self._owner.paused_writers.pop(self, None)
             self._call_protocol("resume_writing")
 
     def _call_protocol(self, name: str) -> None:
@@ -236,7 +238,9 @@ class RudpTransport(asyncio.Transport):
         if self._lost_pending and not self._undelivered():
             self._lost_pending = False
             self._connection_lost(None)
-        self._owner.kick()  # reading may reopen the window
+        owner = self._owner
+        if not owner._flushing and owner.endpoint.has_work:
+            owner.kick()  # reading reopened the window: announce it
 
     def _undelivered(self) -> bool:
         """Received bytes or an EOF the protocol has not been given yet."""
@@ -253,6 +257,7 @@ class RudpTransport(asyncio.Transport):
             return
         self._lost = True
         self._closing = True
+        self._owner.paused_writers.pop(self, None)
         self._owner._forget(self._conn)
         if not self._closed_future.done():
             self._closed_future.set_result(None)
@@ -295,6 +300,9 @@ class EndpointProtocol:
         self._own = own
         self._linger_until: float | None = None
         self._transports: dict[Connection, RudpTransport] = {}
+        # Transports whose writers wait in drain(): checked after each pump, so
+        # that the check costs nothing per idle connection.
+        self.paused_writers: dict[RudpTransport, None] = {}
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
         self._kicked = False
@@ -304,8 +312,14 @@ class EndpointProtocol:
         self._closed = loop.create_future()
         if logger.isEnabledFor(logging.DEBUG):
             self.endpoint.on_state_change = _log_state  # --verbose; off the hot path otherwise
+        # IPv4 addresses arrive as the (host, port) keys the endpoint uses, so
+        # datagrams go straight to it; IPv6 ones lose flow info and scope first.
+        receive = (
+            self.endpoint.datagram_received if sock.family == socket.AF_INET
+            else self._datagram_received
+        )
         self.udp = UdpSocket(
-            loop, sock, self._datagram_received, self._flush, self.error_received,
+            loop, sock, receive, self._flush, self.error_received,
             self._socket_closed, gso=gso,
         )
         self._peer = self.udp.peer
@@ -364,7 +378,7 @@ class EndpointProtocol:
         ep = self.endpoint
         self.udp.send(ep.datagrams_to_send(self.loop.time()))
         self._arm_timer()
-        if ep._event_conns or ep._wake:
+        if ep.has_work:
             self.kick()
 
     def _flush(self) -> None:
@@ -384,10 +398,10 @@ class EndpointProtocol:
             for conn, ev in evs:
                 self._dispatch(conn, ev)
             udp.send(ep.datagrams_to_send(now))
-            if not ep._wake and not ep._event_conns:
+            if not ep.has_work:
                 break  # callbacks above woke nothing new
-        for tr in list(self._transports.values()):
-            if tr._writing_paused:
+        if self.paused_writers:
+            for tr in list(self.paused_writers):
                 tr._check_pause()
         self._arm_timer()
         if self.close_when_idle and not self._transports and not self._connecting:

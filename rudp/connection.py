@@ -164,6 +164,8 @@ class Connection:
         self.sack_ok = False
         self.ts_ok = False
         self._ts_recent = 0
+        self._smss = 0
+        self._update_smss()
         self._ts_offset = (iss * 2654435761) & MASK  # random-looking per-connection clock
         self._last_ack_sent = 0
 
@@ -281,10 +283,10 @@ class Connection:
         """The peer's FIN arrived and every byte before it was read."""
         return self._eof and not self._rcvbuf
 
-    @property
-    def _smss(self) -> int:
-        """Largest payload of a segment we send, options subtracted (RFC 6691)."""
-        return min(self.peer_mss, self.config.mss) - (_TS_OPTION_LEN if self.ts_ok else 0)
+    def _update_smss(self) -> None:
+        """Largest payload of a segment we send, options subtracted (RFC 6691);
+        kept as an attribute because the per-segment paths read it often."""
+        self._smss = min(self.peer_mss, self.config.mss) - (_TS_OPTION_LEN if self.ts_ok else 0)
 
     @property
     def _buf_end(self) -> int:
@@ -392,7 +394,9 @@ class Connection:
             self._receive_syn_sent(seg, now)
         else:
             self._receive_other(seg, now)
-        self._wake()
+        on_wake = self._on_wake
+        if on_wake is not None:
+            on_wake(self)
 
     def _predicted(self, seg: Segment, now: float) -> bool:
         """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input):
@@ -421,7 +425,7 @@ class Connection:
             or seg.flags & 0xF7 != ACK  # only ACK (and PSH) set
             or seg.seq != rcv_nxt & MASK
             or seg.sack
-            or self._ooo
+            or self._ooo.nbytes
             or self._ooo_fin is not None
             or self._user_closed
             or n > self._rcv_adv - rcv_nxt
@@ -468,6 +472,7 @@ class Connection:
         if cfg.timestamps and seg.ts is not None:
             self.ts_ok = True
             self._ts_recent = seg.ts[0]
+        self._update_smss()
         self.cc.mss = self._smss
         self.cc.cwnd = cfg.initial_window * self._smss
 
@@ -1083,8 +1088,20 @@ class Connection:
         """Everything to transmit now; re-arms the timers that sending implies."""
         self._now = now
         out = self._out
-        self._out = []
         st = self.state
+        if (
+            not out
+            and st is ESTABLISHED
+            and not self._ack_now
+            and self.snd_nxt == self.snd_max == self._buf_seq + len(self._sndbuf)
+            and not (self._in_recovery or self._fin_queued or self._persist_probe
+                     or self._tlp_fire or self._keepalive_probe or self._rst_pending)
+        ):
+            # Nothing to send (an ACK is delayed, all data is out): only the
+            # timers need a look. The common case after receiving in order.
+            self._arm_timers(now)
+            return []
+        self._out = []
         if self._rst_pending:
             self._rst_pending = False
             out.append(self._make(self.snd_nxt, RST | ACK, b"", now))

@@ -279,6 +279,11 @@ class Endpoint:
 
     # --------------------------------------------------------------- outputs
 
+    @property
+    def has_work(self) -> bool:
+        """Some connection has segments or events for the next flush."""
+        return bool(self._wake or self._event_conns)
+
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         """Encode what every woken connection has to send; re-arm their timers."""
         out = self._out
@@ -309,7 +314,7 @@ class Endpoint:
 
     def _wake_conn(self, conn: Connection) -> None:
         self._wake[conn] = None
-        if conn.has_events:
+        if conn._events:
             self._event_conns[conn] = None
 
     def _schedule(self, conn: Connection) -> None:
