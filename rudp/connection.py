@@ -172,6 +172,10 @@ class Connection:
         # Buffers.
         self._sndbuf = bytearray()
         self._buf_seq = self.iss + 1  # sequence number of _sndbuf[0]
+        # Acknowledged bytes still at the front of _sndbuf. They are cut off
+        # in bulk: an append after a front delete moves the whole bytearray,
+        # which with a megabyte queued cost more than sending the segment.
+        self._snd_dead = 0
         self._fin_queued = False
         self._user_closed = False
         self._rcvbuf = bytearray()
@@ -243,9 +247,14 @@ class Connection:
         if self.on_state_change is not None:
             self.on_state_change(self, old, new)
 
+    def _drop_send_buffer(self) -> None:
+        self._buf_seq += self._snd_dead
+        self._snd_dead = 0
+        self._sndbuf = bytearray()
+
     def _release(self) -> None:
         """Drop buffers and timers that a finished connection no longer needs."""
-        self._sndbuf = bytearray()
+        self._drop_send_buffer()
         self._ooo = ReassemblyQueue()
         self._sacks.clear()
         self._rtx_at = self._persist_at = self._delack_at = self._keepalive_at = None
@@ -271,7 +280,7 @@ class Connection:
     @property
     def send_buffer_size(self) -> int:
         """Bytes written but not yet acknowledged."""
-        return len(self._sndbuf)
+        return len(self._sndbuf) - self._snd_dead
 
     @property
     def readable(self) -> int:
@@ -371,7 +380,7 @@ class Connection:
         """ABORT (RFC 9293 §3.10.5): RST in synchronized states, queued data discarded."""
         if self.state in (SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             self._rst_pending = True
-        self._sndbuf = bytearray()
+        self._drop_send_buffer()
         self._rcvbuf = bytearray()
         self._set_state(CLOSED)
         self._wake()
@@ -736,10 +745,17 @@ class Connection:
     def _ack_advance(self, ack: int, now: float, tsecr: int | None) -> None:
         """SND.UNA moves forward: free the buffer, time the RTT, settle timers."""
         acked = ack - self.snd_una
-        freed = min(ack, self._buf_end) - self._buf_seq
+        buf = self._sndbuf
+        dead = self._snd_dead
+        freed = min(ack, self._buf_seq + len(buf)) - self._buf_seq - dead
         if freed > 0:
-            del self._sndbuf[:freed]
-            self._buf_seq += freed
+            dead += freed
+            if dead < len(buf) >> 1:
+                self._snd_dead = dead  # mostly live: cut the dead front later
+            else:  # amortized: each cut is at least half the buffer
+                del buf[:dead]
+                self._buf_seq += dead
+                self._snd_dead = 0
         self.snd_una = ack
         if self.snd_nxt < ack:
             self.snd_nxt = ack
@@ -794,7 +810,7 @@ class Connection:
         self._tlp_out = False
         if (
             not self._send_complete_sent
-            and not self._sndbuf
+            and len(self._sndbuf) == self._snd_dead
             and ack >= self.snd_max
             and (not self._fin_queued or ack > self._buf_end)
         ):
