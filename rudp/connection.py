@@ -21,6 +21,7 @@ from .seqnum import MASK, seq_diff
 from .wire import ACK, FIN, PSH, RST, SYN, Segment
 
 _DATA_RECEIVED = events.DataReceived()
+_SEND_COMPLETE = events.SendComplete()  # fieldless events are shared
 _TS_OPTION_LEN = 12  # NOP NOP TS(10), RFC 7323 Appendix A layout
 _DEFAULT_PEER_MSS = 536  # RFC 9293 §3.7.1 when the peer sends no MSS option
 
@@ -39,6 +40,11 @@ class State(enum.Enum):
     CLOSING = "CLOSING"
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
+
+    # Members are singletons compared by identity, so the identity hash is
+    # consistent; Enum's own __hash__ is Python code, run on every
+    # ``state in SYNCHRONIZED`` test of the per-segment paths.
+    __hash__ = object.__hash__
 
 
 CLOSED = State.CLOSED
@@ -815,7 +821,7 @@ class Connection:
             and (not self._fin_queued or ack > self._buf_end)
         ):
             self._send_complete_sent = True
-            self._event(events.SendComplete())
+            self._events.append(_SEND_COMPLETE)
         self._fin_acked_transitions()
 
     def _fin_acked_transitions(self) -> None:
@@ -1214,7 +1220,11 @@ class Connection:
             sent = self._emit(out, hole[0], min(hole[1] - hole[0], smss), now)
             self._high_rxt = hole[0] + max(sent, 1)
         self._force_rxt = False
-        if not self._in_recovery and self.snd_nxt == self.snd_max:
+        if (
+            not self._in_recovery
+            and self.snd_nxt == self.snd_max
+            and self._buf_seq + len(self._sndbuf) - self.snd_nxt > smss
+        ):
             self._send_full_segments(out, now, smss, cwnd)
         # New data, or data after a timeout (go-back-N from SND.UNA, RFC 6298 §5.4).
         while True:
@@ -1335,34 +1345,40 @@ class Connection:
 
     def _emit(self, out: list[Segment], seq: int, n: int, now: float) -> int:
         """Send ``n`` bytes from ``seq`` (plus FIN when it falls right after them)."""
-        off = seq - self._buf_seq
-        payload = bytes(self._sndbuf[off : off + n]) if n else b""
+        buf = self._sndbuf
+        buf_seq = self._buf_seq
+        off = seq - buf_seq
+        payload = bytes(buf[off : off + n]) if n else b""
         n = len(payload)
         end = seq + n
+        buf_end = buf_seq + len(buf)
         flags = ACK
-        if self._fin_queued and end == self._buf_end:
+        if self._fin_queued and end == buf_end:
             flags |= FIN
             end += 1
-        if n and end >= self._buf_end:
+        if n and end >= buf_end:
             flags |= PSH
         out.append(self._make(seq, flags, payload, now))
         stats = self.stats
-        old = min(seq + n, self.snd_max) - seq  # bytes of this segment sent before
-        if seq < self.snd_max:
+        snd_max = self.snd_max
+        if seq < snd_max:
+            old = (seq + n if seq + n < snd_max else snd_max) - seq  # bytes sent before
             stats.retransmits += 1
-            stats.bytes_retransmitted += max(old, 0)
+            stats.bytes_retransmitted += old
+            stats.bytes_sent += n - old
             if self._rtt_seq is not None and seq <= self._rtt_seq:
                 self._rtt_seq = None  # Karn's rule
-        elif self._rtt_seq is None and not self.ts_ok:
-            self._rtt_seq, self._rtt_time = seq, now
-        stats.bytes_sent += n - max(old, 0)
+        else:
+            stats.bytes_sent += n
+            if self._rtt_seq is None and not self.ts_ok:
+                self._rtt_seq, self._rtt_time = seq, now
         if end > self.snd_nxt and seq <= self.snd_nxt:
             self.snd_nxt = end
-        if self.snd_max == self.snd_una:
+        if snd_max == self.snd_una:
             # Nothing was outstanding: the user timeout counts from this send
             # (RFC 9293 §3.8.3, RFC 5482 §3), not from the last ACK before an idle spell.
             self._progress_at = now
-        if end > self.snd_max:
+        if end > snd_max:
             self.snd_max = end
         if self._rtx_at is None:
             self._rtx_at = now + self.rtt.rto
@@ -1428,13 +1444,12 @@ class Connection:
 
     def _arm_timers(self, now: float) -> None:
         """RTO while data is in flight; persist while the peer's window is closed."""
+        if self.state not in SYNCHRONIZED:
+            return
         outstanding = self.snd_max > self.snd_una
-        pending = self._buf_end > self.snd_nxt
-        if self.state not in SYNCHRONIZED and self.state is not SYN_RCVD:
-            return
-        if self.state is SYN_RCVD:
-            return
-        if self.snd_wnd == 0 and (pending or (outstanding and self.snd_una < self._buf_end)):
+        buf_end = self._buf_seq + len(self._sndbuf)
+        pending = buf_end > self.snd_nxt
+        if self.snd_wnd == 0 and (pending or (outstanding and self.snd_una < buf_end)):
             self._rtx_at = None
             if self._persist_at is None:
                 backoff = min(self._persist_backoff, 16)

@@ -11,7 +11,7 @@ _G = 0.001  # clock granularity: our timestamps tick in milliseconds
 class RttEstimator:
     """SRTT/RTTVAR/RTO per RFC 6298 §2, with exponential backoff (§5.5)."""
 
-    __slots__ = ("srtt", "rttvar", "rto_min", "rto_max", "_base", "backoff")
+    __slots__ = ("srtt", "rttvar", "rto_min", "rto_max", "_base", "backoff", "rto")
 
     def __init__(self, initial: float, rto_min: float, rto_max: float) -> None:
         self.srtt: float | None = None
@@ -20,26 +20,33 @@ class RttEstimator:
         self.rto_max = rto_max
         self._base = initial
         self.backoff = 0
+        #: Current RTO, bounded (§2.4, §2.5) and doubled per backoff step (§5.5);
+        #: recomputed when an input changes, since every send reads it.
+        self.rto = 0.0
+        self._update()
+
+    def _update(self) -> None:
+        rto = max(self.rto_min, min(self._base, self.rto_max))
+        self.rto = min(rto * (1 << self.backoff), self.rto_max)
 
     def sample(self, rtt: float) -> None:
         """Feed one RTT measurement (never from a retransmitted segment: Karn, §3)."""
         if rtt < 0:
             return
-        if self.srtt is None:  # §2.2 first measurement
-            self.srtt = rtt
-            self.rttvar = rtt / 2
+        srtt = self.srtt
+        if srtt is None:  # §2.2 first measurement
+            self.srtt = srtt = rtt
+            self.rttvar = rttvar = rtt / 2
         else:  # §2.3
-            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
-            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
-        self._base = self.srtt + max(_G, _K * self.rttvar)
+            self.rttvar = rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(srtt - rtt)
+            self.srtt = srtt = (1 - _ALPHA) * srtt + _ALPHA * rtt
+        var = _K * rttvar
+        self._base = base = srtt + (var if var > _G else _G)
         self.backoff = 0  # §5.7: a new sample ends the backoff
-
-    @property
-    def rto(self) -> float:
-        """Current RTO, bounded (§2.4, §2.5) and doubled per backoff step (§5.5)."""
-        rto = max(self.rto_min, min(self._base, self.rto_max))
-        return min(rto * (1 << self.backoff), self.rto_max)
+        rto_min, rto_max = self.rto_min, self.rto_max
+        self.rto = rto_min if base < rto_min else rto_max if base > rto_max else base
 
     def back_off(self) -> None:
         if self.rto < self.rto_max:
             self.backoff += 1
+            self._update()
