@@ -18,7 +18,7 @@ from .config import Config
 from .ranges import ReassemblyQueue, Scoreboard
 from .rtt import RttEstimator
 from .seqnum import MASK, seq_diff
-from .wire import ACK, FIN, PSH, RST, SYN, Segment
+from .wire import ACK, FIN, PSH, RST, SYN, Segment, segment_of
 
 _DATA_RECEIVED = events.DataReceived()
 _SEND_COMPLETE = events.SendComplete()  # fieldless events are shared
@@ -394,7 +394,11 @@ class Connection:
     # ------------------------------------------------------------ receiving
 
     def receive(self, seg: Segment, now: float) -> None:
-        """Process one arriving segment (RFC 9293 §3.10.7)."""
+        """Process one arriving segment (RFC 9293 §3.10.7).
+
+        Unlike user calls and timers, this does not call ``on_wake``: whoever
+        delivers a segment asks for ``segments_to_send`` and ``events`` next.
+        """
         self._now = now
         self._last_rcv = now
         self.stats.segments_received += 1
@@ -409,9 +413,6 @@ class Connection:
             self._receive_syn_sent(seg, now)
         else:
             self._receive_other(seg, now)
-        on_wake = self._on_wake
-        if on_wake is not None:
-            on_wake(self)
 
     def _predicted(self, seg: Segment, now: float) -> bool:
         """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input):
@@ -1291,10 +1292,9 @@ class Connection:
             off = seq - buf_seq
             for i in range(count):
                 start = off + i * smss
-                out.append(
-                    Segment(lport, rport, (seq + i * smss) & MASK, ack, ACK, wnd,
-                            bytes(view[start : start + smss]), None, None, False, sack, ts)
-                )
+                out.append(segment_of((lport, rport, (seq + i * smss) & MASK, ack, ACK, wnd,
+                                       bytes(view[start : start + smss]), None, None, False,
+                                       sack, ts, 0)))
         finally:
             view.release()  # the buffer must stay resizable
         n = count * smss

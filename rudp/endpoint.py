@@ -215,6 +215,9 @@ class Endpoint:
                 self._remove(conn)
             else:
                 conn.receive(seg, now)
+                self._wake[conn] = None
+                if conn._events:
+                    self._event_conns[conn] = None
                 return
         listener = self.listeners.get(seg.dst_port)
         if listener is not None and seg.flags & (SYN | ACK | RST) == SYN:
@@ -244,6 +247,7 @@ class Endpoint:
         conn.listener = listener
         conn.listen(now)
         conn.receive(seg, now)
+        self._wake_conn(conn)
         if conn.state is SYN_RCVD:
             listener.half_open += 1
 

@@ -238,7 +238,9 @@ _FLAGS_SHIFT, _FLAGS_WIDTH = _flags_field(CONTROL_BITS)
 _FLAGS_MASK = (1 << _FLAGS_WIDTH) - 1
 _MIN_DOFF = HEADER_LEN // 4
 
-_new_segment = functools.partial(tuple.__new__, Segment)  # Segment(*t) minus its Python __new__
+#: ``Segment(*fields)`` without NamedTuple's Python-level ``__new__``: for
+#: the per-segment paths, which pass all 13 fields in order.
+segment_of = functools.partial(tuple.__new__, Segment)
 
 # Options as `encode` lays them out.  NOP NOP TS (RFC 7323 Appendix A) is also
 # the layout `decode` recognises by a bytes compare.
@@ -369,7 +371,7 @@ def decode(data: bytes, verify_checksum: bool = True) -> Segment:
     doff = control >> _DOFF_SHIFT & _DOFF_MASK
     flags = control >> _FLAGS_SHIFT & _FLAGS_MASK
     if doff == _MIN_DOFF:
-        return _new_segment((src, dst, seq, ack, flags, window, data[HEADER_LEN:], None, None, False, (), None, urgent))
+        return segment_of((src, dst, seq, ack, flags, window, data[HEADER_LEN:], None, None, False, (), None, urgent))
     if doff < _MIN_DOFF:
         raise DecodeError(f"data offset {doff} is below the minimum {_MIN_DOFF}")
     hlen = doff * 4
@@ -377,9 +379,9 @@ def decode(data: bytes, verify_checksum: bool = True) -> Segment:
         raise DecodeError(f"data offset {doff} ({hlen} bytes) exceeds the segment's {n} bytes")
     if hlen == HEADER_LEN + _TS_OPT.size and data[HEADER_LEN : HEADER_LEN + 4] == _TS_PREFIX:
         ts = _2U32.unpack_from(data, HEADER_LEN + 4)
-        return _new_segment((src, dst, seq, ack, flags, window, data[hlen:], None, None, False, (), ts, urgent))
+        return segment_of((src, dst, seq, ack, flags, window, data[hlen:], None, None, False, (), ts, urgent))
     options = _parse_options(data, hlen)
-    return _new_segment((src, dst, seq, ack, flags, window, data[hlen:], *options, urgent))
+    return segment_of((src, dst, seq, ack, flags, window, data[hlen:], *options, urgent))
 
 
 def decode_construct(data: bytes, verify_checksum: bool = True) -> Segment:
