@@ -399,13 +399,17 @@ class Connection:
         Unlike user calls and timers, this does not call ``on_wake``: whoever
         delivers a segment asks for ``segments_to_send`` and ``events`` next.
         """
+        if self.state is ESTABLISHED and self.receive_predicted(seg, now):
+            return
+        self.receive_full(seg, now)
+
+    def receive_full(self, seg: Segment, now: float) -> None:
+        """``receive`` without header prediction (for a caller that tried it)."""
         self._now = now
         self._last_rcv = now
         self.stats.segments_received += 1
         st = self.state
-        if st is ESTABLISHED and self._predicted(seg, now):
-            pass
-        elif st is CLOSED:
+        if st is CLOSED:
             self.drops["closed"] += 1
         elif st is LISTEN:
             self._receive_listen(seg, now)
@@ -414,32 +418,34 @@ class Connection:
         else:
             self._receive_other(seg, now)
 
-    def _predicted(self, seg: Segment, now: float) -> bool:
-        """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input):
-        the next in-order data segment, with no SACK blocks, nothing out of
-        order, open windows, and either nothing of ours in flight or an ACK of
-        all of it (request/response), is handled here in a few steps. Anything
-        else returns False for the full path, which would reach the same result."""
+    def receive_predicted(self, seg: Segment, now: float) -> bool:
+        """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input),
+        in ESTABLISHED: the next in-order data segment, with no SACK blocks,
+        nothing out of order, open windows, and either nothing of ours in
+        flight or an ACK of all of it (request/response), is handled here in a
+        few steps. Anything else returns False, untouched, for ``receive_full``,
+        which would reach the same result."""
         payload = seg.payload
         n = len(payload)
+        if not n or seg.flags & 0xF7 != ACK:  # data with only ACK (and PSH) set
+            return False
         rcv_nxt = self.rcv_nxt
         snd_max = self.snd_max
+        snd_una = self.snd_una
         acks_all = False  # the segment also acknowledges everything in flight
-        if seg.ack != self.snd_una & MASK:
+        if seg.ack != snd_una & MASK:
             acks_all = (
                 seg.ack == snd_max & MASK
-                and snd_max > self.snd_una
+                and snd_max > snd_una
                 and not self._in_recovery
-                and snd_max <= self._buf_end  # no FIN of ours in flight
+                and snd_max <= self._buf_seq + len(self._sndbuf)  # no FIN of ours in flight
             )
             if not acks_all:
                 return False
-        elif snd_max != self.snd_una:
+        elif snd_max != snd_una:
             return False
         if (
-            not n
-            or seg.flags & 0xF7 != ACK  # only ACK (and PSH) set
-            or seg.seq != rcv_nxt & MASK
+            seg.seq != rcv_nxt & MASK
             or seg.sack
             or self._ooo.nbytes
             or self._ooo_fin is not None
@@ -450,12 +456,18 @@ class Connection:
             or self.snd_wl1 >= rcv_nxt  # §3.10.7.4 SND.WL1 rule: let the full path judge
         ):
             return False
+        self._now = self._last_rcv = now
+        stats = self.stats
+        stats.segments_received += 1
         ts = seg.ts
         if ts is not None and self.ts_ok:
-            if rcv_nxt <= self._last_ack_sent and seq_diff(ts[0], self._ts_recent) >= 0:
-                self._ts_recent = ts[0]  # RFC 7323 §4.3
-        if acks_all:  # as _process_ack would: SND.UNA moves up to SND.MAX
-            self._ack_advance(snd_max, now, ts[1] if ts is not None and self.ts_ok else None)
+            # RFC 7323 §4.3 (the wraparound test is seq_diff(...) >= 0, inlined).
+            if rcv_nxt <= self._last_ack_sent and (ts[0] - self._ts_recent) & MASK < 0x80000000:
+                self._ts_recent = ts[0]
+            if acks_all:  # as _process_ack would: SND.UNA moves up to SND.MAX
+                self._ack_advance(snd_max, now, ts[1])
+        elif acks_all:
+            self._ack_advance(snd_max, now, None)
         self._rcvbuf += payload
         self.rcv_nxt = rcv_nxt + n
         # The window update of §3.10.7.4 (new data, so SND.WL1 < SEG.SEQ holds).
@@ -463,13 +475,15 @@ class Connection:
         self.snd_wnd = wnd
         if wnd > self.max_snd_wnd:
             self.max_snd_wnd = wnd
-        self.snd_wl1, self.snd_wl2 = rcv_nxt, self.snd_una
-        self.stats.bytes_received += n
+        self.snd_wl1 = rcv_nxt
+        self.snd_wl2 = self.snd_una
+        stats.bytes_received += n
         events_ = self._events
         if not events_ or events_[-1] is not _DATA_RECEIVED:
             events_.append(_DATA_RECEIVED)
-        self._unacked_bytes += n
-        if self._unacked_bytes >= 2 * self._smss:
+        unacked = self._unacked_bytes + n
+        self._unacked_bytes = unacked
+        if unacked >= 2 * self._smss:
             self._ack_now = True  # RFC 5681 §4.2: every second full segment
         elif self._delack_at is None:
             self._delack_at = now + self.config.delayed_ack

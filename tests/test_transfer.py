@@ -652,7 +652,7 @@ def test_syn_flood_bounded_and_legit_clients_get_through() -> None:
 def test_header_prediction_changes_nothing_on_the_wire(
     seed: int, reply_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The predicted fast path (Connection._predicted) must reach exactly what
+    """The predicted fast path (Connection.receive_predicted) must reach exactly what
     the full RFC 9293 §3.10.7.4 path reaches: the same datagrams at the same
     times, over a lossy, reordering two-way transfer."""
     from rudp.connection import Connection
@@ -665,7 +665,7 @@ def test_header_prediction_changes_nothing_on_the_wire(
         return list(r.net.sim.trace)
 
     fast = trace()
-    monkeypatch.setattr(Connection, "_predicted", lambda self, seg, now: False)
+    monkeypatch.setattr(Connection, "receive_predicted", lambda self, seg, now: False)
     slow = trace()
     assert fast == slow
 
@@ -717,5 +717,5 @@ def test_header_prediction_request_response(seed: int, monkeypatch: pytest.Monke
     from rudp.connection import Connection
 
     fast = _ping_pong_trace(seed, 200)
-    monkeypatch.setattr(Connection, "_predicted", lambda self, seg, now: False)
+    monkeypatch.setattr(Connection, "receive_predicted", lambda self, seg, now: False)
     assert fast == _ping_pong_trace(seed, 200)
