@@ -102,6 +102,9 @@ class UdpSocket:
         if self._queue:
             self._enqueue(datagrams, 0)
             return
+        if not self.gso:
+            self._send_each(datagrams)
+            return
         i = 0
         count = len(datagrams)
         sock = self.sock
@@ -145,6 +148,38 @@ class UdpSocket:
             stats["send_calls"] += 1
             stats["sent"] += j - i
             i = j
+
+    def _send_each(self, datagrams: list[tuple[bytes, Any]]) -> None:
+        """One syscall per datagram: the loop of ``send`` without GSO's checks."""
+        sock = self.sock
+        connected = self.peer is not None
+        count = len(datagrams)
+        i = 0  # index of the next datagram
+        sent = 0
+        while i < count and not self._closed:
+            try:
+                if connected:
+                    send = sock.send
+                    while i < count:
+                        send(datagrams[i][0])
+                        i += 1
+                        sent += 1
+                else:
+                    sendto = sock.sendto
+                    while i < count:
+                        data, addr = datagrams[i]
+                        sendto(data, addr)
+                        i += 1
+                        sent += 1
+            except (BlockingIOError, InterruptedError):
+                self._enqueue(datagrams, i)
+                break
+            except OSError as exc:
+                self._on_error(exc)  # this datagram is lost; the others may go out
+                i += 1
+        stats = self.stats
+        stats["send_calls"] += sent
+        stats["sent"] += sent
 
     def _enqueue(self, datagrams: list[tuple[bytes, Any]], start: int) -> None:
         room = _QUEUE_LIMIT - len(self._queue)
