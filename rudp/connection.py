@@ -425,17 +425,18 @@ class Connection:
         flight or an ACK of all of it (request/response), is handled here in a
         few steps. Anything else returns False, untouched, for ``receive_full``,
         which would reach the same result."""
-        payload = seg.payload
+        # One unpack of the tuple instead of a descriptor call per field.
+        _, _, seq, ack, flags, window, payload, _, _, _, sack, ts, _ = seg
         n = len(payload)
-        if not n or seg.flags & 0xF7 != ACK:  # data with only ACK (and PSH) set
+        if not n or flags & 0xF7 != ACK:  # data with only ACK (and PSH) set
             return False
         rcv_nxt = self.rcv_nxt
         snd_max = self.snd_max
         snd_una = self.snd_una
         acks_all = False  # the segment also acknowledges everything in flight
-        if seg.ack != snd_una & MASK:
+        if ack != snd_una & MASK:
             acks_all = (
-                seg.ack == snd_max & MASK
+                ack == snd_max & MASK
                 and snd_max > snd_una
                 and not self._in_recovery
                 and snd_max <= self._buf_seq + len(self._sndbuf)  # no FIN of ours in flight
@@ -445,13 +446,13 @@ class Connection:
         elif snd_max != snd_una:
             return False
         if (
-            seg.seq != rcv_nxt & MASK
-            or seg.sack
+            seq != rcv_nxt & MASK
+            or sack
             or self._ooo.nbytes
             or self._ooo_fin is not None
             or self._user_closed
             or n > self._rcv_adv - rcv_nxt
-            or not seg.window
+            or not window
             or not self.snd_wnd  # a closed window has the persist timer to settle
             or self.snd_wl1 >= rcv_nxt  # §3.10.7.4 SND.WL1 rule: let the full path judge
         ):
@@ -459,7 +460,6 @@ class Connection:
         self._now = self._last_rcv = now
         stats = self.stats
         stats.segments_received += 1
-        ts = seg.ts
         if ts is not None and self.ts_ok:
             # RFC 7323 §4.3 (the wraparound test is seq_diff(...) >= 0, inlined).
             if rcv_nxt <= self._last_ack_sent and (ts[0] - self._ts_recent) & MASK < 0x80000000:
@@ -471,7 +471,7 @@ class Connection:
         self._rcvbuf += payload
         self.rcv_nxt = rcv_nxt + n
         # The window update of §3.10.7.4 (new data, so SND.WL1 < SEG.SEQ holds).
-        wnd = seg.window << self.snd_wscale
+        wnd = window << self.snd_wscale
         self.snd_wnd = wnd
         if wnd > self.max_snd_wnd:
             self.max_snd_wnd = wnd

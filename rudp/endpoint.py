@@ -29,6 +29,9 @@ ConnKey = tuple[Address, int, int]
 EPHEMERAL_PORTS = range(49152, 65536)  # RFC 6056 §2.1 / IANA dynamic ports
 
 
+_SYN_ACK = SYN | ACK
+
+
 def invalid_flags(flags: int) -> str | None:
     """Name the rule an impossible flag combination breaks, or None if it is sane.
 
@@ -203,12 +206,13 @@ class Endpoint:
             self.counters["malformed"] += 1
             return
         self.segments_received += 1
-        if seg.flags & (SYN | ACK) != ACK:  # the common case needs no closer look
-            reason = invalid_flags(seg.flags)
+        src_port, dst_port, _, _, flags = seg[:5]  # one slice: cheaper than 3 field reads
+        if flags & _SYN_ACK != ACK:  # the common case needs no closer look
+            reason = invalid_flags(flags)
             if reason is not None:
                 self.counters[reason] += 1
                 return
-        conn = self.connections.get((addr, seg.dst_port, seg.src_port))
+        conn = self.connections.get((addr, dst_port, src_port))
         if conn is not None:
             state = conn.state
             if state is ESTABLISHED and conn.receive_predicted(seg, now):
