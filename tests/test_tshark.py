@@ -131,6 +131,12 @@ def test_loopback_capture_of_a_real_transfer_dissects_cleanly(tmp_path: Path) ->
                 seen += cap.stderr.read() or b""
             if b"Capturing on" not in seen:
                 pytest.skip(f"tshark cannot capture on lo here: {seen.decode(errors='replace')}")
+            # "Capturing on" comes before dumpcap's filter is live; tshark 4
+            # reports "Capture started" once it is. Older ones say nothing more.
+            started = time.monotonic() + 2
+            while b"Capture started" not in seen and time.monotonic() < started:
+                await asyncio.sleep(0.05)
+                seen += cap.stderr.read() or b""
             async with server:
                 reader, writer = await rudp.open_connection("127.0.0.1", port)
                 writer.write(data)
