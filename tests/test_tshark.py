@@ -64,8 +64,9 @@ def test_options_are_understood(tmp_path: Path) -> None:
     syn = dissect(pcap, "tcp.options.mss_val", "tcp.options.wscale.shift", "tcp.options.sack_perm",
                   "tcp.options.timestamp.tsval", display_filter="tcp.flags.syn==1")
     assert len(syn) == 2
+    shift_wanted = str(Config().rcv_wscale)  # 7 for the 4 MiB default buffer
     for mss, shift, sack_perm, tsval in syn:
-        assert mss == "1432" and shift == "5" and sack_perm and tsval
+        assert mss == "1432" and shift == shift_wanted and sack_perm and tsval
     # Window scaling is applied: the calculated window exceeds the 16-bit field.
     wins = dissect(pcap, "tcp.window_size", display_filter="tcp.flags.syn==0")
     assert max(int(w[0]) for w in wins) > 65535
