@@ -446,9 +446,13 @@ class EndpointProtocol:
 
     def _dispatch(self, conn: Connection, ev: events.Event) -> None:
         tr = self._transports.get(conn)
-        if isinstance(ev, events.DataReceived) or isinstance(ev, events.EofReceived):
+        kind = type(ev)  # the two per-segment kinds first, by identity
+        if kind is events.DataReceived or kind is events.EofReceived:
             if tr is not None:
                 tr._deliver()
+        elif kind is events.SendComplete:
+            if tr is not None and tr._closing:
+                tr._connection_lost(None)  # our FIN is acknowledged
         elif isinstance(ev, events.Connected):
             fut = self._connecting.pop(conn, None)
             if fut is not None:
@@ -458,9 +462,6 @@ class EndpointProtocol:
                     conn.abort()  # the caller gave up (timeout or cancel)
             elif conn.listener is not None:
                 self._accept(conn)
-        elif isinstance(ev, events.SendComplete):
-            if tr is not None and tr._closing:
-                tr._connection_lost(None)  # our FIN is acknowledged
         elif isinstance(ev, events.ConnectionReset):
             self._fail(conn, tr, ConnectionRefusedError("connection refused") if ev.refused
                        else ConnectionResetError("connection reset by peer"))

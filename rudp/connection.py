@@ -981,11 +981,9 @@ class Connection:
 
     def get_timer(self) -> float | None:
         """The earliest deadline at which ``handle_timer`` must be called."""
-        best: float | None = None
-        for t in (
-            self._rtx_at, self._tlp_at, self._persist_at, self._delack_at, self._keepalive_at,
-            self._close_at,
-        ):
+        best = self._rtx_at
+        for t in (self._tlp_at, self._delack_at, self._persist_at, self._keepalive_at,
+                  self._close_at):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -1403,25 +1401,15 @@ class Connection:
         sack: tuple[tuple[int, int], ...] = ()
         if flags & ACK:
             wnd = self._advertise()
-            sack = self._sack_blocks()
+            if self._ooo.nbytes:
+                sack = self._sack_blocks()
+            ack = self.rcv_nxt & MASK
         else:
-            wnd = 0
+            wnd = ack = 0
         ts = (self._ts_now(now), self._ts_recent) if self.ts_ok and not flags & RST else None
         self.stats.segments_sent += 1
-        return Segment(
-            self.local_port,
-            self.remote_port,
-            seq & MASK,
-            self.rcv_nxt & MASK if flags & ACK else 0,
-            flags,
-            wnd,
-            payload,
-            None,
-            None,
-            False,
-            sack,
-            ts,
-        )
+        return segment_of((self.local_port, self.remote_port, seq & MASK, ack, flags, wnd,
+                           payload, None, None, False, sack, ts, 0))
 
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
         """SACK blocks for an ACK (RFC 2018 §4): three fit beside timestamps, four without."""

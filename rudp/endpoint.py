@@ -320,7 +320,8 @@ class Endpoint:
             conns = self._event_conns
             self._event_conns = {}
             for conn in conns:
-                out.extend((conn, ev) for ev in conn.events())
+                for ev in conn.events():
+                    out.append((conn, ev))
         return out
 
     # -------------------------------------------------------------- plumbing
