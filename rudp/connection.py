@@ -780,7 +780,8 @@ class Connection:
         self.snd_una = ack
         if self.snd_nxt < ack:
             self.snd_nxt = ack
-        self._sacks.advance(ack)
+        if self._sacks.ranges:
+            self._sacks.advance(ack)
         self._una_rxt_mark = None
         self._retries = 0
         prev_progress = self._progress_at
@@ -789,7 +790,7 @@ class Connection:
         # RTT sample: from the timestamp echo if negotiated (RFC 7323 §4), else
         # from a timed segment never retransmitted (Karn's rule, RFC 6298 §3).
         if tsecr:
-            sample = ((self._ts_now(now) - tsecr) & MASK) / 1000
+            sample = ((int(now * 1000) + self._ts_offset - tsecr) & MASK) / 1000  # _ts_now inlined
             # The acked data left after the previous progress: a longer sample
             # echoes a stale TS.Recent (RFC 7323 §4.3) and is discarded.
             if sample <= now - prev_progress + 0.001:
@@ -797,8 +798,9 @@ class Connection:
         elif self._rtt_seq is not None and ack > self._rtt_seq:
             self.rtt.sample(now - self._rtt_time)
             self._rtt_seq = None
+        in_recovery = self._in_recovery
         if (
-            self._in_recovery
+            in_recovery
             and tsecr
             and self._undo is not None
             and seq_diff(tsecr, self._rxt_ts) < 0
@@ -812,7 +814,7 @@ class Connection:
             self._recover = ack
             self._reno_sacked = 0
             self.stats.spurious_recoveries += 1
-        elif self._in_recovery:
+        elif in_recovery:
             if ack >= self._recover:  # full ACK (RFC 6582 §3.2 step 6)
                 self._in_recovery = False
                 self._reno_sacked = 0
@@ -837,7 +839,8 @@ class Connection:
         ):
             self._send_complete_sent = True
             self._events.append(_SEND_COMPLETE)
-        self._fin_acked_transitions()
+        if self._fin_queued:
+            self._fin_acked_transitions()
 
     def _fin_acked_transitions(self) -> None:
         """Our FIN is acknowledged when SND.UNA passes it (§3.10.7.4, fifth)."""
