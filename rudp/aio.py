@@ -315,8 +315,8 @@ class EndpointProtocol:
         # IPv4 addresses arrive as the (host, port) keys the endpoint uses, so
         # datagrams go straight to it; IPv6 ones lose flow info and scope first.
         receive = (
-            self.endpoint.datagram_received if sock.family == socket.AF_INET
-            else self._datagram_received
+            self.endpoint.datagrams_received if sock.family == socket.AF_INET
+            else self._datagrams_received
         )
         self.udp = UdpSocket(
             loop, sock, receive, self._flush, self.error_received,
@@ -324,8 +324,8 @@ class EndpointProtocol:
         )
         self._peer = self.udp.peer
 
-    def _datagram_received(self, data: bytes, addr: Any, now: float) -> None:
-        self.endpoint.datagram_received(data, (addr[0], addr[1]), now)
+    def _datagrams_received(self, batch: list[tuple[bytes, Any]], now: float) -> None:
+        self.endpoint.datagrams_received([(data, (a[0], a[1])) for data, a in batch], now)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP port unreachable on a connected socket is a hard error (RFC 1122

@@ -33,7 +33,7 @@ _FLUSH_EVERY = 64  # run the engine's output this often inside a batch (ACK cloc
 _QUEUE_LIMIT = 8192  # datagrams held while the socket buffer is full; beyond: dropped
 _SEGMENT_SIZE = struct.Struct("=H")
 
-Receiver = Callable[[bytes, Any, float], None]
+Receiver = Callable[[list[tuple[bytes, Any]], float], None]  # (datagram, address) pairs, now
 
 
 class UdpSocket:
@@ -71,27 +71,32 @@ class UdpSocket:
     # -- receiving
 
     def _on_readable(self) -> None:
+        """Drain the socket in batches of up to ``_FLUSH_EVERY`` datagrams, each
+        handed over at once and followed by one engine flush (ACK clocking)."""
         recvfrom = self.sock.recvfrom
         receive = self._receive
-        now = self.loop.time()
-        n = 0
-        for n in range(1, _READ_BATCH + 1):  # noqa: B007 - n counts datagrams
+        total = 0
+        while total < _READ_BATCH:
+            batch: list[tuple[bytes, Any]] = []
+            append = batch.append
+            error: OSError | None = None
             try:
-                data, addr = recvfrom(65536)
+                for _ in range(_FLUSH_EVERY):
+                    append(recvfrom(65536))
             except (BlockingIOError, InterruptedError):
-                n -= 1
-                break
+                pass
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
-                n -= 1
-                self._on_error(exc)
-                break
-            receive(data, addr, now)
-            if not n % _FLUSH_EVERY:
+                error = exc
+            if batch:
+                total += len(batch)
+                receive(batch, self.loop.time())
                 self._after_batch()
-                now = self.loop.time()
-        self.stats["received"] += n
-        if n % _FLUSH_EVERY:
-            self._after_batch()
+            if error is not None:
+                self._on_error(error)
+                break
+            if len(batch) < _FLUSH_EVERY or self._closed:
+                break
+        self.stats["received"] += total
 
     # -- sending
 
