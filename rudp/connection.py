@@ -184,7 +184,10 @@ class Connection:
         self._snd_dead = 0
         self._fin_queued = False
         self._user_closed = False
-        self._rcvbuf = bytearray()
+        # In-order data not yet read, as the received payloads themselves:
+        # appending a reference costs nothing per byte, and read() copies once.
+        self._rcvbuf: list[bytes] = []
+        self._rcv_queued = 0  # bytes in _rcvbuf
         self._ooo = ReassemblyQueue()
         self._ooo_fin: int | None = None
         self._eof = False
@@ -258,6 +261,10 @@ class Connection:
         self._snd_dead = 0
         self._sndbuf = bytearray()
 
+    def _drop_received(self) -> None:
+        self._rcvbuf = []
+        self._rcv_queued = 0
+
     def _release(self) -> None:
         """Drop buffers and timers that a finished connection no longer needs."""
         self._drop_send_buffer()
@@ -291,12 +298,12 @@ class Connection:
     @property
     def readable(self) -> int:
         """In-order bytes waiting for ``read()``."""
-        return len(self._rcvbuf)
+        return self._rcv_queued
 
     @property
     def at_eof(self) -> bool:
         """The peer's FIN arrived and every byte before it was read."""
-        return self._eof and not self._rcvbuf
+        return self._eof and not self._rcv_queued
 
     def _update_smss(self) -> None:
         """Largest payload of a segment we send, options subtracted (RFC 6691);
@@ -338,13 +345,16 @@ class Connection:
 
     def read(self, max_bytes: int = -1) -> bytes:
         """Take in-order received data; freeing buffer space may reopen the window."""
-        buf = self._rcvbuf
-        if max_bytes < 0 or max_bytes >= len(buf):
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:max_bytes])
-            del buf[:max_bytes]
+        chunks = self._rcvbuf
+        queued = self._rcv_queued
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if type(data) is not bytes:  # a payload a caller built as a bytearray or view
+            data = bytes(data)
+        chunks.clear()
+        if 0 <= max_bytes < queued:
+            chunks.append(data[max_bytes:])
+            data = data[:max_bytes]
+        self._rcv_queued = queued - len(data)
         if data and self.state in _CAN_RECEIVE_TEXT:
             # RFC 9293 §3.8.6.2.2: tell the peer once the window grew enough.
             if self._window_right_edge() - self._rcv_adv >= min(
@@ -375,7 +385,7 @@ class Connection:
         """Full close: FIN after queued data; later data from the peer is answered
         with RST, and so is unread data now (RFC 1122 §4.2.2.13)."""
         self._user_closed = True
-        if self._rcvbuf and self.state in SYNCHRONIZED:
+        if self._rcv_queued and self.state in SYNCHRONIZED:
             self.abort()
             return
         self.shutdown()
@@ -387,7 +397,7 @@ class Connection:
         if self.state in (SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT):
             self._rst_pending = True
         self._drop_send_buffer()
-        self._rcvbuf = bytearray()
+        self._drop_received()
         self._set_state(CLOSED)
         self._wake()
 
@@ -468,7 +478,8 @@ class Connection:
                 self._ack_advance(snd_max, now, ts[1])
         elif acks_all:
             self._ack_advance(snd_max, now, None)
-        self._rcvbuf += payload
+        self._rcvbuf.append(payload)
+        self._rcv_queued += n
         self.rcv_nxt = rcv_nxt + n
         # The window update of §3.10.7.4 (new data, so SND.WL1 < SEG.SEQ holds).
         wnd = window << self.snd_wscale
@@ -931,12 +942,16 @@ class Connection:
             return
         filled = bool(self._ooo)
         if payload:
-            self._rcvbuf += payload
+            payload = bytes(payload)  # no-op for bytes; a caller's bytearray is not kept
+            self._rcvbuf.append(payload)
+            self._rcv_queued += len(payload)
             self.rcv_nxt += len(payload)
             self.stats.bytes_received += len(payload)
         if filled:
             for piece in self._ooo.pop_ready(self.rcv_nxt):
-                self._rcvbuf += piece
+                piece = bytes(piece)
+                self._rcvbuf.append(piece)
+                self._rcv_queued += len(piece)
                 self.rcv_nxt += len(piece)
                 self.stats.bytes_received += len(piece)
             self._ack_now = True  # a hole was (partly) filled: ACK at once (§4.2)
@@ -977,7 +992,7 @@ class Connection:
         else:
             self.error = "refused" if st is SYN_RCVD else "reset"
             self._event(events.ConnectionReset(refused=st is SYN_RCVD))
-        self._rcvbuf = bytearray()
+        self._drop_received()
         self._set_state(CLOSED)
 
     # --------------------------------------------------------------- timers
@@ -1442,7 +1457,7 @@ class Connection:
         self._unacked_bytes = 0
 
     def _window_right_edge(self) -> int:
-        free = self.config.recv_buffer - len(self._rcvbuf) - self._ooo.nbytes
+        free = self.config.recv_buffer - self._rcv_queued - self._ooo.nbytes
         if not self.rcv_wscale:
             free = min(free, 0xFFFF)
         return self.rcv_nxt + max(0, free)
