@@ -108,8 +108,12 @@ class Stats:
     keepalives_sent: int
 
     def __init__(self) -> None:
-        for name in self.__slots__:
-            setattr(self, name, 0)
+        # Plain assignments: a setattr loop costs ~3x as much, once per connection.
+        self.segments_sent = self.segments_received = self.bytes_sent = 0
+        self.bytes_received = self.bytes_retransmitted = self.retransmits = 0
+        self.fast_retransmits = self.lost_retransmits = self.spurious_recoveries = 0
+        self.tail_loss_probes = self.timeouts = self.dup_acks = 0
+        self.zero_window_probes = self.keepalives_sent = 0
 
     def as_dict(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.__slots__}
