@@ -126,6 +126,24 @@ class Connection:
     ``now``: their segments are produced by the next ``segments_to_send(now)``.
     """
 
+    # Slotted: ~80 attributes per connection, read on every segment.
+    __slots__ = (
+        "addr", "cc", "config", "drops", "error", "irs", "iss", "listener", "local_port",
+        "max_snd_wnd", "on_state_change", "passive", "peer_mss", "rcv_nxt", "rcv_wscale",
+        "remote_port", "rtt", "sack_ok", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2",
+        "snd_wnd", "snd_wscale", "state", "stats", "ts_ok", "ws_ok",
+        "_ack_now", "_buf_seq", "_close_at", "_delack_at", "_dupacks", "_eof", "_events",
+        "_fin_queued", "_force_rxt", "_high_rxt", "_in_recovery", "_keepalive_at",
+        "_keepalive_probe", "_keepalive_probes", "_keepalive_sent_at", "_last_ack_sent",
+        "_last_rcv", "_now", "_on_wake", "_ooo", "_ooo_fin", "_out", "_persist_at",
+        "_persist_backoff", "_persist_probe", "_progress_at", "_rcv_adv", "_rcv_queued",
+        "_rcvbuf", "_recover", "_reno_sacked", "_retries", "_rst_pending", "_rtt_seq",
+        "_rtt_time", "_rtx_at", "_rxt_limit", "_rxt_ts", "_sacks", "_send_complete_sent",
+        "_smss", "_snd_dead", "_sndbuf", "_syn_wnd", "_tlp_at", "_tlp_fire", "_tlp_out",
+        "_ts_offset", "_ts_recent", "_una_rxt_mark", "_unacked_bytes", "_undo", "_user_closed",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         config: Config,
