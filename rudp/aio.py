@@ -65,6 +65,14 @@ def _norm(addr: Any) -> Address:
 class RudpTransport(asyncio.Transport):
     """One rudp connection as an asyncio Transport."""
 
+    # Slotted, like asyncio's own transports' base class: one per connection.
+    __slots__ = (
+        "_closed_future", "_closing", "_conn", "_eof_delivered", "_eof_written", "_high",
+        "_lost", "_lost_pending", "_low", "_owner", "_protocol", "_reading_paused",
+        "_send_buffer", "_writing_paused",
+        "__weakref__",
+    )
+
     def __init__(
         self,
         owner: EndpointProtocol,
