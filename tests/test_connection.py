@@ -13,6 +13,7 @@ import pytest
 from rudp import events
 from rudp.config import Config
 from rudp.connection import Connection, ConnectionStateError, State
+from rudp.seqnum import MASK
 
 try:
     from scripted import *  # noqa: F403 - the harness is the test vocabulary
@@ -1440,3 +1441,47 @@ def test_tail_loss_probe_off_leaves_the_rto():
     conn.send(data(2000))
     recv(conn, 1.0)
     assert timer(conn) == pytest.approx(1.3)
+
+
+def test_send_buffer_keeps_every_byte_right_across_partial_acks_and_appends():
+    """The send buffer drops acknowledged bytes in bulk (an append after each
+    front delete would move the whole buffer): whatever the interleaving of
+    partial ACKs and new writes, each segment carries the right bytes, and a
+    timeout resends from SND.UNA what was written there (RFC 6298 §5.4)."""
+    conn = established(BASE.replace(recv_buffer=64_000))
+    stream = bytes(range(256)) * 200  # 51,200 distinct-looking bytes
+    written = 0
+    acked = 0
+    t = 0.0
+    for step in range(40):
+        chunk = stream[written : written + 700 + 97 * step % 900]
+        if chunk:
+            conn.send(chunk)
+            written += len(chunk)
+        t += 0.01
+        for s in recv(conn, t):
+            start = (s.seq - (ISS + 1)) & MASK
+            assert s.payload == stream[start : start + len(s.payload)]
+        # The peer acknowledges part of what is in flight: half, rounded.
+        acked = min(conn.snd_max - (ISS + 1), acked + (conn.snd_max - (ISS + 1) - acked) // 2 + 1)
+        send(conn, seg(IRS + 1, ISS + 1 + acked), t)
+        assert conn.send_buffer_size == written - acked
+    conn.handle_timer(t + 10)  # RTO: go back to SND.UNA
+    first = recv(conn, t + 10)[0]
+    assert first.seq == (ISS + 1 + acked) & MASK
+    assert first.payload == stream[acked : acked + len(first.payload)]
+
+
+def test_read_returns_bytes_in_order_whole_or_in_parts():
+    """read() hands back the received stream, in order, as bytes; a partial
+    read keeps the rest for the next one, and freed space reopens the window."""
+    conn = established()
+    send(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"hello "), 0.1)
+    send(conn, seg(IRS + 7, ISS + 1, ACK | PSH, bytearray(b"world")), 0.1)
+    assert conn.readable == 11
+    part = conn.read(3)
+    assert part == b"hel" and type(part) is bytes
+    assert conn.readable == 8
+    rest = conn.read()
+    assert rest == b"lo world" and type(rest) is bytes
+    assert conn.readable == 0 and conn.read() == b""

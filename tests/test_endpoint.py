@@ -108,6 +108,40 @@ def test_active_open_through_endpoint():
     assert ep.poll_events() == [(conn, events.Connected())]
 
 
+def test_batch_is_routed_in_order_and_bad_datagrams_only_count():
+    """``datagrams_received`` (the adapter's batches of 64) does what one
+    ``datagram_received`` per datagram does: in-order delivery per connection
+    across interleaved connections, and a malformed datagram or a segment for
+    nothing in the middle of a batch is counted (or answered with RST) without
+    stopping the rest."""
+    ep = endpoint()
+    ep.listen(PORT)
+    a = accept_one(ep, sport=CPORT)
+    b = accept_one(ep, sport=CPORT + 1)
+    ep.poll_events()
+
+    def data(sport: int, offset: int, payload: bytes) -> bytes:
+        return encode(seg(IRS + 1 + offset, ISS + 1, ACK, payload, sport=sport), False)
+
+    stray = encode(seg(1, 1, ACK, sport=CPORT + 9), False)  # belongs to nothing
+    batch = [
+        (data(CPORT, 0, b"a1"), PEER),
+        (b"\x00" * 7, PEER),  # shorter than a header
+        (data(CPORT + 1, 0, b"b1"), PEER),
+        (data(CPORT, 2, b"a2"), PEER),
+        (stray, PEER),
+        (data(CPORT + 1, 2, b"b2"), PEER),
+    ]
+    received = ep.segments_received
+    ep.datagrams_received(batch, 1.0)
+    assert a.read() == b"a1a2" and b.read() == b"b1b2"
+    assert ep.counters["malformed"] == 1
+    assert ep.segments_received == received + 5
+    assert [ev for _, ev in ep.poll_events()] == [events.DataReceived()] * 2
+    out = sent(ep, 1.0)
+    assert (reply(1, 0, RST, dport=CPORT + 9, window=0), PEER) in out
+
+
 # ============================================================== RSTs for nothing
 
 
