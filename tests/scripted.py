@@ -36,7 +36,7 @@ __all__ = [
     "seg", "out", "syn_from_peer", "send", "recv", "recv_nothing", "expect",
     "fire", "timer", "run_until", "drain_events", "new_conn", "closed", "listen",
     "syn_sent", "syn_rcvd", "established", "fin_wait_1", "fin_wait_2", "close_wait",
-    "last_ack", "closing", "time_wait", "show",
+    "last_ack", "closing", "time_wait", "show", "expect_in_fixture",
 ]
 
 LOCAL_PORT = 7000
@@ -242,15 +242,21 @@ def established(
     return conn
 
 
+def expect_in_fixture(conn: Connection, t: float, config: Config, expected: Segment) -> None:
+    """A state fixture's one segment: exactly ``expected`` under BASE; with
+    other options in play (window, timestamps...), just its flags."""
+    if config == BASE:
+        expect(conn, t, expected)
+    else:
+        assert [s.flags for s in recv(conn, t)] == [expected.flags]
+
+
 def fin_wait_1(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Connection:
     """ESTABLISHED, then shutdown(): our FIN is out, not yet acknowledged."""
     conn = established(config, iss, t)
     conn.shutdown()
     assert conn.state is State.FIN_WAIT_1
-    if config == BASE:
-        expect(conn, t, out(iss + 1, REMOTE_SEQ + 1, FIN | ACK))
-    else:
-        assert [s.flags for s in recv(conn, t)] == [FIN | ACK]
+    expect_in_fixture(conn, t, config, out(iss + 1, REMOTE_SEQ + 1, FIN | ACK))
     return conn
 
 
@@ -269,10 +275,7 @@ def close_wait(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> C
     conn = established(config, iss, t)
     send(conn, seg(REMOTE_SEQ + 1, iss + 1, FIN | ACK), t)
     assert conn.state is State.CLOSE_WAIT
-    if config == BASE:
-        expect(conn, t, out(iss + 1, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
-    else:
-        assert [s.flags for s in recv(conn, t)] == [ACK]
+    expect_in_fixture(conn, t, config, out(iss + 1, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [events.EofReceived()]
     return conn
 
@@ -282,10 +285,7 @@ def last_ack(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Con
     conn = close_wait(config, iss, t)
     conn.shutdown()
     assert conn.state is State.LAST_ACK
-    if config == BASE:
-        expect(conn, t, out(iss + 1, REMOTE_SEQ + 2, FIN | ACK, window=LOCAL_WIN - 1))
-    else:
-        assert [s.flags for s in recv(conn, t)] == [FIN | ACK]
+    expect_in_fixture(conn, t, config, out(iss + 1, REMOTE_SEQ + 2, FIN | ACK, window=LOCAL_WIN - 1))
     return conn
 
 
@@ -294,10 +294,7 @@ def closing(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Conn
     conn = fin_wait_1(config, iss, t)
     send(conn, seg(REMOTE_SEQ + 1, iss + 1, FIN | ACK), t)
     assert conn.state is State.CLOSING
-    if config == BASE:
-        expect(conn, t, out(iss + 2, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
-    else:
-        assert [s.flags for s in recv(conn, t)] == [ACK]
+    expect_in_fixture(conn, t, config, out(iss + 2, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [events.EofReceived()]
     return conn
 
@@ -307,9 +304,6 @@ def time_wait(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Co
     conn = fin_wait_2(config, iss, t)
     send(conn, seg(REMOTE_SEQ + 1, iss + 2, FIN | ACK), t)
     assert conn.state is State.TIME_WAIT
-    if config == BASE:
-        expect(conn, t, out(iss + 2, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
-    else:
-        assert [s.flags for s in recv(conn, t)] == [ACK]
+    expect_in_fixture(conn, t, config, out(iss + 2, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [events.EofReceived(), events.Closed()]
     return conn
