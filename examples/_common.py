@@ -101,6 +101,17 @@ async def until_signalled() -> str:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
 
 
+async def close_server(server: Any, grace: float = 5.0) -> None:
+    """Close a server after a signal: connections get ``grace`` seconds to
+    finish their exchange (FINs), then the stragglers are reset."""
+    server.close()
+    try:
+        await asyncio.wait_for(server.wait_closed(), grace)
+    except asyncio.TimeoutError:
+        server.abort_clients()
+        await asyncio.wait_for(server.wait_closed(), grace)
+
+
 def _pollable(fd: int) -> bool:
     """True for what an event loop can watch: pipes, FIFOs, sockets, terminals.
 

@@ -17,7 +17,7 @@ import sys
 
 import rudp
 
-from _common import add_loop_argument, loop_name, run, server_address, until_signalled
+from _common import add_loop_argument, close_server, loop_name, run, server_address, until_signalled
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -45,12 +45,7 @@ async def main(args: argparse.Namespace) -> None:
     print(f"echo server listening on {server_address(server)} (loop: {loop_name()})", flush=True)
     sig = await until_signalled()
     print(f"{sig}: shutting down", file=sys.stderr)
-    server.close()
-    try:
-        await asyncio.wait_for(server.wait_closed(), 5)
-    except asyncio.TimeoutError:
-        server.abort_clients()
-        await asyncio.wait_for(server.wait_closed(), 5)
+    await close_server(server)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import rudp
 
-from _common import add_loop_argument, loop_name, run, server_address, until_signalled
+from _common import add_loop_argument, close_server, loop_name, run, server_address, until_signalled
 
 CHUNK = 256 * 1024
 MAX_HEADER = 4096
@@ -130,11 +130,7 @@ async def serve(args: argparse.Namespace) -> int:
           flush=True)
     sig = await until_signalled()
     print(f"{sig}: shutting down", file=sys.stderr)
-    server.close()
-    try:
-        await asyncio.wait_for(server.wait_closed(), 5)
-    except asyncio.TimeoutError:
-        server.abort_clients()
+    await close_server(server)
     return 0
 
 
