@@ -40,11 +40,9 @@ class RttEstimator:
         else:  # §2.3
             self.rttvar = rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(srtt - rtt)
             self.srtt = srtt = (1 - _ALPHA) * srtt + _ALPHA * rtt
-        var = _K * rttvar
-        self._base = base = srtt + (var if var > _G else _G)
+        self._base = srtt + max(_G, _K * rttvar)
         self.backoff = 0  # §5.7: a new sample ends the backoff
-        rto_min, rto_max = self.rto_min, self.rto_max
-        self.rto = rto_min if base < rto_min else rto_max if base > rto_max else base
+        self._update()
 
     def back_off(self) -> None:
         if self.rto < self.rto_max:
