@@ -68,6 +68,13 @@ class Config:
     """Probe after ~2*SRTT without an ACK instead of waiting for the RTO (RFC 8985 §7)."""
     dupack_threshold: int = 3
     """Duplicate ACKs that trigger fast retransmit (RFC 5681 §3.2)."""
+    header_prediction: bool = True
+    """Take the predicted-segment shortcut on receive (Jacobson's header
+    prediction). Off only to check that the shortcut changes nothing: the
+    golden-trace tests run every scenario both ways."""
+    batch_send: bool = True
+    """Build runs of full-sized new segments in one step. Off only to check
+    that batching changes nothing on the wire (golden-trace tests)."""
 
     def __post_init__(self) -> None:
         if not 88 <= self.mss <= 65495:

@@ -425,7 +425,7 @@ class Connection:
         Unlike user calls and timers, this does not call ``on_wake``: whoever
         delivers a segment asks for ``segments_to_send`` and ``events`` next.
         """
-        if self.state is ESTABLISHED and self.receive_predicted(seg, now):
+        if self.state is ESTABLISHED and self.config.header_prediction and self.receive_predicted(seg, now):
             return
         self.receive_full(seg, now)
 
@@ -1268,7 +1268,8 @@ class Connection:
             self._high_rxt = hole[0] + max(sent, 1)
         self._force_rxt = False
         if (
-            not self._in_recovery
+            self.config.batch_send
+            and not self._in_recovery
             and self.snd_nxt == self.snd_max
             and self._buf_seq + len(self._sndbuf) - self.snd_nxt > smss
         ):

@@ -227,7 +227,7 @@ class Endpoint:
             conn = connections.get((addr, dst_port, src_port))
             if conn is not None:
                 state = conn.state
-                if state is ESTABLISHED and conn.receive_predicted(seg, now):
+                if state is ESTABLISHED and conn.config.header_prediction and conn.receive_predicted(seg, now):
                     pass  # Connection.receive, without one call on the per-segment path
                 elif state is TIME_WAIT and self._reopens_time_wait(conn, seg):
                     counters["time_wait_reopened"] += 1

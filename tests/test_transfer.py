@@ -649,28 +649,21 @@ def test_syn_flood_bounded_and_legit_clients_get_through() -> None:
 
 @pytest.mark.parametrize("reply_size", [0, 120_000], ids=["one-way", "two-way"])
 @pytest.mark.parametrize("seed", range(4))
-def test_header_prediction_changes_nothing_on_the_wire(
-    seed: int, reply_size: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_header_prediction_changes_nothing_on_the_wire(seed: int, reply_size: int) -> None:
     """The predicted fast path (Connection.receive_predicted) must reach exactly what
     the full RFC 9293 §3.10.7.4 path reaches: the same datagrams at the same
     times, over a lossy, reordering two-way transfer."""
-    from rudp.connection import Connection
-
     link = LinkConfig(delay=0.005, bandwidth=20e6, loss=0.03, reorder=0.02, duplicate=0.01)
 
-    def trace() -> list[Any]:
-        r = run_transfer(seed, link, 150_000, Config(), reply_size=reply_size, trace=True)
+    def trace(config: Config) -> list[Any]:
+        r = run_transfer(seed, link, 150_000, config, reply_size=reply_size, trace=True)
         assert r.ok, r.summary()
         return list(r.net.sim.trace)
 
-    fast = trace()
-    monkeypatch.setattr(Connection, "receive_predicted", lambda self, seg, now: False)
-    slow = trace()
-    assert fast == slow
+    assert trace(Config()) == trace(Config(header_prediction=False))
 
 
-def _ping_pong_trace(seed: int, rounds: int) -> list[Any]:
+def _ping_pong_trace(seed: int, rounds: int, config: Config) -> list[Any]:
     """A client sends 64 bytes, the server echoes, the client sends again on the
     echo: request/response, where each data segment ACKs all in flight."""
     from rudp.endpoint import Endpoint
@@ -679,7 +672,7 @@ def _ping_pong_trace(seed: int, rounds: int) -> list[Any]:
     sim = Simulator(seed)
     sim.trace = []
     client_addr, server_addr = ("10.0.0.1", 5000), ("10.0.0.2", 6000)
-    client, server = Endpoint(Config(), seed=seed), Endpoint(Config(), seed=seed + 1)
+    client, server = Endpoint(config, seed=seed), Endpoint(config, seed=seed + 1)
     left = [rounds]
 
     def on_client(conn: Any, ev: events.Event) -> None:
@@ -711,11 +704,22 @@ def _ping_pong_trace(seed: int, rounds: int) -> list[Any]:
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_header_prediction_request_response(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_header_prediction_request_response(seed: int) -> None:
     """The request/response branch of the prediction (data that ACKs all in
     flight) leaves the wire exactly as the full path does."""
-    from rudp.connection import Connection
+    fast = _ping_pong_trace(seed, 200, Config())
+    assert fast == _ping_pong_trace(seed, 200, Config(header_prediction=False))
 
-    fast = _ping_pong_trace(seed, 200)
-    monkeypatch.setattr(Connection, "receive_predicted", lambda self, seg, now: False)
-    assert fast == _ping_pong_trace(seed, 200)
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batched_send_changes_nothing_on_the_wire(seed: int) -> None:
+    """Runs of full segments built in one step (the batched send path) are the
+    segments the per-segment path builds, at the same times, with loss."""
+    link = LinkConfig(delay=0.005, bandwidth=50e6, loss=0.02, reorder=0.01)
+
+    def trace(config: Config) -> list[Any]:
+        r = run_transfer(seed, link, 300_000, config, reply_size=100_000, trace=True)
+        assert r.ok, r.summary()
+        return list(r.net.sim.trace)
+
+    assert trace(Config()) == trace(Config(batch_send=False))
