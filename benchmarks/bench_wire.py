@@ -1,4 +1,4 @@
-"""Microbenchmark of rudp.wire: microseconds per call for a 1400-byte segment.
+"""Microbenchmark of rudp.core.wire: microseconds per call for a 1400-byte segment.
 
 Run: python benchmarks/bench_wire.py
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import timeit
 from collections.abc import Callable
 
-from rudp.wire import ACK, SYN, Segment, decode, decode_construct, encode
+from rudp.core.wire import ACK, SYN, Segment, decode, decode_construct, encode
 
 PAYLOAD = bytes(range(256)) * 5 + bytes(120)  # 1400 bytes
 DATA = Segment(40000, 8080, 123456789, 987654321, ACK, 65535, PAYLOAD, ts=(1_000_000, 999_000))

@@ -596,7 +596,7 @@ def rudp_config() -> dict[str, Any]:
     try:
         import dataclasses
 
-        from rudp.config import Config
+        from rudp.core.config import Config
 
         return dataclasses.asdict(Config())
     except Exception as exc:  # report, do not fail

@@ -1,4 +1,4 @@
-"""Simulated goodput and retransmissions of one bulk transfer (rudp.sim).
+"""Simulated goodput and retransmissions of one bulk transfer (rudp.tools.sim).
 
 A client writes SIZE bytes (all at once) to a server over a link of BANDWIDTH
 and RTT with a given random loss in both directions, then closes. Goodput is
@@ -22,8 +22,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
-from rudp.config import Config  # noqa: E402
-from rudp.sim import LinkConfig  # noqa: E402
+from rudp.core.config import Config  # noqa: E402
+from rudp.tools.sim import LinkConfig  # noqa: E402
 from simapps import run_transfer  # noqa: E402
 
 

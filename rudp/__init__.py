@@ -12,9 +12,9 @@ from .aio import (
     open_connection,
     start_server,
 )
-from .config import Config
-from .connection import Connection, ConnectionStateError, State
-from .endpoint import Endpoint, Listener
+from .core.config import Config
+from .core.connection import Connection, ConnectionStateError, State
+from .core.endpoint import Endpoint, Listener
 
 __all__ = [
     "Config",

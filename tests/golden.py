@@ -22,9 +22,9 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rudp import events  # noqa: E402
-from rudp.config import Config  # noqa: E402
-from rudp.sim import LinkConfig, Simulator  # noqa: E402
+from rudp.core import events  # noqa: E402
+from rudp.core.config import Config  # noqa: E402
+from rudp.tools.sim import LinkConfig, Simulator  # noqa: E402
 
 from simapps import (  # type: ignore[import-not-found]  # noqa: E402
     CLIENT, PORT, SERVER, Net, StreamApp, payload, run_transfer,
@@ -76,7 +76,7 @@ def _merge(config: Config, overrides: Config) -> Config:
 def _ping_pong(seed: int, rounds: int, link: LinkConfig) -> Callable[[Config], Trace]:
     """Request/response: 64 bytes out, the echo back, again, ``rounds`` times."""
     def run(overrides: Config) -> Trace:
-        from rudp.endpoint import Endpoint
+        from rudp.core.endpoint import Endpoint
 
         cfg = _merge(Config(), overrides)
         sim = Simulator(seed)

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 
-from rudp import events
-from rudp.config import Config
-from rudp.connection import Connection, State
-from rudp.seqnum import MASK
-from rudp.wire import ACK, FIN, PSH, RST, SYN, Segment
+from rudp.core import events
+from rudp.core.config import Config
+from rudp.core.connection import Connection, State
+from rudp.core.seqnum import MASK
+from rudp.core.wire import ACK, FIN, PSH, RST, SYN, Segment
 
 __all__ = [
     "ACK", "FIN", "PSH", "RST", "SYN", "Segment", "State", "events",

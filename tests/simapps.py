@@ -5,8 +5,8 @@ simulator owns the clock, and no wall-clock time is ever consulted.
 
 Building blocks:
 
-* :class:`Net` - a :class:`~rudp.sim.Simulator` plus hosts (an
-  :class:`~rudp.endpoint.Endpoint` and a :class:`Router` that hands each
+* :class:`Net` - a :class:`~rudp.tools.sim.Simulator` plus hosts (an
+  :class:`~rudp.core.endpoint.Endpoint` and a :class:`Router` that hands each
   connection's events to its application), and a log of every state change.
 * :class:`StreamApp` - one configurable application: writes a byte string
   (all at once, or in chunks as the send buffer drains), reads and verifies
@@ -28,9 +28,9 @@ import hashlib
 import random
 from typing import Any, Callable, Iterable
 
-from rudp import events
-from rudp.config import Config
-from rudp.connection import (
+from rudp.core import events
+from rudp.core.config import Config
+from rudp.core.connection import (
     CLOSE_WAIT,
     CLOSED,
     ESTABLISHED,
@@ -40,9 +40,9 @@ from rudp.connection import (
     Connection,
     State,
 )
-from rudp.endpoint import Endpoint
-from rudp.sim import Address, LinkConfig, LinkStats, Simulator
-from rudp.wire import SYN, Segment, encode
+from rudp.core.endpoint import Endpoint
+from rudp.tools.sim import Address, LinkConfig, LinkStats, Simulator
+from rudp.core.wire import SYN, Segment, encode
 
 CLIENT: Address = ("10.0.0.1", 5000)
 SERVER: Address = ("10.0.0.2", 6000)
@@ -751,8 +751,8 @@ def states_path(history: Iterable[tuple[float, State, State]]) -> list[str]:
 
 def rst_at(trace: list[Any] | None, dst: Address, when: float) -> bool:
     """Whether a RST was delivered to ``dst`` at time ``when`` (needs ``sim.trace``)."""
-    from rudp.sim import DELIVERED
-    from rudp.wire import RST, DecodeError, decode
+    from rudp.tools.sim import DELIVERED
+    from rudp.core.wire import RST, DecodeError, decode
 
     for t, _, d, data, outcome in trace or ():
         if t == when and d == dst and outcome == DELIVERED:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 
 import rudp
-from rudp.connection import State
+from rudp.core.connection import State
 
 Run = Callable[..., Any]
 

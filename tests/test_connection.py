@@ -1,4 +1,4 @@
-"""Scripted segment-exchange tests for rudp.connection (smoltcp style).
+"""Scripted segment-exchange tests for rudp.core.connection (smoltcp style).
 
 Each test feeds exact segments at exact times and expects exact segments (all
 fields: ports, seq, ack, flags, window, payload, options) or silence. Section
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from rudp import events
-from rudp.config import Config
-from rudp.connection import Connection, ConnectionStateError, State
-from rudp.seqnum import MASK
+from rudp.core import events
+from rudp.core.config import Config
+from rudp.core.connection import Connection, ConnectionStateError, State
+from rudp.core.seqnum import MASK
 
 try:
     from scripted import *  # noqa: F403 - the harness is the test vocabulary

@@ -1,8 +1,8 @@
-"""Scripted tests for rudp.endpoint: demultiplexing, RSTs for segments that
+"""Scripted tests for rudp.core.endpoint: demultiplexing, RSTs for segments that
 belong to nothing, sanity checks with counters, listener bounds, TIME_WAIT.
 
-Datagrams are built with rudp.wire.encode and the endpoint's output is decoded
-with rudp.wire.decode, so every test also crosses the real codec. Sections are
+Datagrams are built with rudp.core.wire.encode and the endpoint's output is decoded
+with rudp.core.wire.decode, so every test also crosses the real codec. Sections are
 RFC 9293 unless another RFC is named.
 """
 
@@ -13,12 +13,12 @@ import random
 
 import pytest
 
-from rudp import events
-from rudp.config import Config
-from rudp.connection import Connection, State
-from rudp.endpoint import EPHEMERAL_PORTS, Endpoint
-from rudp.seqnum import MASK
-from rudp.wire import ACK, FIN, PSH, RST, SYN, Segment, decode, encode
+from rudp.core import events
+from rudp.core.config import Config
+from rudp.core.connection import Connection, State
+from rudp.core.endpoint import EPHEMERAL_PORTS, Endpoint
+from rudp.core.seqnum import MASK
+from rudp.core.wire import ACK, FIN, PSH, RST, SYN, Segment, decode, encode
 
 PEER = ("198.51.100.7", 5555)  # the scripted peer's UDP address
 OTHER = ("198.51.100.8", 5555)

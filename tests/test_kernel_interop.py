@@ -2,7 +2,7 @@
 
 Each test creates a fresh network namespace, and runs its scenario in a
 subprocess inside it (``ip netns exec NS python -m tests.test_kernel_interop
-SCENARIO ARGS``).  In there `rudp.tunbridge.TunBridge` owns a TUN device
+SCENARIO ARGS``).  In there `rudp.tools.tunbridge.TunBridge` owns a TUN device
 (10.77.0.1/30, MTU 1500; the fake peer is 10.77.0.2) and a UDP socket on
 127.0.0.1, and an rudp endpoint, the bridge and a kernel TCP socket share one
 event loop.  The scenario prints one JSON line of facts (digests, exceptions,
@@ -32,8 +32,8 @@ from typing import Any, Awaitable, Callable, Iterator
 
 import pytest
 
-from rudp import wire
-from rudp.tunbridge import (
+from rudp.core import wire
+from rudp.tools.tunbridge import (
     PacketError,
     build_ipv4_tcp,
     parse_ipv4,
@@ -44,7 +44,7 @@ from rudp.tunbridge import (
 
 ROOT = Path(__file__).resolve().parent.parent
 MTU = 1500
-RUDP_MSS = 1432  # rudp.config.DEFAULT_MSS
+RUDP_MSS = 1432  # rudp.core.config.DEFAULT_MSS
 TS_OPT = 12  # NOP NOP TS
 RESULT = "RESULT "
 SUBPROCESS_TIMEOUT = 30.0
@@ -219,7 +219,7 @@ def test_resets_both_ways(netns: str) -> None:
 
 
 def test_option_negotiation(netns: str) -> None:
-    """Kernel SYN / SYN-ACK options decode with rudp.wire; the kernel accepts rudp's."""
+    """Kernel SYN / SYN-ACK options decode with rudp.core.wire; the kernel accepts rudp's."""
     r = run_scenario(netns, "options")
     max_mss = MTU - 40
 
@@ -539,7 +539,7 @@ def _endpoint_of(writer: asyncio.StreamWriter) -> Any:
 
 
 async def _bridge(**options: Any) -> Any:
-    from rudp.tunbridge import TunBridge
+    from rudp.tools.tunbridge import TunBridge
 
     if os.environ.get("RUDP_KERNEL_TRACE"):  # debugging aid: every segment goes into the report
         options["record_all"] = True
@@ -945,7 +945,7 @@ def _is(direction: str, flags: int, empty: bool = True) -> Callable[[str, bytes]
 async def scenario_handshakes(**_: Any) -> dict[str, Any]:
     """Lost SYN-ACKs and lost third ACKs in both roles; refused connections."""
     import rudp
-    from rudp.tunbridge import TO_KERNEL, TO_RUDP
+    from rudp.tools.tunbridge import TO_KERNEL, TO_RUDP
 
     bridge = await _bridge()
     ctx = Ctx(bridge)

@@ -1,4 +1,4 @@
-"""rudp.seqnum: sequence arithmetic modulo 2**32 (RFC 9293 §3.4, RFC 1982)."""
+"""rudp.core.seqnum: sequence arithmetic modulo 2**32 (RFC 9293 §3.4, RFC 1982)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from rudp.seqnum import (
+from rudp.core.seqnum import (
     MASK,
     MOD,
     seq_add,

@@ -1,4 +1,4 @@
-"""Tests for the deterministic network simulator (rudp.sim), using fake endpoints."""
+"""Tests for the deterministic network simulator (rudp.tools.sim), using fake endpoints."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import pytest
 
-from rudp.sim import (
+from rudp.tools.sim import (
     DELIVERED,
     LOST,
     MAX_TIMER_FIRINGS_PER_INSTANT,

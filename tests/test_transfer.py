@@ -1,4 +1,4 @@
-"""End-to-end transfers through the deterministic simulator (rudp.sim).
+"""End-to-end transfers through the deterministic simulator (rudp.tools.sim).
 
 Two real Endpoints talk over simulated links with loss, duplication,
 reordering, jitter, corruption, bandwidth and queue limits. Everything is
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from rudp import events
-from rudp.config import DEFAULT_MSS, Config
-from rudp.connection import CLOSED, ESTABLISHED, TIME_WAIT, State
-from rudp.sim import LinkConfig
+from rudp.core import events
+from rudp.core.config import DEFAULT_MSS, Config
+from rudp.core.connection import CLOSED, ESTABLISHED, TIME_WAIT, State
+from rudp.tools.sim import LinkConfig
 
 try:
     from simapps import (  # type: ignore[import-not-found]
@@ -666,8 +666,8 @@ def test_header_prediction_changes_nothing_on_the_wire(seed: int, reply_size: in
 def _ping_pong_trace(seed: int, rounds: int, config: Config) -> list[Any]:
     """A client sends 64 bytes, the server echoes, the client sends again on the
     echo: request/response, where each data segment ACKs all in flight."""
-    from rudp.endpoint import Endpoint
-    from rudp.sim import Simulator
+    from rudp.core.endpoint import Endpoint
+    from rudp.tools.sim import Simulator
 
     sim = Simulator(seed)
     sim.trace = []

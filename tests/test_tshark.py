@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from rudp.config import Config
-from rudp.pcap import write_trace
-from rudp.sim import LinkConfig
+from rudp.core.config import Config
+from rudp.tools.pcap import write_trace
+from rudp.tools.sim import LinkConfig
 from tests.simapps import CLIENT, SERVER, run_transfer
 
 TSHARK = shutil.which("tshark")
@@ -38,7 +38,7 @@ def capture(tmp_path: Path, loss: float, config: Config = Config()) -> tuple[Pat
     r = run_transfer(3, LinkConfig(delay=0.01, bandwidth=20e6, loss=loss), 200_000, config,
                      reply_size=30_000, trace=True)
     assert r.ok, r.summary()
-    pcap = tmp_path / "rudp.pcap"
+    pcap = tmp_path / "rudp.tools.pcap"
     count = write_trace(str(pcap), r.net.sim.trace, {CLIENT: CLIENT, SERVER: SERVER})
     return pcap, count
 

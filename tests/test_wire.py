@@ -1,4 +1,4 @@
-"""rudp.wire: codec round trips, fast path == construct reference, checksum, validation."""
+"""rudp.core.wire: codec round trips, fast path == construct reference, checksum, validation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from construct import BitsInteger, BitStruct, Bytes, Flag, Int8ub, Int16ul, Int6
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rudp import wire
-from rudp.wire import (
+from rudp.core import wire
+from rudp.core.wire import (
     ACK,
     CWR,
     ECE,

@@ -38,7 +38,7 @@ class Config:
     benchmarks/bench_wire.py), while UDP's own checksum already guards the
     same bytes end to end."""
     congestion_control: str = "newreno"
-    """Name of a registered congestion controller (see rudp.congestion)."""
+    """Name of a registered congestion controller (see rudp.core.congestion)."""
     initial_window: int = 10
     """Initial congestion window in segments (RFC 6928)."""
     delayed_ack: float = 0.04

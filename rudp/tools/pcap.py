@@ -59,7 +59,7 @@ def write_trace(
     *,
     outcomes: tuple[str, ...] = ("delivered",),
 ) -> int:
-    """Save a ``rudp.sim`` trace as pcap, mapping simulator addresses to IPv4
+    """Save a ``rudp.tools.sim`` trace as pcap, mapping simulator addresses to IPv4
     (host, port) pairs; returns the number of packets written."""
     count = 0
     with open(path, "wb") as f:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from typing import Hashable
 
 
@@ -16,8 +15,10 @@ class IsnGenerator:
 
     __slots__ = ("_secret",)
 
-    def __init__(self, secret: bytes | None = None) -> None:
-        self._secret = secret if secret is not None else os.urandom(16)
+    def __init__(self, secret: bytes) -> None:
+        # The core draws no randomness itself: the owner gives the key
+        # (os.urandom in the asyncio adapter, a seed in the simulator).
+        self._secret = secret
 
     def __call__(self, now: float, addr: Hashable, local_port: int, remote_port: int) -> int:
         h = hashlib.blake2s(

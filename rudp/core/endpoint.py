@@ -80,9 +80,11 @@ class Listener:
 class Endpoint:
     """Connections and listeners sharing one UDP socket.
 
-    ``seed`` makes ports and ISNs repeatable (for the simulator and tests);
-    without it they come from the operating system's randomness. ``isn``
-    replaces the ISN generator: ``isn(now, addr, local_port, remote_port)``.
+    Like the rest of the core it draws no randomness of its own: ``seed``
+    makes ports and ISNs repeatable (for the simulator and tests); ``rng``
+    gives it a source to draw from instead (``random.SystemRandom()`` in the
+    asyncio adapter), which also keys the ISN generator. ``isn`` replaces
+    the ISN generator: ``isn(now, addr, local_port, remote_port)``.
     """
 
     def __init__(
@@ -90,16 +92,19 @@ class Endpoint:
         config: Config | None = None,
         *,
         seed: int | None = None,
+        rng: random.Random | None = None,
         isn: Callable[[float, Address, int, int], int] | None = None,
     ) -> None:
         self.config = config or Config()
         self._isn: Callable[[float, Address, int, int], int]
-        if seed is None:
-            self._rng: random.Random = random.SystemRandom()
-            self._isn = IsnGenerator()
-        else:
+        if seed is not None:
             self._rng = random.Random(seed)
             self._isn = IsnGenerator(seed.to_bytes(16, "big", signed=True))
+        elif rng is not None:
+            self._rng = rng
+            self._isn = IsnGenerator(rng.getrandbits(128).to_bytes(16, "big"))
+        else:
+            raise TypeError("Endpoint needs seed= (repeatable) or rng= (e.g. random.SystemRandom())")
         if isn is not None:
             self._isn = isn  # e.g. to start near 2**32 and test wraparound
         self.connections: dict[ConnKey, Connection] = {}

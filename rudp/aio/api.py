@@ -1,7 +1,7 @@
 """asyncio adapter: one DatagramProtocol per UDP socket drives a sans-IO Endpoint.
 
 The adapter only moves bytes and keeps one timer per socket; every protocol
-decision lives in ``rudp.endpoint`` and ``rudp.connection``. Each connection
+decision lives in ``rudp.core.endpoint`` and ``rudp.core.connection``. Each connection
 is exposed as an ``asyncio.Transport`` whose flow control follows
 ``asyncio.selector_events``: ``pause_writing``/``resume_writing`` around a
 high/low water mark, ``pause_reading`` stops reading so the advertised window
@@ -14,13 +14,14 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
+import random
 import socket
 from typing import Any, Callable, Hashable
 
-from . import events
-from .config import Config
-from .connection import Connection, ConnectionStateError, State
-from .endpoint import Endpoint, Listener
+from ..core import events
+from ..core.config import Config
+from ..core.connection import Connection, ConnectionStateError, State
+from ..core.endpoint import Endpoint, Listener
 from .udpio import UdpSocket, open_socket
 
 Address = Hashable
@@ -284,7 +285,7 @@ class RudpTransport(asyncio.Transport):
 class EndpointProtocol:
     """Drives one Endpoint from one UDP socket; shared by its connections.
 
-    Reads drain the socket and sends go out in GSO batches (``rudp.udpio``):
+    Reads drain the socket and sends go out in GSO batches (``rudp.aio.udpio``):
     one engine flush per batch, which also coalesces ACKs and window updates.
     """
 
@@ -298,7 +299,7 @@ class EndpointProtocol:
         gso: bool = False,
     ) -> None:
         self.loop = loop
-        self.endpoint = Endpoint(config)
+        self.endpoint = Endpoint(config, rng=random.SystemRandom())
         self.config = config
         self.socket = sock
         self.sockname: Any = sock.getsockname()

@@ -24,7 +24,7 @@ UDP address A whose TCP source port is P teaches the bridge "port P of the
 fake peer is A"; `route` adds such entries by hand (for a rudp listener the
 kernel connects to), and ``default_peer`` catches the rest.
 
-A tools-layer module: it uses only the public functions of `rudp.wire`.
+A tools-layer module: it uses only the public functions of `rudp.core.wire`.
 Linux only; needs CAP_NET_ADMIN (usually: root in a network namespace).
 """
 
@@ -41,7 +41,7 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from .wire import FIN, RST, SYN, DecodeError, Segment, checksum, decode
+from ..core.wire import FIN, RST, SYN, DecodeError, Segment, checksum, decode
 
 # <linux/if_tun.h>, <linux/sockios.h>, <linux/if.h>
 TUNSETIFF = 0x400454CA
@@ -89,7 +89,7 @@ def with_checksum(segment: bytes, value: int) -> bytes:
 def rudp_checksummed(segment: bytes, enabled: bool = True) -> bytes:
     """Apply rudp's wire contract checksum: RFC 1071 over header and payload with
     no pseudo-header; a computed 0 goes out as 0xFFFF (0 means "none"), as
-    `rudp.wire.encode` does.  ``enabled=False`` zeroes the field."""
+    `rudp.core.wire.encode` does.  ``enabled=False`` zeroes the field."""
     bare = with_checksum(segment, 0)
     if not enabled:
         return bare
@@ -200,7 +200,7 @@ class Record:
 
     direction: str
     time: float
-    segment: Segment | None  # None if rudp.wire.decode rejected it
+    segment: Segment | None  # None if rudp.core.wire.decode rejected it
     raw: bytes
     error: str | None = None
 
@@ -344,7 +344,7 @@ class TunBridge:
         return False
 
     def _inspect(self, direction: str, segment: bytes) -> None:
-        """Decode with rudp.wire (count what it rejects); record control segments."""
+        """Decode with rudp.core.wire (count what it rejects); record control segments."""
         try:
             seg: Segment | None = decode(segment, verify_checksum=False)
             error = None
@@ -450,7 +450,7 @@ def _hostport(text: str) -> tuple[str, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m rudp.tunbridge --route 8000=127.0.0.1:8000``: bridge until Ctrl-C.
+    """``python -m rudp.tools.tunbridge --route 8000=127.0.0.1:8000``: bridge until Ctrl-C.
 
     Kernel sockets then reach rudp listeners at ``REMOTE_IP:PORT``, and rudp
     clients reach kernel listeners on ``LOCAL_IP`` by connecting to the bridge's
@@ -459,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import signal
 
-    p = argparse.ArgumentParser(prog="python -m rudp.tunbridge", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m rudp.tools.tunbridge", description=main.__doc__)
     p.add_argument("--ifname", default="rtun%d")
     p.add_argument("--local-ip", default="10.77.0.1", help="the kernel's address on the TUN")
     p.add_argument("--remote-ip", default="10.77.0.2", help="the address rudp peers appear at")

@@ -1,0 +1,4 @@
+"""The sans-IO TCP engine: no sockets, no asyncio, no clock, no randomness it
+was not given (tests/test_layers.py enforces this). Inputs are datagrams,
+user calls and timer expiries, each with ``now``; outputs are datagrams, the
+next deadline and events."""

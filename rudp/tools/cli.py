@@ -1,0 +1,275 @@
+"""rudp command line: netcat-like ``listen``/``connect`` and a ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import os
+import stat
+import sys
+import time
+from typing import Any
+
+from .. import aio
+from ..core import events
+from ..core.config import Config
+from ..core.endpoint import Endpoint
+from .proxy import LossyProxy
+from .sim import LinkConfig, Simulator
+
+_CHUNK = 64 * 1024
+
+
+def _run(coro: Any, loop_name: str) -> Any:
+    if loop_name == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            print("uvloop is not installed; using the default loop", file=sys.stderr)
+        else:
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # works on 3.10 too
+            try:
+                return asyncio.run(coro)
+            finally:
+                asyncio.set_event_loop_policy(None)
+    return asyncio.run(coro)
+
+
+async def _stdin_reader() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_CHUNK * 4)
+    fd = sys.stdin.fileno()
+    mode = os.fstat(fd).st_mode
+    # Only pipes, sockets and terminals can be watched by the loop; a regular
+    # file or /dev/null (which uvloop cannot take) is read in a thread.
+    pollable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
+    try:
+        if not pollable:
+            raise ValueError("stdin is not a pipe, socket or terminal")
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (ValueError, OSError):
+        async def pump() -> None:
+            while True:
+                data = await loop.run_in_executor(None, os.read, sys.stdin.fileno(), _CHUNK)
+                if not data:
+                    reader.feed_eof()
+                    return
+                reader.feed_data(data)
+
+        asyncio.get_running_loop().create_task(pump())
+    return reader
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """stdin -> connection (then half-close) and connection -> stdout."""
+    stdin = await _stdin_reader()
+
+    async def upstream() -> None:
+        while data := await stdin.read(_CHUNK):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()  # half-close: the peer sees EOF, we keep reading
+
+    async def downstream() -> None:
+        out = sys.stdout.buffer
+        while data := await reader.read(_CHUNK):
+            out.write(data)
+            out.flush()
+
+    up = asyncio.ensure_future(upstream())
+    try:
+        await downstream()
+        await up
+    finally:
+        up.cancel()
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.nodelay:
+        opts["nodelay"] = True
+    if args.checksum:
+        opts["checksum"] = True
+    return opts
+
+
+async def _listen(args: argparse.Namespace) -> int:
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if done.done():
+            writer.close()  # like nc -l: one connection
+            return
+        try:
+            await _pipe(reader, writer)
+        finally:
+            if not done.done():
+                done.set_result(None)
+
+    server = await aio.start_server(handle, args.host, args.port, **_options(args))
+    name = server.sockets[0].getsockname()
+    logging.getLogger("rudp").info("listening on %s port %s", name[0], name[1])
+    try:
+        await done
+    finally:
+        server.close()
+        await server.wait_closed()
+    return 0
+
+
+async def _connect(args: argparse.Namespace) -> int:
+    try:
+        reader, writer = await aio.open_connection(args.host, args.port, **_options(args))
+    except (ConnectionError, TimeoutError, OSError) as exc:
+        print(f"rudp: {exc}", file=sys.stderr)
+        return 1
+    try:
+        await _pipe(reader, writer)
+    except ConnectionError as exc:
+        print(f"rudp: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    """A server and a client in one process over loopback, through a lossy relay."""
+    size = args.size
+    data = os.urandom(size)
+    received: list[bytes] = []
+    server_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        digest = hashlib.sha256()
+        n = 0
+        while chunk := await reader.read(_CHUNK):
+            digest.update(chunk)
+            n += len(chunk)
+        writer.write(f"{n} {digest.hexdigest()}\n".encode())
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        server_done.set_result(None)
+
+    server = await aio.start_server(handle, "127.0.0.1", 0)
+    sport = server.sockets[0].getsockname()[1]
+    proxy = LossyProxy(
+        ("127.0.0.1", sport), loss=args.loss, delay=args.delay, reorder=args.loss,
+        duplicate=args.loss / 2, seed=args.seed,
+    )
+    phost, pport = await proxy.start()
+    print(f"server on 127.0.0.1:{sport}; client goes through a relay on {phost}:{pport} "
+          f"dropping {args.loss:.0%}, delaying {args.delay * 1000:.0f} ms, reordering and duplicating")
+    started = time.perf_counter()
+    reader, writer = await aio.open_connection(phost, pport, remote_port=sport)
+    for i in range(0, size, _CHUNK):
+        writer.write(data[i : i + _CHUNK])
+        await writer.drain()
+    writer.write_eof()
+    reply = await reader.read()
+    received.append(reply)
+    stats = writer.get_extra_info("stats")
+    writer.close()
+    await writer.wait_closed()
+    elapsed = time.perf_counter() - started
+    await server_done
+    server.close()
+    await server.wait_closed()
+    proxy.close()
+    n, digest = reply.decode().split()
+    ok = int(n) == size and digest == hashlib.sha256(data).hexdigest()
+    print(f"sent {size} bytes in {elapsed:.2f} s ({size / elapsed / 1e6:.2f} MB/s) over a real UDP path")
+    print(f"relay forwarded {proxy.forwarded} datagrams and dropped {proxy.dropped}")
+    print(f"client: {stats['segments_sent']} segments sent, {stats['retransmits']} retransmissions "
+          f"(fast {stats['fast_retransmits']}, timeouts {stats['timeouts']})")
+    print(f"server confirmed {n} bytes, SHA-256 {digest[:16]}... {'OK' if ok else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+def _sim_demo(args: argparse.Namespace) -> int:
+    """The same transfer over the deterministic simulator."""
+    size = args.size
+    data = bytes(i * 7 % 251 for i in range(size))
+    sim = Simulator(args.seed)
+    client_addr, server_addr = ("client", 1), ("server", 2)
+    client = Endpoint(Config(), seed=args.seed)
+    server = Endpoint(Config(), seed=args.seed + 1)
+    received = bytearray()
+
+    def on_client(conn: Any, ev: events.Event) -> None:
+        if isinstance(ev, events.Connected):
+            conn.send(data)
+            conn.close()
+
+    def on_server(conn: Any, ev: events.Event) -> None:
+        if isinstance(ev, (events.DataReceived, events.EofReceived)):
+            received.extend(conn.read())
+        if isinstance(ev, events.EofReceived):
+            conn.close()
+
+    sim.add_endpoint(client_addr, client, on_client)
+    sim.add_endpoint(server_addr, server, on_server)
+    link = LinkConfig(delay=max(args.delay, 0.001), bandwidth=20e6, loss=args.loss,
+                      reorder=args.loss, duplicate=args.loss / 2)
+    sim.connect(client_addr, server_addr, link)
+    server.listen(80)
+    conn = client.connect(server_addr, 80, 0.0)
+    sim.service(client_addr)
+    sim.run(until=3600, stop=lambda: conn.state.value in ("CLOSED", "TIME_WAIT"))
+    ok = bytes(received) == data
+    print(f"simulated {size} bytes in {sim.now:.2f} s of virtual time; "
+          f"{conn.stats.retransmits} retransmissions; {'OK' if ok else 'MISMATCH'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rudp", description="TCP over UDP for asyncio")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log state changes to stderr")
+    parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--nodelay", action="store_true", help="disable Nagle's algorithm")
+        p.add_argument("--checksum", action="store_true", help="checksum the segments we send")
+
+    p = sub.add_parser("listen", help="accept one connection and pipe it to stdin/stdout")
+    p.add_argument("port", type=int)
+    p.add_argument("--host", default="0.0.0.0")
+    common(p)
+    p = sub.add_parser("connect", help="connect and pipe stdin/stdout (half-close on EOF)")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    common(p)
+    p = sub.add_parser("demo", help="a transfer through a lossy path, reported")
+    p.add_argument("--size", type=int, default=4_000_000)
+    p.add_argument("--loss", type=float, default=0.02)
+    p.add_argument("--delay", type=float, default=0.002, help="one-way delay of the relay (s)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--sim", action="store_true", help="use the simulator instead of sockets")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "listen":
+            return int(_run(_listen(args), args.loop))
+        if args.command == "connect":
+            return int(_run(_connect(args), args.loop))
+        if args.sim:
+            return _sim_demo(args)
+        return int(_run(_demo(args), args.loop))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
