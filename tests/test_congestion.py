@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rudp.congestion import CONTROLLERS, CongestionControl, NewReno, create
+from rudp.core.congestion import CONTROLLERS, CongestionControl, NewReno, create
 
 SMSS = 1000
 IW = 10

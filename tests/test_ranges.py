@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from rudp.ranges import ReassemblyQueue, Scoreboard
+from rudp.core.ranges import ReassemblyQueue, Scoreboard
 
 # --- ReassemblyQueue -------------------------------------------------------
 

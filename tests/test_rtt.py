@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from rudp.rtt import RttEstimator
+from rudp.core.rtt import RttEstimator
 
 
 def unbounded(initial: float = 1.0) -> RttEstimator:
