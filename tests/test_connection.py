@@ -1034,9 +1034,9 @@ def test_newreno_partial_ack_retransmits_next_hole():
     send(conn, seg(IRS + 1, ISS + 2001), 0.3)
     expect(conn, 0.3, out(ISS + 2001, IRS + 1, payload=payload[2000:3000]))
     recv_nothing(conn, 0.3)
-    assert conn._in_recovery
+    assert conn.recovery.in_recovery
     send(conn, seg(IRS + 1, ISS + 10_001), 0.4)
-    assert not conn._in_recovery
+    assert not conn.recovery.in_recovery
     recv_nothing(conn, 0.4)
     assert conn.stats.fast_retransmits == 1
     assert conn.stats.timeouts == 0
@@ -1064,7 +1064,7 @@ def test_sack_recovery_retransmits_only_the_holes():
     send(conn, seg(IRS + 1, S[2], sack=((S[3], S[10]),)), 0.4)
     recv_nothing(conn, 0.4)
     send(conn, seg(IRS + 1, S[10]), 0.5)
-    assert not conn._in_recovery
+    assert not conn.recovery.in_recovery
     assert conn.events() == [SENT_ALL]
     assert payload == data(10_000)
 

@@ -18,7 +18,8 @@ from typing import Callable, Hashable, Iterable
 
 from . import events
 from .config import Config
-from .connection import CLOSED, ESTABLISHED, SYN_RCVD, TIME_WAIT, Connection, State
+from .connection import Connection
+from .state import CLOSED, ESTABLISHED, SYN_RCVD, TIME_WAIT, State
 from .isn import IsnGenerator
 from .seqnum import MASK, seq_gt
 from .wire import ACK, FIN, RST, SYN, ChecksumError, DecodeError, Segment, decode, encode
@@ -231,18 +232,13 @@ class Endpoint:
                     continue
             conn = connections.get((addr, dst_port, src_port))
             if conn is not None:
-                state = conn.state
-                if state is ESTABLISHED and conn.config.header_prediction and conn.receive_predicted(seg, now):
-                    pass  # Connection.receive, without one call on the per-segment path
-                elif state is TIME_WAIT and self._reopens_time_wait(conn, seg):
+                if conn.state is TIME_WAIT and self._reopens_time_wait(conn, seg):
                     counters["time_wait_reopened"] += 1
                     self._remove(conn)
-                    conn = None
                 else:
-                    conn.receive_full(seg, now)
-                if conn is not None:
+                    conn.receive(seg, now)
                     self._wake[conn] = None
-                    if conn._events:
+                    if conn.pending_events:
                         self._event_conns[conn] = None
                     continue
             listener = self.listeners.get(dst_port)
@@ -258,7 +254,7 @@ class Endpoint:
         if seg.flags & (SYN | ACK | RST) != SYN:
             return False
         if conn.ts_ok and seg.ts is not None:
-            return seq_gt(seg.ts[0], conn._ts_recent)
+            return seq_gt(seg.ts[0], conn.ts_recent)
         return seq_gt(seg.seq, conn.rcv_nxt & MASK)
 
     def _syn_to_listener(self, listener: Listener, seg: Segment, addr: Address, now: float) -> None:
@@ -345,7 +341,7 @@ class Endpoint:
 
     def _wake_conn(self, conn: Connection) -> None:
         self._wake[conn] = None
-        if conn._events:
+        if conn.pending_events:
             self._event_conns[conn] = None
 
     def _schedule(self, conn: Connection) -> None:

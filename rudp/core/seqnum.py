@@ -48,3 +48,8 @@ def seq_min(a: int, b: int) -> int:
 def seq_in(x: int, lo: int, hi: int) -> bool:
     """``lo <= x < hi`` in sequence space."""
     return 0 <= ((x - lo) & MASK) < ((hi - lo) & MASK)
+
+
+def ts_clock(now: float, offset: int) -> int:
+    """A TSval: a millisecond clock with a per-connection offset (RFC 7323 §5.4)."""
+    return (int(now * 1000) + offset) & MASK

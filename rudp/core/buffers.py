@@ -1,0 +1,109 @@
+"""The send buffer and the receive queue of one connection.
+
+Sequence numbers here are unwrapped (plain ints that never wrap), as
+everywhere inside the connection.
+"""
+
+from __future__ import annotations
+
+from .ranges import ReassemblyQueue
+
+
+class SendBuffer:
+    """Bytes the user wrote and the peer has not acknowledged, from ``seq`` on.
+
+    Acknowledged bytes at the front (``dead``) are cut off in bulk: an append
+    after a front delete moves the whole bytearray, which with a megabyte
+    queued cost more than sending the segment. ``end`` is kept as a plain
+    attribute because every send decision reads it.
+    """
+
+    __slots__ = ("data", "seq", "dead", "end")
+
+    def __init__(self, seq: int) -> None:
+        self.data = bytearray()
+        self.seq = seq  # sequence number of data[0]
+        self.dead = 0  # acknowledged bytes still at the front of data
+        self.end = seq  # sequence number after the last byte written
+
+    def __len__(self) -> int:
+        """Bytes written but not yet acknowledged."""
+        return len(self.data) - self.dead
+
+    def append(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += data
+        self.end = self.seq + len(self.data)
+
+    def release(self, ack: int) -> int:
+        """The peer acknowledged everything before ``ack``: free it; return how
+        many bytes of data (not SYN or FIN) that freed."""
+        data = self.data
+        dead = self.dead
+        freed = min(ack, self.end) - self.seq - dead
+        if freed > 0:
+            dead += freed
+            if dead < len(data) >> 1:
+                self.dead = dead  # mostly live: cut the dead front later
+            else:  # amortized: each cut is at least half the buffer
+                del data[:dead]
+                self.seq += dead
+                self.dead = 0
+        return freed
+
+    def payload(self, seq: int, n: int) -> bytes:
+        """Up to ``n`` bytes from sequence number ``seq``."""
+        off = seq - self.seq
+        return bytes(self.data[off : off + n]) if n else b""
+
+    def clear(self) -> None:
+        """Drop everything (abort, or the connection finished)."""
+        self.seq += self.dead
+        self.dead = 0
+        self.data = bytearray()
+        self.end = self.seq
+
+
+class RecvQueue:
+    """In-order bytes not yet read, and the out-of-order pieces beyond them.
+
+    In-order data is kept as the received payloads themselves: appending a
+    reference costs nothing per byte, and ``read()`` copies once.
+    """
+
+    __slots__ = ("chunks", "queued", "ooo", "ooo_fin", "eof")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.queued = 0  # bytes in chunks
+        self.ooo = ReassemblyQueue()  # out of order, waiting for a hole to fill
+        self.ooo_fin: int | None = None  # sequence number of a FIN seen ahead of time
+        self.eof = False  # the peer's FIN was processed
+
+    def push(self, payload: bytes) -> None:
+        self.chunks.append(payload)
+        self.queued += len(payload)
+
+    def read(self, max_bytes: int = -1) -> bytes:
+        """Take up to ``max_bytes`` (all when negative) in-order bytes."""
+        chunks = self.chunks
+        queued = self.queued
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # chunks are bytes
+        chunks.clear()
+        if 0 <= max_bytes < queued:
+            chunks.append(data[max_bytes:])
+            data = data[:max_bytes]
+        self.queued = queued - len(data)
+        return data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held, in order or not: what the receive window must leave room for."""
+        return self.queued + self.ooo.nbytes
+
+    def drop_unread(self) -> None:
+        self.chunks = []
+        self.queued = 0
+
+    def release(self) -> None:
+        """A finished connection keeps nothing out of order."""
+        self.ooo = ReassemblyQueue()

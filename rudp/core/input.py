@@ -1,0 +1,461 @@
+"""Segment arrival for one connection: the RFC 9293 §3.10.7 steps, in order.
+
+The :class:`Receiver` belongs to one :class:`~rudp.core.connection.Connection`
+and applies the event-processing rules of §3.10.7 to it: LISTEN (§3.10.7.2),
+SYN-SENT (§3.10.7.3), then for the other states the first to eighth checks
+of §3.10.7.4 in the RFC's order, each rule with its section. Header
+prediction (``receive_predicted``) is a shortcut for the commonest case,
+pinned equal to the full path by the golden traces (Config.header_prediction).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import events
+from .seqnum import MASK
+from .state import (
+    CAN_RECEIVE_TEXT, CLOSED, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
+    LAST_ACK, LISTEN, SYN_RCVD, SYN_SENT, TIME_WAIT,
+)
+from .wire import ACK, FIN, RST, SYN, Segment
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+_DATA_RECEIVED = events.DataReceived()  # fieldless events are shared
+_EOF_RECEIVED = events.EofReceived()
+
+
+class Receiver:
+    __slots__ = ("c",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.c = conn
+
+    def receive(self, seg: Segment, now: float) -> None:
+        """One arriving segment, without header prediction (RFC 9293 §3.10.7)."""
+        c = self.c
+        c.now = now
+        c.last_rcv = now
+        c.stats.segments_received += 1
+        st = c.state
+        if st is CLOSED:
+            c.drops["closed"] += 1
+        elif st is LISTEN:
+            self.receive_listen(seg)
+        elif st is SYN_SENT:
+            self.receive_syn_sent(seg, now)
+        else:
+            self.receive_other(seg, now)
+
+    def receive_predicted(self, seg: Segment, now: float) -> bool:
+        """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input),
+        in ESTABLISHED: the next in-order data segment, with no SACK blocks,
+        nothing out of order, open windows, and either nothing of ours in
+        flight or an ACK of all of it (request/response), is handled here in a
+        few steps. Anything else returns False, untouched, for ``receive``,
+        which would reach the same result."""
+        c = self.c
+        # One unpack of the tuple instead of a descriptor call per field.
+        _, _, seq, ack, flags, window, payload, _, _, _, sack, ts, _ = seg
+        n = len(payload)
+        if not n or flags & 0xF7 != ACK:  # data with only ACK (and PSH) set
+            return False
+        rcv_nxt = c.rcv_nxt
+        snd_max = c.snd_max
+        snd_una = c.snd_una
+        acks_all = False  # the segment also acknowledges everything in flight
+        if ack != snd_una & MASK:
+            acks_all = (
+                ack == snd_max & MASK
+                and snd_max > snd_una
+                and not c.recovery.in_recovery
+                and snd_max <= c.sndbuf.end  # no FIN of ours in flight
+            )
+            if not acks_all:
+                return False
+        elif snd_max != snd_una:
+            return False
+        rcvq = c.rcvq
+        if (
+            seq != rcv_nxt & MASK
+            or sack
+            or rcvq.ooo.nbytes
+            or rcvq.ooo_fin is not None
+            or c.user_closed
+            or n > c.rcv_adv - rcv_nxt
+            or not window
+            or not c.snd_wnd  # a closed window has the persist timer to settle
+            or c.snd_wl1 >= rcv_nxt  # §3.10.7.4 SND.WL1 rule: let the full path judge
+        ):
+            return False
+        c.now = c.last_rcv = now
+        c.stats.segments_received += 1
+        c.update_ts_recent(ts, rcv_nxt)
+        if acks_all:  # as the fifth step would: SND.UNA moves up to SND.MAX
+            self.ack_advance(snd_max, now, ts[1] if ts is not None and c.ts_ok else None)
+        self.deliver(payload)
+        c.update_window(rcv_nxt, c.snd_una, window << c.snd_wscale)
+        self.data_arrived(n, now)
+        return True
+
+    # -------------------------------------------------- §3.10.7.2, §3.10.7.3
+
+    def negotiate(self, seg: Segment) -> None:
+        """Options from the peer's SYN (RFC 9293 §3.7.1, RFC 7323 §2-3, RFC 2018 §2)."""
+        c = self.c
+        cfg = c.config
+        if seg.mss:
+            c.peer_mss = seg.mss
+        if cfg.window_scale and seg.wscale is not None:
+            c.ws_ok = True
+            c.snd_wscale = min(seg.wscale, 14)  # RFC 7323 §2.3
+            c.rcv_wscale = cfg.rcv_wscale
+        c.sack_ok = cfg.sack and seg.sack_permitted
+        if cfg.timestamps and seg.ts is not None:
+            c.ts_ok = True
+            c.ts_recent = seg.ts[0]
+        c.update_smss()
+        cc = c.recovery.cc
+        cc.mss = c.smss
+        cc.cwnd = cfg.initial_window * c.smss
+
+    def receive_listen(self, seg: Segment) -> None:
+        """LISTEN (RFC 9293 §3.10.7.2)."""
+        c = self.c
+        flags = seg.flags
+        if flags & RST:
+            c.drops["rst_in_listen"] += 1
+            return
+        if flags & ACK:
+            c.output.reset(seg.ack)
+            return
+        if not flags & SYN:
+            c.drops["no_syn_in_listen"] += 1
+            return
+        c.irs = seg.seq
+        c.rcv_nxt = seg.seq + 1
+        c.last_ack_sent = c.rcv_nxt
+        self.negotiate(seg)
+        c.snd_wnd = seg.window  # never scaled in a SYN (RFC 7323 §2.2)
+        c.max_snd_wnd = c.snd_wnd
+        c.snd_wl1, c.snd_wl2 = seg.seq, c.iss
+        c.set_state(SYN_RCVD)
+
+    def receive_syn_sent(self, seg: Segment, now: float) -> None:
+        """SYN_SENT (RFC 9293 §3.10.7.3)."""
+        c = self.c
+        flags = seg.flags
+        ack = 0
+        if flags & ACK:
+            ack = c.unwrap_snd(seg.ack)
+            if ack <= c.iss or ack > c.snd_max:  # first: check the ACK bit
+                if not flags & RST:
+                    c.output.reset(seg.ack)
+                c.drops["bad_ack_syn_sent"] += 1
+                return
+        if flags & RST:  # second: the RST bit
+            if flags & ACK:
+                c.error = "refused"
+                c.event(events.ConnectionReset(refused=True))
+                c.set_state(CLOSED)
+            else:
+                c.drops["rst_without_ack"] += 1
+            return
+        if not flags & SYN:  # fourth: the SYN bit
+            c.drops["no_syn_in_syn_sent"] += 1
+            return
+        c.irs = seg.seq
+        c.rcv_nxt = seg.seq + 1
+        c.rcv_adv = c.rcv_nxt + c.output.syn_wnd
+        self.negotiate(seg)
+        c.snd_wnd = seg.window
+        c.max_snd_wnd = c.snd_wnd
+        c.snd_wl1 = seg.seq
+        if flags & ACK:
+            c.snd_wl2 = ack
+            self.sample_syn_rtt(seg, now)
+            self.ack_advance(ack, now, None)
+            c.established()
+            c.output.ack_now = True
+        else:
+            # Simultaneous open: answer SYN,ACK with our ISS (§3.5, Figure 8).
+            c.snd_wl2 = c.iss
+            c.snd_nxt = c.iss
+            c.set_state(SYN_RCVD)
+
+    def sample_syn_rtt(self, seg: Segment, now: float) -> None:
+        c = self.c
+        if c.ts_ok and seg.ts is not None and seg.ts[1]:
+            c.rtt.sample(((c.ts_now(now) - seg.ts[1]) & MASK) / 1000)
+        elif c.rtt_seq is not None:
+            c.rtt.sample(now - c.rtt_time)
+        c.rtt_seq = None
+
+    # ------------------------------------------------------------ §3.10.7.4
+
+    def receive_other(self, seg: Segment, now: float) -> None:
+        """SYN_RCVD and the synchronized states (RFC 9293 §3.10.7.4), in the RFC's order."""
+        c = self.c
+        flags = seg.flags
+        seq = c.unwrap_rcv(seg.seq)
+        if flags & SYN and c.state is SYN_RCVD and seq == c.rcv_nxt - 1:
+            if not flags & ACK:
+                # The peer retransmitted its SYN: our SYN,ACK was lost; send it
+                # again, echoing this SYN's timestamp so the peer's RTT sample is
+                # not inflated by its own backoff (RFC 7323 §4.3).
+                c.update_ts_recent(seg.ts, seq)
+                c.snd_nxt = c.iss
+                return
+            # Simultaneous open (§3.5 Figure 8, line 7): the peer's SYN,ACK repeats
+            # the SYN we hold and acknowledges ours; take its ACK and carry on
+            # as if the SYN bit were clear, so both sides reach ESTABLISHED.
+            flags &= ~SYN
+            seq += 1
+        payload = seg.payload
+        fin = flags & FIN
+        if c.state is TIME_WAIT and fin and not flags & (RST | SYN) and seq + len(payload) + 1 == c.rcv_nxt:
+            # A retransmitted FIN: ACK it again, restart 2*MSL (§3.10.7.4, eighth).
+            # Only the FIN we already hold qualifies; any other FIN fails the
+            # sequence check (first) and must not prolong TIME-WAIT.
+            c.output.ack_now = True
+            c.timers.close = now + 2 * c.config.msl
+            return
+        # First: sequence number check.
+        if not self.acceptable(seq, len(payload) + fin + (1 if flags & SYN else 0), flags & RST):
+            if c.rcv_adv > c.rcv_nxt or seq != c.rcv_nxt:
+                if not flags & RST:
+                    c.output.ack_now = True
+                c.drops["out_of_window"] += 1
+                return
+            # Zero window: still process ACK/RST at RCV.NXT (§3.10.7.4), drop
+            # the text; a FIN takes no buffer and is kept.
+            if payload:
+                c.drops["zero_window"] += 1
+                payload = b""
+                c.output.ack_now = True
+                if not flags & RST:
+                    fin = 0
+        c.update_ts_recent(seg.ts, seq)  # RFC 7323 §4.3
+        if flags & (RST | SYN):
+            self.rst_or_syn(flags, seq)  # second and fourth
+            return
+        # Fifth: the ACK field.
+        if not flags & ACK:
+            c.drops["no_ack"] += 1
+            return
+        if not self.check_ack(seg, seq, len(payload), fin, now) or c.state is CLOSED:
+            return
+        # Seventh: segment text.
+        if payload or fin:
+            if c.state in CAN_RECEIVE_TEXT:
+                if payload and c.user_closed:
+                    # RFC 1122 §4.2.2.13: the user cannot receive any more.
+                    c.drops["data_after_close"] += 1
+                    c.abort()
+                    return
+                self.receive_text(seq, payload, fin, now)
+            elif payload:
+                c.drops["data_after_fin"] += 1
+                c.output.ack_now = True
+
+    def acceptable(self, seq: int, seg_len: int, rst: int) -> bool:
+        """The segment acceptability test (RFC 9293 §3.10.7.4, first check)."""
+        c = self.c
+        rcv_nxt = c.rcv_nxt
+        wnd = max(0, c.rcv_adv - rcv_nxt)
+        if seg_len == 0:
+            if wnd == 0:
+                return seq == rcv_nxt
+            if rst:
+                return rcv_nxt <= seq < rcv_nxt + wnd  # strict for RST (RFC 5961 §3.2)
+            # A bare ACK from a peer whose data fills our whole window carries
+            # SEQ = RCV.NXT + RCV.WND; accept it, as Linux does (tcp_sequence).
+            return rcv_nxt <= seq <= rcv_nxt + wnd
+        if wnd == 0:
+            return False
+        end = seq + seg_len - 1
+        return rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= end < rcv_nxt + wnd
+
+    def rst_or_syn(self, flags: int, seq: int) -> None:
+        """Second: the RST bit; fourth: the SYN bit (RFC 9293 §3.10.7.4)."""
+        c = self.c
+        if flags & RST:
+            if c.state is TIME_WAIT:
+                # RFC 1337 (fix F1): a RST must not cut TIME_WAIT short; a stray
+                # RST for a late duplicate would otherwise end the protection.
+                c.drops["rst_in_time_wait"] += 1
+            elif seq != c.rcv_nxt:
+                # RFC 5961 §3.2: only an exact match resets; else a challenge ACK.
+                c.output.ack_now = True
+                c.drops["rst_challenged"] += 1
+            else:
+                self.reset_by_peer()
+        else:
+            # A SYN in a synchronized state gets a challenge ACK (RFC 5961 §4.2).
+            c.output.ack_now = True
+            c.drops["syn_challenged"] += 1
+
+    def reset_by_peer(self) -> None:
+        """An acceptable RST (RFC 9293 §3.10.7.4, second)."""
+        c = self.c
+        st = c.state
+        if st is SYN_RCVD and c.passive:
+            c.drops["reset_half_open"] += 1  # back to LISTEN: just forget it
+        elif st not in (CLOSING, LAST_ACK, TIME_WAIT):  # else the peer is done with us too
+            c.error = "refused" if st is SYN_RCVD else "reset"
+            c.event(events.ConnectionReset(refused=st is SYN_RCVD))
+        c.rcvq.drop_unread()
+        c.set_state(CLOSED)
+
+    def check_ack(self, seg: Segment, seq: int, plen: int, fin: int, now: float) -> bool:
+        """Fifth: the ACK field (RFC 9293 §3.10.7.4). False: drop the segment."""
+        c = self.c
+        ack = c.unwrap_snd(seg.ack)
+        if c.state is SYN_RCVD:
+            if not c.snd_una < ack <= c.snd_max:
+                c.output.reset(seg.ack)
+                c.drops["bad_ack_syn_rcvd"] += 1
+                return False
+            c.snd_wnd = seg.window << c.snd_wscale
+            c.snd_wl1, c.snd_wl2 = seq, ack
+            self.sample_syn_rtt(seg, now)
+            self.ack_advance(ack, now, None)
+            c.established()
+            return True
+        if ack > c.snd_max:
+            c.output.ack_now = True  # it acknowledges something not yet sent
+            c.drops["ack_unsent"] += 1
+            return False
+        if ack < c.snd_una - max(c.max_snd_wnd, 1):
+            c.output.ack_now = True  # RFC 5961 §5.2: too old to be believed
+            c.drops["ack_too_old"] += 1
+            return False
+        self.process_ack(seg, seq, ack, plen, fin, now)
+        return True
+
+    def process_ack(self, seg: Segment, seq: int, ack: int, plen: int, fin: int, now: float) -> None:
+        """ACK processing for the synchronized states (RFC 9293 §3.10.7.4, fifth)."""
+        c = self.c
+        rec = c.recovery
+        wnd = seg.window << c.snd_wscale
+        if ack > c.snd_una:
+            self.ack_advance(ack, now, seg.ts[1] if c.ts_ok and seg.ts else None)
+            if c.state is CLOSED:
+                return
+        elif ack == c.snd_una and c.snd_max > c.snd_una and plen == 0 and not fin \
+                and wnd == c.snd_wnd and wnd != 0:
+            # A duplicate ACK (RFC 5681 §2). An ACK of a closed window answers a
+            # zero-window probe and signals no loss: probes back off, they are
+            # never fast-retransmitted (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17).
+            rec.on_dupack(c.smss, c.sack_ok)
+        c.update_window(seq, ack, wnd)
+        if c.sack_ok and seg.sack:
+            for left, right in seg.sack:
+                rec.on_sack_block(c.unwrap_snd(left), c.unwrap_snd(right), c.snd_una, c.snd_max)
+        if rec.detect_loss(c.snd_una, c.snd_max, c.sndbuf.end, c.smss, c.sack_ok,
+                           c.config.dupack_threshold, c.ts_ok, now):
+            c.rtt_seq = None  # Karn: nothing in flight may be timed now
+
+    def ack_advance(self, ack: int, now: float, tsecr: int | None) -> None:
+        """SND.UNA moves forward: free the buffer, time the RTT, settle timers."""
+        c = self.c
+        acked = ack - c.snd_una
+        freed = c.sndbuf.release(ack)
+        c.snd_una = ack
+        if c.snd_nxt < ack:
+            c.snd_nxt = ack
+        c.retries = 0
+        prev_progress = c.progress_at
+        c.progress_at = now
+        # RTT sample: from the timestamp echo if negotiated (RFC 7323 §4), else
+        # from a timed segment never retransmitted (Karn's rule, RFC 6298 §3).
+        if tsecr:
+            sample = ((c.ts_now(now) - tsecr) & MASK) / 1000
+            # The acked data left after the previous progress: a longer sample
+            # echoes a stale TS.Recent (RFC 7323 §4.3) and is discarded.
+            if sample <= now - prev_progress + 0.001:
+                c.rtt.sample(sample)
+        elif c.rtt_seq is not None and ack > c.rtt_seq:
+            c.rtt.sample(now - c.rtt_time)
+            c.rtt_seq = None
+        c.recovery.on_ack(ack, acked, freed, tsecr, c.snd_nxt, c.sack_ok, c.smss, now)
+        # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
+        timers = c.timers
+        timers.rtx = None if c.snd_max <= ack else now + c.rtt.rto
+        timers.tlp = None
+        c.output.tlp_out = False
+        c.all_acked(ack)
+
+    # ------------------------------------------------------ seventh, eighth
+
+    def receive_text(self, seq: int, payload: bytes, fin: int, now: float) -> None:
+        """Seventh and eighth steps: queue in-order data, reassemble, process FIN."""
+        c = self.c
+        rcvq = c.rcvq
+        if seq < c.rcv_nxt:  # trim the part we already have
+            payload = payload[c.rcv_nxt - seq :]
+            seq = c.rcv_nxt
+        room = c.rcv_adv - seq
+        if len(payload) > room:  # trim what lies beyond the window
+            payload = payload[: max(room, 0)]
+            fin = 0
+            c.drops["beyond_window"] += 1
+        if fin:
+            rcvq.ooo_fin = seq + len(payload)
+        if seq > c.rcv_nxt:
+            rcvq.ooo.add(seq, payload)
+            c.output.ack_now = True  # out of order: ACK at once (RFC 5681 §4.2)
+            return
+        filled = bool(rcvq.ooo)
+        if payload:
+            self.deliver(payload)
+        if filled:
+            for piece in rcvq.ooo.pop_ready(c.rcv_nxt):
+                self.deliver(piece)
+            c.output.ack_now = True  # a hole was (partly) filled: ACK at once (§4.2)
+        if payload or filled:
+            self.data_arrived(len(payload), now)
+        if rcvq.ooo_fin is not None and rcvq.ooo_fin == c.rcv_nxt:
+            rcvq.ooo_fin = None
+            self.receive_fin()
+
+    def deliver(self, payload: bytes) -> None:
+        """In-order bytes join the receive queue; RCV.NXT passes them."""
+        c = self.c
+        n = len(payload)
+        c.rcvq.push(bytes(payload))  # no-op for bytes; a caller's bytearray is not kept
+        c.rcv_nxt += n
+        c.stats.bytes_received += n
+
+    def data_arrived(self, n: int, now: float) -> None:
+        """Tell the user, and decide when to ACK ``n`` new in-order bytes: at
+        least every second full-sized segment, else within the delayed-ACK
+        time (RFC 5681 §4.2, RFC 9293 §3.8.6.3)."""
+        c = self.c
+        evs = c.pending_events
+        if not evs or evs[-1] is not _DATA_RECEIVED:
+            evs.append(_DATA_RECEIVED)
+        unacked = c.unacked_bytes + n
+        c.unacked_bytes = unacked
+        if unacked >= 2 * c.smss:
+            c.output.ack_now = True
+        elif c.timers.delack is None:
+            c.timers.delack = now + c.config.delayed_ack
+
+    def receive_fin(self) -> None:
+        """Eighth: the FIN bit (RFC 9293 §3.10.7.4)."""
+        c = self.c
+        c.rcv_nxt += 1
+        c.rcvq.eof = True
+        c.output.ack_now = True
+        c.event(_EOF_RECEIVED)
+        st = c.state
+        if st is ESTABLISHED:
+            c.set_state(CLOSE_WAIT)
+        elif st is FIN_WAIT_1:
+            # Our FIN not yet acknowledged (it would have moved us to FIN_WAIT_2).
+            c.set_state(CLOSING)
+        elif st is FIN_WAIT_2:
+            c.set_state(TIME_WAIT)

@@ -1,0 +1,421 @@
+"""Segment output for one connection: what to send now, and the timers that
+sending implies (RFC 9293 §3.8, RFC 6298 §5, RFC 6675 §5, RFC 8985 §7).
+
+The :class:`Sender` belongs to one :class:`~rudp.core.connection.Connection`
+and reads and advances its send sequence variables; it owns only what the
+output side alone uses (pending one-shot sends, the persist backoff).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .seqnum import MASK
+from .state import CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, LISTEN, \
+    SYN_RCVD, SYN_SENT, SYNCHRONIZED, TIME_WAIT
+from .wire import ACK, FIN, PSH, RST, SYN, Segment, segment_of
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+_TLP_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+
+
+class Sender:
+    __slots__ = ("c", "out", "ack_now", "rst_pending", "syn_wnd", "persist_backoff",
+                 "persist_probe", "tlp_fire", "tlp_out", "keepalive_probe")
+
+    def __init__(self, conn: Connection) -> None:
+        self.c = conn
+        self.out: list[Segment] = []  # built outside segments_to_send (RSTs)
+        self.ack_now = False  # an ACK must leave in the next segments_to_send
+        self.rst_pending = False  # ABORT: send RST next
+        self.syn_wnd = 0  # the window our SYN announced
+        self.persist_backoff = 0
+        self.persist_probe = False  # the persist timer fired: probe or end SWS wait
+        self.tlp_fire = False  # the tail loss probe timer fired
+        self.tlp_out = False  # a probe is out and unanswered
+        self.keepalive_probe = False  # the keep-alive timer asks for a probe
+
+    # ------------------------------------------------------------ entry point
+
+    def segments_to_send(self, now: float) -> list[Segment]:
+        """Everything to transmit now; re-arms the timers that sending implies."""
+        c = self.c
+        c.now = now
+        out = self.out
+        st = c.state
+        if (
+            not out
+            and st is ESTABLISHED
+            and not self.ack_now
+            and c.snd_nxt == c.snd_max == c.sndbuf.end
+            and not (c.recovery.in_recovery or c.fin_queued or self.persist_probe
+                     or self.tlp_fire or self.keepalive_probe or self.rst_pending)
+        ):
+            # Nothing to send (an ACK is delayed, all data is out): only the
+            # timers need a look. The common case after receiving in order.
+            self.arm_timers(now)
+            return []
+        self.out = []
+        if self.rst_pending:
+            self.rst_pending = False
+            out.append(self.segment(c.snd_nxt, RST | ACK, b"", now))
+            return out
+        if st is CLOSED or st is LISTEN:
+            return out
+        if st is SYN_SENT or st is SYN_RCVD:
+            if c.snd_nxt == c.iss:
+                self.send_syn(out, now)
+        elif st is not TIME_WAIT:
+            self.send_data(out, now)
+        if self.ack_now or (self.keepalive_probe and not out):
+            if self.keepalive_probe:
+                c.stats.keepalives_sent += 1
+                out.append(self.segment(c.snd_una - 1, ACK, b"", now))
+            elif not out:
+                # A bare ACK carries SND.MAX, not a rewound SND.NXT, so that it
+                # stays inside the peer's window after a timeout (as BSD's
+                # tcp_output does); otherwise both sides can drop each other's ACKs.
+                out.append(self.segment(c.snd_max, ACK, b"", now))
+        self.keepalive_probe = False
+        self.arm_timers(now)
+        return out
+
+    # ------------------------------------------------------------ segments
+
+    def segment(self, seq: int, flags: int, payload: bytes, now: float) -> Segment:
+        """The one constructor of the connection's segments after the SYN:
+        every one carries ACK (RFC 9293 §3.10.7), except RSTs answering a
+        segment that had none."""
+        c = self.c
+        sack: tuple[tuple[int, int], ...] = ()
+        if flags & ACK:
+            wnd = self.advertise()
+            if c.rcvq.ooo.nbytes:
+                sack = self.sack_blocks()
+            ack = c.rcv_nxt & MASK
+        else:
+            wnd = ack = 0
+        ts = (c.ts_now(now), c.ts_recent) if c.ts_ok and not flags & RST else None
+        c.stats.segments_sent += 1
+        return segment_of((c.local_port, c.remote_port, seq & MASK, ack, flags, wnd,
+                           payload, None, None, False, sack, ts, 0))
+
+    def reset(self, seq_wire: int) -> None:
+        """A RST in answer to an unacceptable segment (RFC 9293 §3.10.7): its
+        SEQ is the offending segment's ACK, and it carries no ACK itself."""
+        self.out.append(self.segment(seq_wire, RST, b"", self.c.now))
+
+    def send_syn(self, out: list[Segment], now: float) -> None:
+        """SYN or SYN,ACK with our options (RFC 9293 §3.5)."""
+        c = self.c
+        cfg = c.config
+        active = c.state is SYN_SENT and not c.passive
+        flags = SYN if c.state is SYN_SENT else SYN | ACK
+        wnd = min(c.window_right_edge() - c.rcv_nxt, 0xFFFF) if not active else min(
+            cfg.recv_buffer, 0xFFFF
+        )
+        ts: tuple[int, int] | None = None
+        if cfg.timestamps and (active or c.ts_ok):
+            ts = (c.ts_now(now), c.ts_recent if not active else 0)
+        wscale = cfg.rcv_wscale if cfg.window_scale and (active or c.ws_ok) else None
+        sack_perm = cfg.sack and (active or c.sack_ok)
+        c.stats.segments_sent += 1
+        out.append(segment_of((c.local_port, c.remote_port, c.iss & MASK,
+                               c.rcv_nxt & MASK if flags & ACK else 0, flags, wnd, b"",
+                               min(cfg.mss, 0xFFFF), wscale, sack_perm, (), ts, 0)))
+        self.syn_wnd = wnd
+        if flags & ACK:
+            self.acked_now(wnd)
+        if c.retries == 0 and c.rtt_seq is None:
+            c.rtt_seq, c.rtt_time = c.iss, now
+        if c.snd_max == c.iss:
+            c.snd_max = c.iss + 1
+        else:
+            c.stats.retransmits += 1
+        c.snd_nxt = c.iss + 1
+        if c.timers.rtx is None:
+            c.timers.rtx = now + c.rtt.rto
+
+    def send_data(self, out: list[Segment], now: float) -> None:
+        """Retransmissions in recovery, then new data and FIN within the windows."""
+        c = self.c
+        smss = c.smss
+        rec = c.recovery
+        cwnd = rec.send_window(smss)
+        sws_override = False
+        if self.persist_probe:
+            self.persist_probe = False
+            if c.snd_wnd == 0:
+                self.send_probe(out, now)
+            else:
+                sws_override = True  # the persist timer ends SWS avoidance's wait
+        if self.tlp_fire:
+            self.tlp_fire = False
+            self.send_tlp(out, now, smss)
+        # Loss recovery (RFC 6675 §5 step 4 / RFC 6582 §3.2 step 5).
+        while True:
+            hole = rec.next_retransmission(c.snd_una, c.snd_max, c.snd_nxt, cwnd, smss, c.sack_ok)
+            if hole is None:
+                break
+            rec.retransmitted(hole[0], self.emit(out, hole[0], hole[1], now))
+        rec.force_rxt = False
+        if (
+            c.config.batch_send
+            and not rec.in_recovery
+            and c.snd_nxt == c.snd_max
+            and c.sndbuf.end - c.snd_nxt > smss
+        ):
+            self.send_full_segments(out, now, smss, cwnd)
+        self.send_new_data(out, now, smss, cwnd, sws_override)
+
+    def send_new_data(self, out: list[Segment], now: float, smss: int, cwnd: int,
+                      sws_override: bool) -> None:
+        """New data, or data after a timeout (go-back-N from SND.UNA, RFC 6298 §5.4)."""
+        c = self.c
+        sacks = c.recovery.sacks
+        buf = c.sndbuf
+        while True:
+            seq = c.snd_nxt
+            if seq < c.snd_max:
+                end = sacks.covering(seq)
+                if end is not None:
+                    c.snd_nxt = end
+                    continue
+            left = buf.end - seq
+            if left > 0:
+                n = min(smss, left, c.snd_una + c.snd_wnd - seq)
+                if seq < c.snd_max:
+                    nxt = sacks.next_start(seq)
+                    if nxt is not None:
+                        n = min(n, nxt - seq)
+                if n <= 0:
+                    break  # the peer's window is full: the persist timer takes over
+                pipe = c.recovery.pipe(c.snd_una, c.snd_nxt, c.sack_ok)
+                if pipe and pipe + n > cwnd:
+                    break
+                if n < smss and seq >= c.snd_max and not sws_override:
+                    if n < left:
+                        # Sender SWS avoidance (RFC 9293 §3.8.6.2.1).
+                        if n < c.max_snd_wnd // 2:
+                            break
+                    elif not c.config.nodelay and c.snd_max > c.snd_una and not c.fin_queued:
+                        break  # Nagle: one small segment in flight at a time (§3.7.4)
+                self.emit(out, seq, n, now)
+            elif c.fin_queued and left == 0:
+                self.emit(out, seq, 0, now)  # FIN needs no window space
+                break
+            else:
+                break
+
+    def send_full_segments(self, out: list[Segment], now: float, smss: int, cwnd: int) -> None:
+        """The bulk case of ``send_new_data``, batched: full-sized new segments
+        that fit both windows and are not the last of the buffer (which may
+        need PSH, FIN or Nagle's judgement). The header fields are computed
+        once per batch; the golden traces pin it equal to the per-segment
+        path (Config.batch_send)."""
+        c = self.c
+        seq = c.snd_nxt
+        una = c.snd_una
+        buf = c.sndbuf
+        pipe = c.recovery.pipe(una, seq, c.sack_ok)
+        room = cwnd - pipe if pipe else max(cwnd, smss)
+        limit = min(buf.end - 1, una + c.snd_wnd)  # keep the last byte back
+        count = min((limit - seq) // smss, room // smss)
+        if count <= 0:
+            return
+        ack = c.rcv_nxt & MASK
+        wnd = self.advertise()
+        sack = self.sack_blocks()
+        ts = (c.ts_now(now), c.ts_recent) if c.ts_ok else None
+        lport, rport = c.local_port, c.remote_port
+        view = memoryview(buf.data)
+        try:
+            off = seq - buf.seq
+            for i in range(count):
+                start = off + i * smss
+                out.append(segment_of((lport, rport, (seq + i * smss) & MASK, ack, ACK, wnd,
+                                       bytes(view[start : start + smss]), None, None, False,
+                                       sack, ts, 0)))
+        finally:
+            view.release()  # the buffer must stay resizable
+        c.stats.segments_sent += count
+        self.sent(seq, count * smss, seq + count * smss, now)
+
+    def send_tlp(self, out: list[Segment], now: float, smss: int) -> None:
+        """Send the tail loss probe (RFC 8985 §7.3): a new segment if the
+        windows allow one, else the last segment sent again."""
+        c = self.c
+        if c.recovery.in_recovery or c.snd_max <= c.snd_una or c.snd_nxt != c.snd_max:
+            return
+        self.tlp_out = True
+        c.stats.tail_loss_probes += 1
+        seq = c.snd_max
+        buf_end = c.sndbuf.end
+        new = min(smss, buf_end - seq, c.snd_una + c.snd_wnd - seq)
+        if new > 0:
+            self.emit(out, seq, new, now)
+        else:
+            end = min(c.snd_max, buf_end)  # a sent FIN rides on the segment before it
+            start = max(c.snd_una, end - smss)
+            self.emit(out, start, end - start, now)
+        c.timers.rtx = now + c.rtt.rto  # §7.3: the RTO restarts after the probe
+
+    def send_probe(self, out: list[Segment], now: float) -> None:
+        """Zero-window probe: one byte past the window (RFC 9293 §3.8.6.1)."""
+        c = self.c
+        una = c.snd_una
+        buf_end = c.sndbuf.end
+        if buf_end > una:
+            c.stats.zero_window_probes += 1
+            nxt = c.snd_nxt
+            self.emit(out, una, 1, now)
+            # The receiver drops a probe byte that finds its window still closed,
+            # so the probe must not advance SND.NXT: once the window opens the byte
+            # is sent again in order (RFC 9293 §3.8.6.1; BSD's tcp_output leaves
+            # snd_nxt alone for a forced probe). Otherwise Nagle holds the rest
+            # behind a byte nobody will ACK until an RTO.
+            c.snd_nxt = nxt
+        elif c.fin_queued and una == buf_end:
+            self.emit(out, una, 0, now)
+        self.persist_backoff += 1
+
+    def emit(self, out: list[Segment], seq: int, n: int, now: float) -> int:
+        """Send ``n`` bytes from ``seq`` (plus FIN when it falls right after them)."""
+        c = self.c
+        buf = c.sndbuf
+        payload = buf.payload(seq, n)
+        n = len(payload)
+        end = seq + n
+        buf_end = buf.end
+        flags = ACK
+        if c.fin_queued and end == buf_end:
+            flags |= FIN
+            end += 1
+        if n and end >= buf_end:
+            flags |= PSH
+        out.append(self.segment(seq, flags, payload, now))
+        self.sent(seq, n, end, now)
+        return n
+
+    def sent(self, seq: int, n: int, end: int, now: float) -> None:
+        """The bookkeeping of every data or FIN send, single or batched:
+        counters, RTT timing (Karn's rule, RFC 6298 §3), SND.NXT/SND.MAX, the
+        user timeout's start and the retransmission timer (RFC 6298 §5.1)."""
+        c = self.c
+        stats = c.stats
+        snd_max = c.snd_max
+        if seq < snd_max:
+            old = (seq + n if seq + n < snd_max else snd_max) - seq  # bytes sent before
+            stats.retransmits += 1
+            stats.bytes_retransmitted += old
+            stats.bytes_sent += n - old
+            if c.rtt_seq is not None and seq <= c.rtt_seq:
+                c.rtt_seq = None  # Karn's rule
+        else:
+            stats.bytes_sent += n
+            if c.rtt_seq is None and not c.ts_ok:
+                c.rtt_seq, c.rtt_time = seq, now
+        if end > c.snd_nxt and seq <= c.snd_nxt:
+            c.snd_nxt = end
+        if snd_max == c.snd_una:
+            # Nothing was outstanding: the user timeout counts from this send
+            # (RFC 9293 §3.8.3, RFC 5482 §3), not from the last ACK before an idle spell.
+            c.progress_at = now
+        if end > snd_max:
+            c.snd_max = end
+        if c.timers.rtx is None:
+            c.timers.rtx = now + c.rtt.rto
+
+    # ------------------------------------------------------------ our ACK
+
+    def sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        """SACK blocks for an ACK (RFC 2018 §4): three fit beside timestamps, four without."""
+        c = self.c
+        ooo = c.rcvq.ooo
+        if not c.sack_ok or not ooo:
+            return ()
+        limit = 3 if c.ts_ok else 4
+        return tuple((s & MASK, e & MASK) for s, e in ooo.blocks(limit))
+
+    def advertise(self) -> int:
+        """The window field for an ACK now; never moves the right edge left
+        (RFC 9293 §3.8.6.2.2 SWS avoidance, RFC 7323 §2.4)."""
+        c = self.c
+        right = c.window_right_edge()
+        if right - c.rcv_adv < min(c.config.recv_buffer // 2, c.config.mss):
+            right = c.rcv_adv  # too small a gain to announce
+        shift = c.rcv_wscale
+        wnd = max(0, right - c.rcv_nxt)
+        field = min((wnd + (1 << shift) - 1) >> shift, 0xFFFF)
+        self.acked_now(field << shift)
+        return field
+
+    def acked_now(self, wnd: int) -> None:
+        """Bookkeeping for any segment that carries our ACK: the window edge
+        it announced, Last.ACK.sent (RFC 7323 §4.3), and no ACK owed now."""
+        c = self.c
+        edge = c.rcv_nxt + wnd
+        if edge > c.rcv_adv:
+            c.rcv_adv = edge
+        c.last_ack_sent = c.rcv_nxt
+        self.ack_now = False
+        c.timers.delack = None
+        c.unacked_bytes = 0
+
+    # ------------------------------------------------------------ timers
+
+    def arm_timers(self, now: float) -> None:
+        """RTO while data is in flight; persist while the peer's window is closed."""
+        c = self.c
+        if c.state not in SYNCHRONIZED:
+            return
+        timers = c.timers
+        outstanding = c.snd_max > c.snd_una
+        buf_end = c.sndbuf.end
+        pending = buf_end > c.snd_nxt
+        if c.snd_wnd == 0 and (pending or (outstanding and c.snd_una < buf_end)):
+            timers.rtx = None
+            if timers.persist is None:
+                backoff = min(self.persist_backoff, 16)
+                timers.persist = now + min(c.rtt.rto * (1 << backoff), c.config.rto_max)
+        elif pending and not outstanding:
+            if timers.persist is None:  # SWS avoidance held back a small segment
+                timers.persist = now + c.rtt.rto
+        else:
+            timers.persist = None
+            self.persist_backoff = 0
+            if outstanding and timers.rtx is None:
+                timers.rtx = now + c.rtt.rto
+            elif not outstanding:
+                timers.rtx = None
+            if outstanding:
+                self.arm_tlp(now)
+            else:
+                timers.tlp = None
+
+    def arm_tlp(self, now: float) -> None:
+        """Tail loss probe (RFC 8985 §7.2): when a flight's last segments or
+        their ACKs are lost, nothing elicits duplicate ACKs and only the RTO
+        (200 ms or more) would recover. After ~2*SRTT without an ACK, one probe
+        segment draws the ACK or SACK that starts fast recovery instead."""
+        c = self.c
+        timers = c.timers
+        srtt = c.rtt.srtt
+        if (
+            not c.config.tail_loss_probe
+            or srtt is None
+            or timers.tlp is not None
+            or self.tlp_out
+            or c.recovery.in_recovery
+            or timers.rtx is None
+            or c.state not in _TLP_STATES
+        ):
+            return
+        pto = 2 * srtt
+        if c.snd_max - c.snd_una <= c.smss:
+            pto += c.config.delayed_ack  # a lone segment's ACK may be delayed
+        when = now + max(pto, 0.01)
+        if when < timers.rtx:
+            timers.tlp = when

@@ -1,0 +1,38 @@
+"""The deadlines of one connection: absolute times, or None when not armed.
+
+RFC 9293 §3.8 names the timers: retransmission (RFC 6298), persist
+(§3.8.6.1), delayed ACK (§3.8.6.3), keep-alive (§3.8.4) and TIME-WAIT
+(§3.10.8, shared here with the FIN_WAIT_2 timeout); the tail loss probe
+comes from RFC 8985 §7. What each does on expiry is the connection's
+business; this object only keeps them and says which is due.
+"""
+
+from __future__ import annotations
+
+
+class Timers:
+    __slots__ = ("rtx", "tlp", "persist", "delack", "keepalive", "close")
+
+    def __init__(self) -> None:
+        self.rtx: float | None = None  # retransmission timeout
+        self.tlp: float | None = None  # tail loss probe
+        self.persist: float | None = None  # zero-window probe / SWS override
+        self.delack: float | None = None  # delayed ACK
+        self.keepalive: float | None = None
+        self.close: float | None = None  # TIME_WAIT or FIN_WAIT_2 expiry
+
+    def earliest(self) -> float | None:
+        """The first deadline of all, or None."""
+        best = self.rtx
+        for t in (self.tlp, self.delack, self.persist, self.keepalive, self.close):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+    def stop_all(self) -> None:
+        """A finished connection has nothing left to time."""
+        self.rtx = self.tlp = self.persist = self.delack = self.keepalive = self.close = None
+
+    @staticmethod
+    def due(deadline: float | None, now: float) -> bool:
+        return deadline is not None and now >= deadline
