@@ -35,6 +35,7 @@ from _common import (add_keepalive_argument, add_loop_argument, keepalive_option
 
 MAX_NICK = 32
 NICK_TIMEOUT = 30.0
+CLOSE_TIMEOUT = 2.0  # seconds a finished session waits for its close to complete
 
 
 def log(msg: str) -> None:
@@ -115,6 +116,12 @@ class ChatServer:
                 log(f"{client.nick} left{reason}")
                 self.broadcast(f"* {client.nick} left")
             writer.close()  # graceful: queued lines first, then FIN
+            try:
+                # Also takes the error of a connection the peer reset, which
+                # asyncio would otherwise log as "never retrieved".
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            except (ConnectionError, OSError, asyncio.TimeoutError):
+                pass
 
     async def login(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object

@@ -50,11 +50,6 @@ class SendBuffer:
                 self.dead = 0
         return freed
 
-    def payload(self, seq: int, n: int) -> bytes:
-        """Up to ``n`` bytes from sequence number ``seq``."""
-        off = seq - self.seq
-        return bytes(self.data[off : off + n]) if n else b""
-
     def clear(self) -> None:
         """Drop everything (abort, or the connection finished)."""
         self.seq += self.dead
@@ -79,10 +74,6 @@ class RecvQueue:
         self.ooo_fin: int | None = None  # sequence number of a FIN seen ahead of time
         self.eof = False  # the peer's FIN was processed
 
-    def push(self, payload: bytes) -> None:
-        self.chunks.append(payload)
-        self.queued += len(payload)
-
     def read(self, max_bytes: int = -1) -> bytes:
         """Take up to ``max_bytes`` (all when negative) in-order bytes."""
         chunks = self.chunks
@@ -94,11 +85,6 @@ class RecvQueue:
             data = data[:max_bytes]
         self.queued = queued - len(data)
         return data
-
-    @property
-    def buffered(self) -> int:
-        """Bytes held, in order or not: what the receive window must leave room for."""
-        return self.queued + self.ooo.nbytes
 
     def drop_unread(self) -> None:
         self.chunks = []

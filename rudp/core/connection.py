@@ -25,7 +25,7 @@ from .input import Receiver
 from .output import Sender
 from .recovery import Recovery
 from .rtt import RttEstimator
-from .seqnum import MASK, seq_diff, ts_clock
+from .seqnum import MASK, seq_diff
 from .state import (  # noqa: F401 - re-exported: State and the names are public here
     ABORT_SENDS_RST, CAN_RECEIVE_TEXT, CAN_SEND, CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED,
     FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, LISTEN, OUR_FIN_SENT, SYN_RCVD, SYN_SENT, SYNCHRONIZED,
@@ -461,14 +461,15 @@ class Connection:
 
     def window_right_edge(self) -> int:
         """RCV.NXT plus the free receive buffer: where the window could end now."""
-        free = self.config.recv_buffer - self.rcvq.buffered
+        free = self.config.recv_buffer - self.rcvq.queued - self.rcvq.ooo.nbytes
         if not self.rcv_wscale:
             free = min(free, 0xFFFF)
         return self.rcv_nxt + max(0, free)
 
     def ts_now(self, now: float) -> int:
-        """Our TSval now (RFC 7323 §5.4)."""
-        return ts_clock(now, self.ts_offset)
+        """Our TSval now (RFC 7323 §5.4): ``seqnum.ts_clock``, inlined because
+        every segment we send reads it."""
+        return (int(now * 1000) + self.ts_offset) & MASK
 
     def unwrap_snd(self, wire: int) -> int:
         return self.snd_una + seq_diff(wire, self.snd_una & MASK)

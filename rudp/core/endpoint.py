@@ -232,11 +232,17 @@ class Endpoint:
                     continue
             conn = connections.get((addr, dst_port, src_port))
             if conn is not None:
-                if conn.state is TIME_WAIT and self._reopens_time_wait(conn, seg):
+                state = conn.state
+                if state is TIME_WAIT and self._reopens_time_wait(conn, seg):
                     counters["time_wait_reopened"] += 1
                     self._remove(conn)
                 else:
-                    conn.receive(seg, now)
+                    # Connection.receive, its parts called directly: this is
+                    # the per-segment path.
+                    inp = conn.input
+                    if not (state is ESTABLISHED and conn.config.header_prediction
+                            and inp.receive_predicted(seg, now)):
+                        inp.receive(seg, now)
                     self._wake[conn] = None
                     if conn.pending_events:
                         self._event_conns[conn] = None
@@ -318,7 +324,7 @@ class Endpoint:
         pending = self._wake
         self._wake = {}
         for conn in pending:
-            for seg in conn.segments_to_send(now):
+            for seg in conn.output.segments_to_send(now):
                 out.append((encode(seg, checksum), conn.addr))
             self._schedule(conn)
         self.segments_sent += len(out)
@@ -345,7 +351,7 @@ class Endpoint:
             self._event_conns[conn] = None
 
     def _schedule(self, conn: Connection) -> None:
-        deadline = conn.get_timer()
+        deadline = conn.timers.earliest()
         if deadline is None:
             self._deadline.pop(conn, None)
         elif self._deadline.get(conn) != deadline:

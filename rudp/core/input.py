@@ -92,12 +92,12 @@ class Receiver:
             return False
         c.now = c.last_rcv = now
         c.stats.segments_received += 1
-        c.update_ts_recent(ts, rcv_nxt)
+        if ts is not None and ts[0] != c.ts_recent:  # (else there is nothing to update)
+            c.update_ts_recent(ts, rcv_nxt)
         if acks_all:  # as the fifth step would: SND.UNA moves up to SND.MAX
             self.ack_advance(snd_max, now, ts[1] if ts is not None and c.ts_ok else None)
-        self.deliver(payload)
         c.update_window(rcv_nxt, c.snd_una, window << c.snd_wscale)
-        self.data_arrived(n, now)
+        self.deliver(payload, now)
         return True
 
     # -------------------------------------------------- §3.10.7.2, §3.10.7.3
@@ -408,32 +408,41 @@ class Receiver:
             rcvq.ooo.add(seq, payload)
             c.output.ack_now = True  # out of order: ACK at once (RFC 5681 §4.2)
             return
-        filled = bool(rcvq.ooo)
-        if payload:
-            self.deliver(payload)
-        if filled:
+        if rcvq.ooo:
+            self.deliver(payload, now)
             for piece in rcvq.ooo.pop_ready(c.rcv_nxt):
-                self.deliver(piece)
+                self.queue(piece)
             c.output.ack_now = True  # a hole was (partly) filled: ACK at once (§4.2)
-        if payload or filled:
-            self.data_arrived(len(payload), now)
+        elif payload:
+            self.deliver(payload, now)
         if rcvq.ooo_fin is not None and rcvq.ooo_fin == c.rcv_nxt:
             rcvq.ooo_fin = None
             self.receive_fin()
 
-    def deliver(self, payload: bytes) -> None:
+    def queue(self, payload: bytes) -> None:
         """In-order bytes join the receive queue; RCV.NXT passes them."""
         c = self.c
         n = len(payload)
-        c.rcvq.push(bytes(payload))  # no-op for bytes; a caller's bytearray is not kept
+        rcvq = c.rcvq
+        rcvq.chunks.append(bytes(payload))  # no-op for bytes; a caller's bytearray is not kept
+        rcvq.queued += n
         c.rcv_nxt += n
         c.stats.bytes_received += n
 
-    def data_arrived(self, n: int, now: float) -> None:
-        """Tell the user, and decide when to ACK ``n`` new in-order bytes: at
+    def deliver(self, payload: bytes, now: float) -> None:
+        """The segment's in-order ``payload`` (possibly empty when it filled a
+        hole) arrived: queue it, tell the user, and decide when to ACK: at
         least every second full-sized segment, else within the delayed-ACK
-        time (RFC 5681 §4.2, RFC 9293 §3.8.6.3)."""
+        time (RFC 5681 §4.2, RFC 9293 §3.8.6.3). Queueing is ``queue``,
+        inlined: this runs for every data segment."""
         c = self.c
+        n = len(payload)
+        if n:
+            rcvq = c.rcvq
+            rcvq.chunks.append(bytes(payload))  # no-op for bytes; a bytearray is not kept
+            rcvq.queued += n
+            c.rcv_nxt += n
+            c.stats.bytes_received += n
         evs = c.pending_events
         if not evs or evs[-1] is not _DATA_RECEIVED:
             evs.append(_DATA_RECEIVED)

@@ -155,11 +155,13 @@ class Sender:
             self.tlp_fire = False
             self.send_tlp(out, now, smss)
         # Loss recovery (RFC 6675 §5 step 4 / RFC 6582 §3.2 step 5).
-        while True:
-            hole = rec.next_retransmission(c.snd_una, c.snd_max, c.snd_nxt, cwnd, smss, c.sack_ok)
-            if hole is None:
-                break
-            rec.retransmitted(hole[0], self.emit(out, hole[0], hole[1], now))
+        if rec.in_recovery:
+            while True:
+                hole = rec.next_retransmission(c.snd_una, c.snd_max, c.snd_nxt, cwnd, smss,
+                                               c.sack_ok)
+                if hole is None:
+                    break
+                rec.retransmitted(hole[0], self.emit(out, hole[0], hole[1], now))
         rec.force_rxt = False
         if (
             c.config.batch_send
@@ -285,7 +287,8 @@ class Sender:
         """Send ``n`` bytes from ``seq`` (plus FIN when it falls right after them)."""
         c = self.c
         buf = c.sndbuf
-        payload = buf.payload(seq, n)
+        off = seq - buf.seq
+        payload = bytes(buf.data[off : off + n]) if n else b""
         n = len(payload)
         end = seq + n
         buf_end = buf.end

@@ -22,10 +22,12 @@ class Recovery:
         "high_rxt", "rxt_limit", "force_rxt", "una_rxt_mark", "undo", "rxt_ts", "ts_offset",
     )
 
-    def __init__(self, cc: CongestionControl, stats: Stats, iss: int, ts_offset: int) -> None:
+    def __init__(
+        self, cc: CongestionControl, stats: Stats, iss: int, ts_offset: int
+    ) -> None:
         self.cc = cc
         self.stats = stats
-        self.ts_offset = ts_offset  # the connection's TSval clock offset
+        self.ts_offset = ts_offset  # the connection's TSval clock (RFC 7323 §5.4)
         self.sacks = Scoreboard()
         self.dupacks = 0
         self.reno_sacked = 0  # dupACKed segments' bytes when the peer lacks SACK
