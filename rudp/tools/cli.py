@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("listen", help="accept one connection and pipe it to stdin/stdout")
     p.add_argument("port", type=int)
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", help="address to bind (default: every IPv4 address)")
     common(p)
     p = sub.add_parser("connect", help="connect and pipe stdin/stdout (half-close on EOF)")
     p.add_argument("host")

@@ -148,6 +148,14 @@ def configure_interface(name: str, ip: str, prefix: int, mtu: int) -> None:
 
 # --- the bridge ----------------------------------------------------------------
 
+# Defaults of TunBridge and of its command line.
+DEFAULT_IFNAME = "rtun%d"
+DEFAULT_LOCAL_IP = "10.77.0.1"  # the kernel's address on the TUN
+DEFAULT_REMOTE_IP = "10.77.0.2"  # the fake peer: where rudp peers appear
+DEFAULT_PREFIX = 30
+DEFAULT_MTU = 1500
+DEFAULT_UDP_HOST = "127.0.0.1"
+
 TO_RUDP = "to_rudp"  # kernel -> rudp
 TO_KERNEL = "to_kernel"  # rudp -> kernel
 
@@ -188,12 +196,12 @@ class TunBridge:
     def __init__(
         self,
         *,
-        ifname: str = "rtun%d",
-        local_ip: str = "10.77.0.1",
-        remote_ip: str = "10.77.0.2",
-        prefix: int = 30,
-        mtu: int = 1500,
-        udp_host: str = "127.0.0.1",
+        ifname: str = DEFAULT_IFNAME,
+        local_ip: str = DEFAULT_LOCAL_IP,
+        remote_ip: str = DEFAULT_REMOTE_IP,
+        prefix: int = DEFAULT_PREFIX,
+        mtu: int = DEFAULT_MTU,
+        udp_host: str = DEFAULT_UDP_HOST,
         udp_port: int = 0,
         default_peer: tuple[str, int] | None = None,
         checksum: bool = True,
@@ -404,7 +412,7 @@ class TunBridge:
 
 def _hostport(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return (host or "127.0.0.1", int(port))
+    return (host or DEFAULT_UDP_HOST, int(port))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -418,12 +426,12 @@ def main(argv: list[str] | None = None) -> None:
     import signal
 
     p = argparse.ArgumentParser(prog="python -m rudp.tools.tunbridge", description=main.__doc__)
-    p.add_argument("--ifname", default="rtun%d")
-    p.add_argument("--local-ip", default="10.77.0.1", help="the kernel's address on the TUN")
-    p.add_argument("--remote-ip", default="10.77.0.2", help="the address rudp peers appear at")
-    p.add_argument("--prefix", type=int, default=30)
-    p.add_argument("--mtu", type=int, default=1500)
-    p.add_argument("--udp", type=_hostport, default=("127.0.0.1", 0), metavar="HOST:PORT")
+    p.add_argument("--ifname", default=DEFAULT_IFNAME)
+    p.add_argument("--local-ip", default=DEFAULT_LOCAL_IP, help="the kernel's address on the TUN")
+    p.add_argument("--remote-ip", default=DEFAULT_REMOTE_IP, help="the address rudp peers appear at")
+    p.add_argument("--prefix", type=int, default=DEFAULT_PREFIX)
+    p.add_argument("--mtu", type=int, default=DEFAULT_MTU)
+    p.add_argument("--udp", type=_hostport, default=(DEFAULT_UDP_HOST, 0), metavar="HOST:PORT")
     p.add_argument("--route", action="append", default=[], metavar="PORT=HOST:PORT",
                    help="kernel segments to REMOTE_IP:PORT go to this rudp UDP address")
     p.add_argument("--default-peer", type=_hostport, metavar="HOST:PORT")
