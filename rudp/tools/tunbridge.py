@@ -320,14 +320,6 @@ class TunBridge:
         if self.record_all or error is not None or segment[13] & (SYN | FIN | RST):
             self.records.append(Record(direction, time.monotonic() - self._t0, seg, segment, error))
 
-    def syns(self, direction: str | None = None) -> list[Segment]:
-        """Decoded SYN segments (SYN-ACKs included) seen so far."""
-        return [
-            r.segment
-            for r in self.records
-            if r.segment is not None and r.segment.flags & SYN and (direction is None or r.direction == direction)
-        ]
-
     # -- kernel -> rudp
 
     def _on_tun(self) -> None:
