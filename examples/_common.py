@@ -1,4 +1,6 @@
-"""Helpers shared by the rudp examples: event loop choice, signals, stdin.
+"""Helpers shared by the rudp examples: event loop choice, signals, keep-alive.
+
+Reading stdin is `rudp.tools.stdio.StdinReader`, shared with the ``rudp`` command line.
 
 The examples import this module as ``_common``: run them as scripts
 (``python examples/chat_server.py``), which puts this directory on sys.path.
@@ -110,120 +112,6 @@ async def close_server(server: Any, grace: float = 5.0) -> None:
     except asyncio.TimeoutError:
         server.abort_clients()
         await asyncio.wait_for(server.wait_closed(), grace)
-
-
-def _pollable(fd: int) -> bool:
-    """True for what an event loop can watch: pipes, FIFOs, sockets, terminals.
-
-    Other character devices (/dev/null) and regular files are refused by
-    epoll, and the loops report that late (asyncio) or not at all (uvloop).
-    """
-    import os
-    import stat
-
-    try:
-        mode = os.fstat(fd).st_mode
-    except OSError:
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
-
-
-class StdinReader:
-    """Read stdin from asyncio without blocking the event loop.
-
-    Pipes, FIFOs, sockets and terminals go through ``loop.connect_read_pipe``
-    (a terminal is reopened by name first, so that the O_NONBLOCK flag the pipe
-    transport sets does not leak to the shell or to stdout, which share the
-    terminal's file description). Anything the loop cannot watch (a regular
-    file, /dev/null under epoll) falls back to a daemon thread doing blocking
-    reads: a daemon thread, not ``run_in_executor``, because an executor thread
-    stuck in ``read()`` would keep the interpreter from exiting when the other
-    side ends the session first.
-    """
-
-    def __init__(self) -> None:
-        self.reader: asyncio.StreamReader | None = None
-        self.mode = ""
-        self._transport: asyncio.BaseTransport | None = None
-        self._file: Any = None
-        self._restore_blocking: int | None = None
-
-    async def open(self, stream: Any = None) -> asyncio.StreamReader:
-        import os
-
-        loop = asyncio.get_running_loop()
-        stream = sys.stdin if stream is None else stream
-        reader = asyncio.StreamReader(limit=1 << 20)
-        self.reader = reader
-        try:
-            fd = stream.fileno()
-        except (AttributeError, OSError, ValueError):
-            fd = None
-        if fd is not None and _pollable(fd):
-            try:
-                if os.isatty(fd):
-                    self._file = open(os.ttyname(fd), "rb", buffering=0)  # noqa: SIM115
-                    pipe = self._file
-                    self.mode = "tty"
-                else:
-                    # A dup shares the file description: put O_NONBLOCK back on close.
-                    if os.get_blocking(fd):
-                        self._restore_blocking = fd
-                    pipe = os.fdopen(os.dup(fd), "rb", buffering=0)
-                    self._file = pipe
-                    self.mode = "pipe"
-                protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-                self._transport, _ = await loop.connect_read_pipe(lambda: protocol, pipe)
-                return reader
-            except (OSError, ValueError, NotImplementedError):
-                if self._file is not None:
-                    self._file.close()
-                    self._file = None
-                self._unblock()
-        self.mode = "thread"
-        self._start_thread(loop, reader, stream)
-        return reader
-
-    @staticmethod
-    def _start_thread(loop: asyncio.AbstractEventLoop, reader: asyncio.StreamReader, stream: Any) -> None:
-        import threading
-
-        source = getattr(stream, "buffer", stream)
-
-        def pump() -> None:
-            try:
-                while True:
-                    line = source.readline()
-                    if not line:
-                        break
-                    loop.call_soon_threadsafe(reader.feed_data, line)
-            except (OSError, ValueError):
-                pass
-            finally:
-                try:
-                    loop.call_soon_threadsafe(reader.feed_eof)
-                except RuntimeError:  # the loop is already closed
-                    pass
-
-        threading.Thread(target=pump, name="stdin-reader", daemon=True).start()
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-            self._transport = None
-        # the transport closes the file object (and so only our dup/reopened fd)
-        self._file = None
-        self._unblock()
-
-    def _unblock(self) -> None:
-        import os
-
-        fd, self._restore_blocking = self._restore_blocking, None
-        if fd is not None:
-            try:
-                os.set_blocking(fd, True)
-            except OSError:
-                pass
 
 
 def add_keepalive_argument(parser: argparse.ArgumentParser, default: float) -> None:

@@ -24,8 +24,9 @@ import asyncio
 import sys
 
 import rudp
+from rudp.tools.stdio import StdinReader
 
-from _common import StdinReader, add_keepalive_argument, add_loop_argument, keepalive_options, run
+from _common import add_keepalive_argument, add_loop_argument, keepalive_options, run
 
 PROMPT = "> "
 CLOSE_TIMEOUT = 2.0

@@ -17,8 +17,9 @@ import asyncio
 import sys
 
 import rudp
+from rudp.tools.stdio import StdinReader
 
-from _common import StdinReader, add_loop_argument, run
+from _common import add_loop_argument, run
 
 
 async def main(args: argparse.Namespace) -> int:

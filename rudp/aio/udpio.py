@@ -224,6 +224,19 @@ class UdpSocket:
         self.loop.call_soon(self._on_close)
 
 
+def numeric_family(host: str) -> int:
+    """AF_INET or AF_INET6 if `host` is a numeric address, else 0 (a name).
+
+    A numeric address needs no resolver: on the default loop getaddrinfo is
+    a hop to a thread.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return 0
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
 async def open_socket(
     family: int,
     local_addr: tuple[str, int] | None,
@@ -234,18 +247,12 @@ async def open_socket(
     loop = asyncio.get_running_loop()
     bind_to: Any = None
     if local_addr is not None:
-        try:  # numeric addresses need no resolver (a thread hop on the default loop)
-            ip = ipaddress.ip_address(local_addr[0])
-        except ValueError:
+        ip_family = numeric_family(local_addr[0])
+        if ip_family and family in (0, ip_family):
+            family, bind_to = ip_family, local_addr
+        else:
             infos = await loop.getaddrinfo(*local_addr, family=family, type=socket.SOCK_DGRAM)
             family, bind_to = infos[0][0], infos[0][4]
-        else:
-            ip_family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-            family = family or ip_family
-            bind_to = local_addr if family == ip_family else None
-            if bind_to is None:
-                infos = await loop.getaddrinfo(*local_addr, family=family, type=socket.SOCK_DGRAM)
-                bind_to = infos[0][4]
     if family == 0:
         family = socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)

@@ -7,7 +7,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import stat
 import sys
 import time
 from typing import Any
@@ -18,6 +17,7 @@ from ..core.config import Config
 from ..core.endpoint import Endpoint
 from .proxy import LossyProxy
 from .sim import LinkConfig, Simulator
+from .stdio import StdinReader
 
 _CHUNK = 64 * 1024
 
@@ -37,34 +37,10 @@ def _run(coro: Any, loop_name: str) -> Any:
     return asyncio.run(coro)
 
 
-async def _stdin_reader() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=_CHUNK * 4)
-    fd = sys.stdin.fileno()
-    mode = os.fstat(fd).st_mode
-    # Only pipes, sockets and terminals can be watched by the loop; a regular
-    # file or /dev/null (which uvloop cannot take) is read in a thread.
-    pollable = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd)
-    try:
-        if not pollable:
-            raise ValueError("stdin is not a pipe, socket or terminal")
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    except (ValueError, OSError):
-        async def pump() -> None:
-            while True:
-                data = await loop.run_in_executor(None, os.read, sys.stdin.fileno(), _CHUNK)
-                if not data:
-                    reader.feed_eof()
-                    return
-                reader.feed_data(data)
-
-        asyncio.get_running_loop().create_task(pump())
-    return reader
-
-
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """stdin -> connection (then half-close) and connection -> stdout."""
-    stdin = await _stdin_reader()
+    stdin_reader = StdinReader()
+    stdin = await stdin_reader.open()
 
     async def upstream() -> None:
         while data := await stdin.read(_CHUNK):
@@ -85,6 +61,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await up
     finally:
         up.cancel()
+        stdin_reader.close()
         writer.close()
         try:
             await writer.wait_closed()
@@ -241,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("listen", help="accept one connection and pipe it to stdin/stdout")
     p.add_argument("port", type=int)
-    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--host", help="address to bind (default: every IPv4 address)")
     common(p)
     p = sub.add_parser("connect", help="connect and pipe stdin/stdout (half-close on EOF)")
     p.add_argument("host")

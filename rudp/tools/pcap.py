@@ -11,18 +11,12 @@ import ipaddress
 import struct
 from typing import BinaryIO, Hashable, Iterable
 
+from . import ipv4
+
 LINKTYPE_RAW = 101  # raw IPv4/IPv6, no link-layer header
 _GLOBAL_HEADER = struct.Struct("<IHHiIII")
 _RECORD_HEADER = struct.Struct("<IIII")
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _UDP = struct.Struct("!HHHH")
-
-
-def _ipv4_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(header) // 2}H", header))
-    while total > 0xFFFF:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 class PcapWriter:
@@ -36,12 +30,10 @@ class PcapWriter:
     def write(self, ts: float, src: tuple[str, int], dst: tuple[str, int], payload: bytes) -> None:
         """One UDP datagram from ``src`` to ``dst`` (IPv4 addresses) at time ``ts``."""
         self._ident = (self._ident + 1) & 0xFFFF
-        udp_len = 8 + len(payload)
-        ip_len = 20 + udp_len
+        udp_len = _UDP.size + len(payload)
         src_ip = ipaddress.IPv4Address(src[0]).packed
         dst_ip = ipaddress.IPv4Address(dst[0]).packed
-        header = _IPV4.pack(0x45, 0, ip_len, self._ident, 0x4000, 64, 17, 0, src_ip, dst_ip)
-        header = header[:10] + struct.pack("!H", _ipv4_checksum(header)) + header[12:]
+        header = ipv4.build_header(src_ip, dst_ip, ipv4.PROTO_UDP, udp_len, self._ident)
         # UDP checksum 0: "not computed", allowed over IPv4 (RFC 768).
         packet = header + _UDP.pack(src[1], dst[1], udp_len, 0) + payload
         sec = int(ts)

@@ -9,13 +9,15 @@ Every random decision comes from a per-link ``random.Random`` seeded from the
 simulator seed and the link's two addresses, so a run is exactly repeatable,
 and traffic on one link never perturbs the random choices of another.
 
-Typical use::
+Typical use, with two `rudp.core.endpoint.Endpoint` objects and a TCP port::
 
     sim = Simulator(seed=1)
+    client, server = Endpoint(seed=1), Endpoint(seed=2)
     sim.add_endpoint(A, client, on_event=lambda conn, ev: ...)
-    sim.add_endpoint(B, server)
+    sim.add_endpoint(B, server, on_event=lambda conn, ev: ...)
     sim.connect(A, B, LinkConfig(delay=0.02, loss=0.01))
-    sim.call_at(0.0, lambda: client.connect(B))
+    server.listen(80)
+    sim.call_at(0.0, lambda: client.connect(B, 80, sim.now))
     sim.run(until=10.0)
 """
 

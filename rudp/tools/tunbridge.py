@@ -24,7 +24,8 @@ UDP address A whose TCP source port is P teaches the bridge "port P of the
 fake peer is A"; `route` adds such entries by hand (for a rudp listener the
 kernel connects to), and ``default_peer`` catches the rest.
 
-A tools-layer module: it uses only the public functions of `rudp.core.wire`.
+A tools-layer module: it uses only the public functions of `rudp.core.wire` and
+`rudp.tools.ipv4`.
 Linux only; needs CAP_NET_ADMIN (usually: root in a network namespace).
 """
 
@@ -42,6 +43,8 @@ from collections import Counter
 from typing import Any, Callable
 
 from ..core.wire import FIN, RST, SYN, DecodeError, Segment, checksum, decode
+from . import ipv4
+from .ipv4 import PacketError, parse_ipv4
 
 # <linux/if_tun.h>, <linux/sockios.h>, <linux/if.h>
 TUNSETIFF = 0x400454CA
@@ -55,30 +58,23 @@ SIOCSIFMTU = 0x8922
 IFF_UP = 0x1
 IFNAMSIZ = 16
 
-IPPROTO_TCP = 6
-IPV4_HEADER = struct.Struct(">BBHHHBBH4s4s")
-_IP_DF = 0x4000
+IPPROTO_TCP = ipv4.PROTO_TCP
 _TCP_CSUM_OFFSET = 16
 _TCP_MIN = 20
 
 # --- packet helpers (pure functions, no privileges needed) -------------------
 
 
-def ipv4_tcp_pseudo_header(src: bytes, dst: bytes, tcp_len: int) -> bytes:
-    """The IPv4 pseudo-header of the TCP checksum (RFC 9293 §3.1)."""
-    return src + dst + struct.pack(">BBH", 0, IPPROTO_TCP, tcp_len)
-
-
 def tcp_checksum_ipv4(src: bytes, dst: bytes, segment: bytes) -> int:
     """The kernel-facing TCP checksum of `segment` (its checksum field zero)."""
-    return checksum(ipv4_tcp_pseudo_header(src, dst, len(segment)) + segment)
+    return checksum(ipv4.pseudo_header(src, dst, IPPROTO_TCP, len(segment)) + segment)
 
 
 def tcp_checksum_ipv4_ok(src: bytes, dst: bytes, segment: bytes) -> bool:
     """True if `segment`'s checksum field verifies with the IPv4 pseudo-header."""
     # Over data that includes a correct checksum the one's-complement sum is
     # 0xFFFF, so RFC 1071's checksum of the whole is 0 (the data is never all zero).
-    return checksum(ipv4_tcp_pseudo_header(src, dst, len(segment)) + segment) == 0
+    return tcp_checksum_ipv4(src, dst, segment) == 0
 
 
 def with_checksum(segment: bytes, value: int) -> bytes:
@@ -103,49 +99,11 @@ def rudp_checksum_ok(segment: bytes) -> bool:
     return checksum(segment) == 0
 
 
-def ipv4_checksum_ok(header: bytes) -> bool:
-    return checksum(header) == 0
-
-
 def build_ipv4_tcp(src: bytes, dst: bytes, segment: bytes, ident: int = 0, ttl: int = 64) -> bytes:
     """IPv4 header (no options, DF) + `segment` with a correct pseudo-header checksum."""
     tcp = with_checksum(segment, 0)
     tcp = with_checksum(tcp, tcp_checksum_ipv4(src, dst, tcp))
-    total = IPV4_HEADER.size + len(tcp)
-    header = IPV4_HEADER.pack(0x45, 0, total, ident & 0xFFFF, _IP_DF, ttl, IPPROTO_TCP, 0, src, dst)
-    header = header[:10] + checksum(header).to_bytes(2, "big") + header[12:]
-    return header + tcp
-
-
-@dataclasses.dataclass(frozen=True)
-class IPv4Packet:
-    src: bytes
-    dst: bytes
-    proto: int
-    payload: bytes
-    header: bytes
-
-
-class PacketError(ValueError):
-    """Not an IPv4 packet the bridge can forward."""
-
-
-def parse_ipv4(packet: bytes) -> IPv4Packet:
-    """Validate an IPv4 header (version, lengths, checksum, no fragments)."""
-    if len(packet) < IPV4_HEADER.size:
-        raise PacketError("short packet")
-    vihl, _tos, total, _ident, frag, _ttl, proto, _csum, src, dst = IPV4_HEADER.unpack_from(packet)
-    if vihl >> 4 != 4:
-        raise PacketError(f"IP version {vihl >> 4}")
-    ihl = (vihl & 0xF) * 4
-    if ihl < 20 or total < ihl or total > len(packet):
-        raise PacketError(f"bad IHL {ihl} / total length {total} for {len(packet)} bytes")
-    header = packet[:ihl]
-    if not ipv4_checksum_ok(header):
-        raise PacketError("bad IPv4 header checksum")
-    if frag & 0x3FFF:
-        raise PacketError("fragment")
-    return IPv4Packet(src, dst, proto, packet[ihl:total], header)
+    return ipv4.build_header(src, dst, IPPROTO_TCP, len(tcp), ident, ttl) + tcp
 
 
 # --- TUN device --------------------------------------------------------------
@@ -190,6 +148,14 @@ def configure_interface(name: str, ip: str, prefix: int, mtu: int) -> None:
 
 # --- the bridge ----------------------------------------------------------------
 
+# Defaults of TunBridge and of its command line.
+DEFAULT_IFNAME = "rtun%d"
+DEFAULT_LOCAL_IP = "10.77.0.1"  # the kernel's address on the TUN
+DEFAULT_REMOTE_IP = "10.77.0.2"  # the fake peer: where rudp peers appear
+DEFAULT_PREFIX = 30
+DEFAULT_MTU = 1500
+DEFAULT_UDP_HOST = "127.0.0.1"
+
 TO_RUDP = "to_rudp"  # kernel -> rudp
 TO_KERNEL = "to_kernel"  # rudp -> kernel
 
@@ -230,12 +196,12 @@ class TunBridge:
     def __init__(
         self,
         *,
-        ifname: str = "rtun%d",
-        local_ip: str = "10.77.0.1",
-        remote_ip: str = "10.77.0.2",
-        prefix: int = 30,
-        mtu: int = 1500,
-        udp_host: str = "127.0.0.1",
+        ifname: str = DEFAULT_IFNAME,
+        local_ip: str = DEFAULT_LOCAL_IP,
+        remote_ip: str = DEFAULT_REMOTE_IP,
+        prefix: int = DEFAULT_PREFIX,
+        mtu: int = DEFAULT_MTU,
+        udp_host: str = DEFAULT_UDP_HOST,
         udp_port: int = 0,
         default_peer: tuple[str, int] | None = None,
         checksum: bool = True,
@@ -354,14 +320,6 @@ class TunBridge:
         if self.record_all or error is not None or segment[13] & (SYN | FIN | RST):
             self.records.append(Record(direction, time.monotonic() - self._t0, seg, segment, error))
 
-    def syns(self, direction: str | None = None) -> list[Segment]:
-        """Decoded SYN segments (SYN-ACKs included) seen so far."""
-        return [
-            r.segment
-            for r in self.records
-            if r.segment is not None and r.segment.flags & SYN and (direction is None or r.direction == direction)
-        ]
-
     # -- kernel -> rudp
 
     def _on_tun(self) -> None:
@@ -424,7 +382,7 @@ class TunBridge:
         if not rudp_checksum_ok(data):
             c["to_kernel_bad_rudp_checksum"] += 1
             return
-        if len(data) + IPV4_HEADER.size > self.mtu:
+        if len(data) + ipv4.HEADER.size > self.mtu:
             c["to_kernel_oversize"] += 1  # rudp's segment does not fit the TUN's MTU
         self._inspect(TO_KERNEL, data)
         self.routes[int.from_bytes(data[0:2], "big")] = addr
@@ -446,7 +404,7 @@ class TunBridge:
 
 def _hostport(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
-    return (host or "127.0.0.1", int(port))
+    return (host or DEFAULT_UDP_HOST, int(port))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -460,12 +418,12 @@ def main(argv: list[str] | None = None) -> None:
     import signal
 
     p = argparse.ArgumentParser(prog="python -m rudp.tools.tunbridge", description=main.__doc__)
-    p.add_argument("--ifname", default="rtun%d")
-    p.add_argument("--local-ip", default="10.77.0.1", help="the kernel's address on the TUN")
-    p.add_argument("--remote-ip", default="10.77.0.2", help="the address rudp peers appear at")
-    p.add_argument("--prefix", type=int, default=30)
-    p.add_argument("--mtu", type=int, default=1500)
-    p.add_argument("--udp", type=_hostport, default=("127.0.0.1", 0), metavar="HOST:PORT")
+    p.add_argument("--ifname", default=DEFAULT_IFNAME)
+    p.add_argument("--local-ip", default=DEFAULT_LOCAL_IP, help="the kernel's address on the TUN")
+    p.add_argument("--remote-ip", default=DEFAULT_REMOTE_IP, help="the address rudp peers appear at")
+    p.add_argument("--prefix", type=int, default=DEFAULT_PREFIX)
+    p.add_argument("--mtu", type=int, default=DEFAULT_MTU)
+    p.add_argument("--udp", type=_hostport, default=(DEFAULT_UDP_HOST, 0), metavar="HOST:PORT")
     p.add_argument("--route", action="append", default=[], metavar="PORT=HOST:PORT",
                    help="kernel segments to REMOTE_IP:PORT go to this rudp UDP address")
     p.add_argument("--default-peer", type=_hostport, metavar="HOST:PORT")
