@@ -723,3 +723,26 @@ def test_batched_send_changes_nothing_on_the_wire(seed: int) -> None:
         return list(r.net.sim.trace)
 
     assert trace(Config()) == trace(Config(batch_send=False))
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("sack,timestamps", [(True, True), (True, False), (False, True)])
+def test_no_datagram_outgrows_the_mss_in_force(seed: int, sack: bool, timestamps: bool) -> None:
+    """RFC 9293 §3.7.1, RFC 6691: the MSS bounds the data plus the options of
+    each segment. On a path whose MTU the default MSS is sized for (1452 bytes
+    of UDP payload: 20 + MSS 1432), a lossy two-way transfer puts SACK blocks
+    on data segments; none may exceed 20 + MSS, so the simulator drops none
+    as too big."""
+    from rudp.core.wire import decode
+
+    mss = Config().mss
+    link = LinkConfig(delay=0.01, loss=0.02, bandwidth=20e6, mtu=20 + mss)
+    config = Config(sack=sack, timestamps=timestamps)
+    r = run_transfer(seed, link, 400_000, config, reply_size=400_000, trace=True)
+    assert r.ok, r.summary()
+    assert r.forward.too_big == 0 and r.back.too_big == 0, r.summary()
+    sizes = [len(data) for _, _, _, data, _ in r.net.sim.trace]
+    assert max(sizes) <= 20 + mss
+    if sack:
+        # The case that matters happened: data segments carrying SACK blocks.
+        assert any(decode(data).sack and decode(data).payload for _, _, _, data, _ in r.net.sim.trace)

@@ -33,11 +33,10 @@ from .state import (  # noqa: F401 - re-exported: State and the names are public
 )
 from .stats import Stats
 from .timers import Timers
-from .wire import Segment
+from .wire import TS_OPTION_LEN, Segment
 
 _SEND_COMPLETE = events.SendComplete()  # fieldless events are shared
 _CLOSED = events.Closed()
-_TS_OPTION_LEN = 12  # NOP NOP TS(10), RFC 7323 Appendix A layout
 _DEFAULT_PEER_MSS = 536  # RFC 9293 §3.7.1 when the peer sends no MSS option
 _KEEPALIVE_STATES = frozenset({ESTABLISHED, CLOSE_WAIT})
 
@@ -428,9 +427,11 @@ class Connection:
     # ------------------------------------------------------- shared rules
 
     def update_smss(self) -> None:
-        """Largest payload of a segment we send, options subtracted (RFC 6691);
-        kept as an attribute because the per-segment paths read it often."""
-        self.smss = min(self.peer_mss, self.config.mss) - (_TS_OPTION_LEN if self.ts_ok else 0)
+        """Largest payload of a segment we send with the options every segment
+        carries (RFC 6691; timestamps when negotiated). SACK blocks, which come
+        and go, are subtracted per send (Sender.send_data). Kept as an
+        attribute because the per-segment paths read it often."""
+        self.smss = min(self.peer_mss, self.config.mss) - (TS_OPTION_LEN if self.ts_ok else 0)
 
     def update_ts_recent(self, ts: tuple[int, int] | None, seq: int) -> None:
         """RFC 7323 §4.3: TS.Recent takes SEG.TSval when SEG.SEQ <= Last.ACK.sent

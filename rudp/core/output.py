@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .seqnum import MASK
 from .state import CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, LISTEN, \
     SYN_RCVD, SYN_SENT, SYNCHRONIZED, TIME_WAIT
-from .wire import ACK, FIN, PSH, RST, SYN, Segment, segment_of
+from .wire import ACK, FIN, PSH, RST, SYN, Segment, sack_option_len, segment_of
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -142,6 +142,11 @@ class Sender:
         """Retransmissions in recovery, then new data and FIN within the windows."""
         c = self.c
         smss = c.smss
+        if c.sack_ok and c.rcvq.ooo:
+            # RFC 9293 §3.7.1, RFC 6691: the MSS bounds data plus the options of
+            # each segment, and these segments will carry SACK blocks too (as
+            # Linux's tcp_current_mss), so no datagram outgrows the path.
+            smss -= sack_option_len(len(self.sack_blocks()))
         rec = c.recovery
         cwnd = rec.send_window(smss)
         sws_override = False

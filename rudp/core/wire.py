@@ -66,6 +66,14 @@ OPT_TIMESTAMPS = 8
 
 MAX_OPTIONS_LEN = 40
 MAX_SACK_BLOCKS = 4
+#: Bytes the timestamps option takes as `encode` lays it out: NOP NOP TS(10).
+TS_OPTION_LEN = 12
+
+
+def sack_option_len(blocks: int) -> int:
+    """Bytes a SACK option with ``blocks`` blocks takes as `encode` lays it
+    out (NOP NOP SACK(2 + 8n)); 0 for none."""
+    return 4 + 8 * blocks if blocks else 0
 
 #: Valid length bytes (they count kind and length) of the known options.
 OPTION_LENGTHS: dict[int, frozenset[int]] = {
