@@ -145,7 +145,7 @@ class Server:
         self._serving = True
         self._waiters: list[asyncio.Future[None]] = []
         self._serve_forever_fut: asyncio.Future[None] | None = None
-        endpoint._servers[listener] = self
+        endpoint.add_server(listener, self)
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
@@ -189,8 +189,7 @@ class Server:
             return
         self._listener = None
         self._serving = False
-        self._endpoint.endpoint.close_listener(listener)
-        self._endpoint.kick()
+        self._endpoint.close_listener(listener)
         if self._serve_forever_fut is not None and not self._serve_forever_fut.done():
             self._serve_forever_fut.cancel()
         self._maybe_done()
@@ -212,17 +211,20 @@ class Server:
             await fut
         await self._endpoint.wait_closed()
 
-    def _attach(self, tr: RudpTransport) -> None:
+    # -- called by the EndpointDriver
+
+    def attach(self, tr: RudpTransport) -> None:
+        """An accepted connection's transport: ``close_clients`` reaches it."""
         self._transports.add(tr)
 
-    def _detach(self, tr: RudpTransport) -> None:
+    def detach(self, tr: RudpTransport) -> None:
+        """The transport's connection is over."""
         self._transports.discard(tr)
         self._maybe_done()
 
     def _maybe_done(self) -> None:
         if self._listener is None:
-            self._endpoint.close_when_idle = True
-            self._endpoint.kick()
+            self._endpoint.close_when_idle()
             for fut in self._waiters:
                 if not fut.done():
                     fut.set_result(None)

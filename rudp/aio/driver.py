@@ -64,13 +64,13 @@ class EndpointDriver:
         self.sockname: Any = sock.getsockname()
         # Close the socket once no connection needs it any more (a client's
         # private socket from the start; a server's once it is closed).
-        self.close_when_idle = own
+        self._close_when_idle = own
         self._own = own
         self._linger_until: float | None = None
         self._transports: dict[Connection, RudpTransport] = {}
         # Transports whose writers wait in drain(): checked after each pump, so
         # that the check costs nothing per idle connection.
-        self.paused_writers: dict[RudpTransport, None] = {}
+        self._paused_writers: dict[RudpTransport, None] = {}
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
         self._kicked = False
@@ -110,9 +110,9 @@ class EndpointDriver:
         for conn, tr in list(self._transports.items()):
             # A user who closed and whose data was all acknowledged lost
             # nothing: only our FIN's ACK is missing, so the close is clean.
-            clean = tr._closing and conn.send_buffer_size == 0
+            clean = tr.is_closing() and conn.send_buffer_size == 0
             conn.abort()
-            tr._connection_lost(None if clean else ConnectionResetError("peer unreachable"))
+            tr.connection_ended(None if clean else ConnectionResetError("peer unreachable"))
         self.kick()
 
     def _socket_closed(self) -> None:
@@ -124,7 +124,7 @@ class EndpointDriver:
             if not fut.done():
                 fut.set_exception(err)
         for tr in list(self._transports.values()):
-            tr._connection_lost(err)
+            tr.connection_ended(err)
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -168,11 +168,11 @@ class EndpointDriver:
             udp.send(ep.datagrams_to_send(now))
             if not ep.has_work:
                 break  # callbacks above woke nothing new
-        if self.paused_writers:
-            for tr in list(self.paused_writers):
-                tr._check_pause()
+        if self._paused_writers:
+            for tr in list(self._paused_writers):
+                tr.check_write_pause()
         self._arm_timer()
-        if self.close_when_idle and not self._transports and not self._connecting:
+        if self._close_when_idle and not self._transports and not self._connecting:
             # The socket lives until its connections need nothing more (a FIN
             # still to ACK, say). A server's socket, which peers reach through
             # connected sockets that hear ICMP, closes then; a client's private
@@ -217,10 +217,10 @@ class EndpointDriver:
         kind = type(ev)  # the two per-segment kinds first, by identity
         if kind is events.DataReceived or kind is events.EofReceived:
             if tr is not None:
-                tr._deliver()
+                tr.deliver()
         elif kind is events.SendComplete:
-            if tr is not None and tr._closing:
-                tr._connection_lost(None)  # our FIN is acknowledged
+            if tr is not None:
+                tr.send_complete()
         elif isinstance(ev, events.Connected):
             fut = self._connecting.pop(conn, None)
             if fut is not None:
@@ -237,7 +237,7 @@ class EndpointDriver:
             self._fail(conn, tr, TimeoutError(f"rudp connection failed: {ev.reason}"))
         elif isinstance(ev, events.Closed):
             if tr is not None:
-                tr._connection_lost(None)
+                tr.connection_ended(None)
             fut = self._connecting.pop(conn, None)
             if fut is not None and not fut.done():
                 fut.set_exception(ConnectionAbortedError("connection closed during handshake"))
@@ -247,7 +247,7 @@ class EndpointDriver:
         if fut is not None and not fut.done():
             fut.set_exception(exc)
         if tr is not None:
-            tr._connection_lost(exc)
+            tr.connection_ended(exc)
 
     def _accept(self, conn: Connection) -> None:
         listener = conn.listener
@@ -260,16 +260,49 @@ class EndpointDriver:
         protocol = server.protocol_factory()
         tr = RudpTransport(self, accepted, protocol, server.send_buffer)
         self._transports[accepted] = tr
-        server._attach(tr)
+        server.attach(tr)
         protocol.connection_made(tr)
-        tr._deliver()
+        tr.deliver()
 
-    def _forget(self, conn: Connection) -> None:
-        self._transports.pop(conn, None)
+    # -- called by transports and servers
+
+    def kick_if_work(self) -> None:
+        """Schedule a flush if the engine has work (a read reopened the window,
+        say) that no running pump will pick up before it returns."""
+        if not self._flushing and self.endpoint.has_work:
+            self.kick()
+
+    def set_writer_paused(self, tr: RudpTransport, paused: bool) -> None:
+        """Watch a transport whose writer waits in drain(): paused ones are
+        checked after each pump, so that idle connections cost nothing."""
+        if paused:
+            self._paused_writers[tr] = None
+        else:
+            self._paused_writers.pop(tr, None)
+
+    def forget(self, tr: RudpTransport) -> None:
+        """The transport's connection is over: route no more events to it."""
+        self._paused_writers.pop(tr, None)
+        self._transports.pop(tr.get_extra_info("connection"), None)
 
     def connection_done(self, tr: RudpTransport) -> None:
+        """The protocol heard connection_lost: the servers let go of it."""
         for server in self._servers.values():
-            server._detach(tr)
+            server.detach(tr)
+        self.kick()
+
+    def add_server(self, listener: Listener, server: Server) -> None:
+        """Accepted connections of ``listener`` go to ``server``."""
+        self._servers[listener] = server
+
+    def close_listener(self, listener: Listener) -> None:
+        """Stop accepting on ``listener`` (the engine resets what it had queued)."""
+        self.endpoint.close_listener(listener)
+        self.kick()
+
+    def close_when_idle(self) -> None:
+        """Close the socket once no connection needs it any more."""
+        self._close_when_idle = True
         self.kick()
 
     # -- opening
@@ -307,7 +340,7 @@ class EndpointDriver:
         tr = RudpTransport(self, conn, protocol, send_buffer)
         self._transports[conn] = tr
         protocol.connection_made(tr)
-        tr._deliver()
+        tr.deliver()
         return tr, protocol
 
     def close(self) -> None:

@@ -99,7 +99,7 @@ class RudpTransport(asyncio.Transport):
     def resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
-            self._owner.loop.call_soon(self._deliver)
+            self._owner.loop.call_soon(self.deliver)
 
     # -- asyncio.WriteTransport
 
@@ -111,7 +111,7 @@ class RudpTransport(asyncio.Transport):
         if not high >= low >= 0:
             raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
         self._high, self._low = high, low
-        self._check_pause()
+        self.check_write_pause()
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return (self._low, self._high)
@@ -136,7 +136,7 @@ class RudpTransport(asyncio.Transport):
         # Like a socket's send(): segments leave now (Nagle and the windows
         # still decide how many), not one loop iteration later.
         self._owner.flush_now()
-        self._check_pause()
+        self.check_write_pause()
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
@@ -159,33 +159,24 @@ class RudpTransport(asyncio.Transport):
         self._closing = True
         self._conn.abort()
         self._owner.kick()
-        self._connection_lost(None, now=True)
+        self._lose(None)
 
-    # -- driven by EndpointDriver
+    # -- called by the EndpointDriver (not part of asyncio.Transport)
 
-    def _check_pause(self) -> None:
+    def check_write_pause(self) -> None:
         """pause_writing above the high-water mark, resume_writing at or below
         the low one (the contract of asyncio's _FlowControlMixin)."""
         size = self.get_write_buffer_size()
         if not self._writing_paused and size > self._high:
             self._writing_paused = True
-            self._owner.paused_writers[self] = None
+            self._owner.set_writer_paused(self, True)
             self._call_protocol("pause_writing")
         elif self._writing_paused and size <= self._low:
             self._writing_paused = False
-            self._owner.paused_writers.pop(self, None)
+            self._owner.set_writer_paused(self, False)
             self._call_protocol("resume_writing")
 
-    def _call_protocol(self, name: str) -> None:
-        try:
-            getattr(self._protocol, name)()
-        except Exception as exc:  # user code must not break the engine pump
-            self._owner.loop.call_exception_handler(
-                {"message": f"protocol.{name}() failed", "exception": exc,
-                 "transport": self, "protocol": self._protocol}
-            )
-
-    def _deliver(self) -> None:
+    def deliver(self) -> None:
         """Hand in-order data, then EOF, to the protocol unless reading is paused."""
         if self._lost or self._reading_paused:
             return
@@ -201,28 +192,47 @@ class RudpTransport(asyncio.Transport):
                 self.close()
         if self._lost_pending and not self._undelivered():
             self._lost_pending = False
-            self._connection_lost(None)
-        owner = self._owner
-        if not owner._flushing and owner.endpoint.has_work:
-            owner.kick()  # reading reopened the window: announce it
+            self._lose(None)
+        self._owner.kick_if_work()  # reading reopened the window: announce it
+
+    def send_complete(self) -> None:
+        """Everything written, and our FIN, is acknowledged: a transport that
+        was closed is done."""
+        if self._closing:
+            self.connection_ended(None)
+
+    def connection_ended(self, exc: Exception | None) -> None:
+        """The connection is over: ``exc`` says why, None for a clean end.
+        A clean end hands every received byte and the EOF to the protocol
+        first (later, if reading is paused), then ``connection_lost``."""
+        if exc is None and not self._lost and self._undelivered():
+            self._lost_pending = True
+            return
+        self._lose(exc)
+
+    # -- internals
+
+    def _call_protocol(self, name: str) -> None:
+        try:
+            getattr(self._protocol, name)()
+        except Exception as exc:  # user code must not break the engine pump
+            self._owner.loop.call_exception_handler(
+                {"message": f"protocol.{name}() failed", "exception": exc,
+                 "transport": self, "protocol": self._protocol}
+            )
 
     def _undelivered(self) -> bool:
         """Received bytes or an EOF the protocol has not been given yet."""
         conn = self._conn
         return bool(conn.readable) or (conn.at_eof and not self._eof_delivered)
 
-    def _connection_lost(self, exc: Exception | None, *, now: bool = False) -> None:
+    def _lose(self, exc: Exception | None) -> None:
+        """End now: the protocol hears ``connection_lost(exc)`` next."""
         if self._lost:
-            return
-        if exc is None and not now and self._undelivered():
-            # A clean end while reading is paused: every received byte (and
-            # the EOF) still reaches the protocol first, then connection_lost.
-            self._lost_pending = True
             return
         self._lost = True
         self._closing = True
-        self._owner.paused_writers.pop(self, None)
-        self._owner._forget(self._conn)
+        self._owner.forget(self)
         if not self._closed_future.done():
             self._closed_future.set_result(None)
         self._owner.loop.call_soon(self._call_connection_lost, exc)
