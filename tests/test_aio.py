@@ -136,6 +136,40 @@ def test_refused_by_closed_udp_port(run: Run) -> None:
     run(main())
 
 
+def test_peer_socket_gone_resets_established_connection(run: Run) -> None:
+    """The server's UDP socket vanishes (no FIN, no RST): the client's next
+    segment draws ICMP port unreachable, which ends the connection at once
+    with ConnectionResetError (RFC 1122 §4.2.3.9, Endpoint.unreachable)."""
+
+    async def quiet_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await echo_handler(reader, writer)
+        except ConnectionError:
+            pass  # its socket is closed under it
+
+    async def main() -> None:
+        server = await rudp.start_server(quiet_echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await rudp.open_connection("127.0.0.1", port, connect_timeout=5)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        server.endpoint.close()
+        await server.endpoint.wait_closed()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        writer.write(b"anyone there?")
+        with pytest.raises(ConnectionResetError):
+            await reader.read()
+        assert loop.time() - started < 0.5  # no retransmission timeout was waited for
+        conn = writer.transport.get_extra_info("connection")
+        assert conn.state is State.CLOSED
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    run(main(), timeout=30)
+
+
 def test_refused_by_rst(run: Run) -> None:
     """A live rudp endpoint with no listener on that port answers RST."""
 

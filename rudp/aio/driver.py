@@ -96,23 +96,22 @@ class EndpointDriver:
         self.endpoint.datagrams_received([(data, (a[0], a[1])) for data, a in batch], now)
 
     def error_received(self, exc: Exception) -> None:
-        """ICMP port unreachable on a connected socket is a hard error (RFC 1122
-        §4.2.3.9): connects are refused and established connections end."""
+        """ECONNREFUSED on a connected socket is an ICMP port unreachable from
+        its peer. The engine decides which connections end and how
+        (``Endpoint.unreachable``); here a pending connect fails with
+        ConnectionRefusedError and a transport ends, cleanly or with
+        ConnectionResetError, as the engine reports."""
         if not isinstance(exc, ConnectionRefusedError) or self._peer is None:
             return
-        self.endpoint.counters["icmp_refused"] += 1
-        for conn, fut in list(self._connecting.items()):
-            if not fut.done():
+        for conn, clean in self.endpoint.unreachable(address_key(self._peer)):
+            fut = self._connecting.pop(conn, None)
+            if fut is not None and not fut.done():
                 fut.set_exception(
                     ConnectionRefusedError(f"connection to {conn.addr} refused (port unreachable)")
                 )
-            conn.abort()
-        for conn, tr in list(self._transports.items()):
-            # A user who closed and whose data was all acknowledged lost
-            # nothing: only our FIN's ACK is missing, so the close is clean.
-            clean = tr.is_closing() and conn.send_buffer_size == 0
-            conn.abort()
-            tr.connection_ended(None if clean else ConnectionResetError("peer unreachable"))
+            tr = self._transports.get(conn)
+            if tr is not None:
+                tr.connection_ended(None if clean else ConnectionResetError("peer unreachable"))
         self.kick()
 
     def _socket_closed(self) -> None:

@@ -383,3 +383,29 @@ class Endpoint:
     @property
     def time_wait_count(self) -> int:
         return sum(1 for c in self.connections.values() if c.state is TIME_WAIT)
+
+    # ------------------------------------------------ policy moved from the adapter
+
+    def unreachable(self, addr: Address) -> list[tuple[Connection, bool]]:
+        """ICMP port unreachable from ``addr`` (what a connected UDP socket reports
+        as ECONNREFUSED): a hard error, the connection SHOULD be aborted (RFC 1122
+        §4.2.3.9). Every connection to ``addr`` that still expects the peer is
+        aborted; each is returned with whether its end was clean.
+
+        Clean means nothing was lost in either direction: the peer's FIN arrived
+        and every byte we sent is acknowledged, only the ACK of our FIN is
+        missing (CLOSING, LAST_ACK with an empty send buffer). Any other loss is
+        an error: a refused handshake or a reset connection. TIME_WAIT needs
+        nothing more from the peer and stays, as in Linux. Counted once per
+        report as ``icmp_refused``.
+        """
+        self.counters["icmp_refused"] += 1
+        lost: list[tuple[Connection, bool]] = []
+        for conn in list(self.connections.values()):
+            state = conn.state
+            if conn.addr != addr or state in (State.CLOSED, State.LISTEN, State.TIME_WAIT):
+                continue
+            clean = (state is State.CLOSING or state is State.LAST_ACK) and conn.send_buffer_size == 0
+            conn.abort()
+            lost.append((conn, clean))
+        return lost
