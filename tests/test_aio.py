@@ -432,6 +432,34 @@ def test_transport_api(run: Run) -> None:
     run(main())
 
 
+def test_client_socket_lingers_a_few_rtos_in_time_wait(run: Run) -> None:
+    """A client that closes first passes TIME_WAIT: its private UDP socket
+    stays open to ACK a retransmitted FIN for max(1 s, 3 * RTO)
+    (Endpoint.linger_deadline), not for 2*MSL, then closes."""
+
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port, msl=30)
+            sock = writer.get_extra_info("socket")
+            conn = writer.get_extra_info("connection")
+            writer.write(b"bye")
+            assert await reader.readexactly(3) == b"bye"
+            writer.close()
+            await writer.wait_closed()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while conn.state is not State.TIME_WAIT:
+                await asyncio.sleep(0.01)
+            while sock.fileno() != -1:
+                assert loop.time() - started < 5, "the socket lingers too long"
+                await asyncio.sleep(0.05)
+            assert loop.time() - started >= 0.9  # stayed about a second, at least
+            assert conn.state is State.TIME_WAIT  # the socket went, not the 2*MSL wait
+
+    run(main(), timeout=30)
+
+
 def test_time_wait_keeps_no_user_objects(run: Run) -> None:
     """A server that closes first keeps the connection in TIME_WAIT inside its
     endpoint, yet the transport and stream objects can be collected."""

@@ -575,3 +575,35 @@ def test_unreachable_leaves_time_wait_alone():
     assert ep.unreachable(PEER) == []
     assert conn.state is State.TIME_WAIT
     assert ep.counters["icmp_refused"] == 1
+
+
+def test_linger_deadline_none_while_a_connection_needs_more_than_time_wait():
+    """The socket may close once nothing but TIME-WAIT is left: not while a
+    connection still has a handshake, data or a FIN to finish."""
+    ep = endpoint()
+    assert ep.linger_deadline(0.0, peers_hear_icmp=False) == 0.0  # nothing at all
+    client_in_time_wait(ep, local_port=50_000)
+    busy = ep.connect(PEER, PORT, 2.0, local_port=50_001)
+    assert ep.linger_deadline(2.0, peers_hear_icmp=False) is None
+    assert ep.linger_deadline(2.0, peers_hear_icmp=True) is None
+    busy.abort()
+    sent(ep, 2.0)
+    assert ep.linger_deadline(2.0, peers_hear_icmp=True) == 2.0
+
+
+@pytest.mark.parametrize(
+    "rtos, linger",
+    [((0.2,), 1.0), ((0.5,), 1.5), ((25.0,), 2 * CFG.msl), ((0.2, 0.6), 1.8)],
+    ids=["floor_1s", "3_rto", "capped_at_2msl", "largest_rto"],
+)
+def test_time_wait_linger_is_a_few_rtos(rtos, linger):
+    """A client's private socket, whose server does not hear ICMP, stays to ACK
+    a FIN retransmitted because our last ACK was lost: max(1 s, 3 * RTO) of
+    the slowest connection, at most the 2*MSL of TIME-WAIT. Peers that hear
+    ICMP (a server's clients) need no linger: a FIN they resend to the closed
+    port ends their LAST-ACK cleanly (``Endpoint.unreachable``)."""
+    ep = endpoint()
+    for i, rto in enumerate(rtos):
+        client_in_time_wait(ep, local_port=50_000 + i).rtt.rto = rto
+    assert ep.linger_deadline(2.0, peers_hear_icmp=False) == pytest.approx(2.0 + linger)
+    assert ep.linger_deadline(2.0, peers_hear_icmp=True) == 2.0

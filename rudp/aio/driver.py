@@ -172,22 +172,16 @@ class EndpointDriver:
                 tr.check_write_pause()
         self._arm_timer()
         if self._close_when_idle and not self._transports and not self._connecting:
-            # The socket lives until its connections need nothing more (a FIN
-            # still to ACK, say). A server's socket, which peers reach through
-            # connected sockets that hear ICMP, closes then; a client's private
-            # socket lingers a few RTOs in TIME_WAIT, to ACK a retransmitted FIN
-            # if our last ACK was lost, rather than the whole 2*MSL.
-            conns = ep.connections.values()
-            if all(c.state is State.TIME_WAIT for c in conns):
-                if not self._own or not conns:
-                    self.close()
-                elif self._linger_until is None:
-                    rto = max(c.rtt.rto for c in conns)
-                    linger = min(2 * self.config.msl, max(1.0, 3 * rto))
-                    self._linger_until = now + linger
+            # The socket lives until its connections need nothing more; how
+            # long it lingers for those in TIME_WAIT is the engine's call. A
+            # server's clients use connected sockets that hear ICMP; a client's
+            # own socket talks to a server's, which does not.
+            if self._linger_until is None:
+                self._linger_until = ep.linger_deadline(now, peers_hear_icmp=not self._own)
+                if self._linger_until is not None and self._linger_until > now:
                     self.loop.call_at(self._linger_until, self.kick)
-                elif now >= self._linger_until:
-                    self.close()
+            if self._linger_until is not None and now >= self._linger_until:
+                self.close()
 
     def _arm_timer(self) -> None:
         """One loop timer per socket, re-armed lazily: a deadline that moved

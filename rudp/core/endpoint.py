@@ -409,3 +409,23 @@ class Endpoint:
             conn.abort()
             lost.append((conn, clean))
         return lost
+
+    def linger_deadline(self, now: float, *, peers_hear_icmp: bool) -> float | None:
+        """When the socket may close, once its owner needs none of its
+        connections any more: None while some connection has more to do than
+        TIME_WAIT (data or a FIN to send or to acknowledge); ``now`` when none
+        is left, or when the peers hear ICMP (a server's socket, reached from
+        clients' connected sockets: a FIN they retransmit to the closed port
+        ends their close cleanly, see ``unreachable``).
+
+        Otherwise (a client's private socket, whose server does not hear ICMP)
+        the socket lingers in TIME_WAIT to ACK a FIN the peer retransmits
+        because our last ACK was lost: a few RTOs, ``max(1 s, 3 * RTO)``,
+        rather than the whole 2*MSL of TIME_WAIT, which caps it.
+        """
+        conns = self.connections.values()
+        if any(conn.state is not State.TIME_WAIT for conn in conns):
+            return None
+        if peers_hear_icmp or not conns:
+            return now
+        return now + max(min(2 * conn.config.msl, max(1.0, 3 * conn.rtt.rto)) for conn in conns)
