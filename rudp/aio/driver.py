@@ -160,7 +160,7 @@ class EndpointDriver:
         ep = self.endpoint
         udp = self.udp
         now = self.loop.time()
-        for _ in range(64):
+        for _ in range(64):  # bounded, to stay fair to the rest of the loop
             evs = ep.poll_events()
             for conn, ev in evs:
                 self._dispatch(conn, ev)
@@ -182,6 +182,10 @@ class EndpointDriver:
                     self.loop.call_at(self._linger_until, self.kick)
             if self._linger_until is not None and now >= self._linger_until:
                 self.close()
+        if ep.has_work:
+            # Work left after the bounded rounds, or woken by the callbacks
+            # after them (resume_writing, say), goes in the next flush.
+            self.kick()
 
     def _arm_timer(self) -> None:
         """One loop timer per socket, re-armed lazily: a deadline that moved
