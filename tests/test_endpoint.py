@@ -383,16 +383,21 @@ def test_time_wait_entry_removed_after_2msl():
     ep.connect(PEER, PORT, 62.0, local_port=50_000)
 
 
-def server_in_time_wait(ep: Endpoint) -> Connection:
-    """The server side closes first: its connection to PEER:CPORT ends in
-    TIME_WAIT at t=1 with RCV.NXT = IRS+2."""
+def server_closes_first(ep: Endpoint, *, fin_acked: bool = True) -> Connection:
+    """The server side closes first and the peer's FIN arrives at t=1, with
+    RCV.NXT = IRS+2 after it: TIME_WAIT if that FIN acknowledges ours, CLOSING
+    if the two crossed (simultaneous close)."""
     conn = accept_one(ep)
     conn.close()
     expect(ep, 0.5, (reply(ISS + 1, IRS + 1, FIN | ACK), PEER))
-    deliver(ep, seg(IRS + 1, ISS + 2, FIN | ACK), 1.0)
+    deliver(ep, seg(IRS + 1, ISS + 1 + fin_acked, FIN | ACK), 1.0)
     expect(ep, 1.0, (reply(ISS + 2, IRS + 2, window=WIN - 1), PEER))
-    assert conn.state is State.TIME_WAIT
+    assert conn.state is (State.TIME_WAIT if fin_acked else State.CLOSING)
     return conn
+
+
+def server_in_time_wait(ep: Endpoint) -> Connection:
+    return server_closes_first(ep)
 
 
 def test_new_syn_with_higher_seq_reopens_time_wait():
@@ -521,17 +526,6 @@ def last_ack(ep: Endpoint, data: bytes = b"") -> Connection:
     return conn
 
 
-def closing(ep: Endpoint) -> Connection:
-    """Simultaneous close: our FIN crosses the peer's, CLOSING at t=1."""
-    conn = accept_one(ep)
-    conn.close()
-    expect(ep, 0.5, (reply(ISS + 1, IRS + 1, FIN | ACK), PEER))
-    deliver(ep, seg(IRS + 1, ISS + 1, FIN | ACK), 1.0)
-    expect(ep, 1.0, (reply(ISS + 2, IRS + 2, window=WIN - 1), PEER))
-    assert conn.state is State.CLOSING
-    return conn
-
-
 def fin_wait_1(ep: Endpoint) -> Connection:
     """We close first and every byte is acknowledged; the peer has not closed."""
     conn = accept_one(ep)
@@ -548,7 +542,7 @@ def fin_wait_1(ep: Endpoint) -> Connection:
     "make, clean",
     [
         (last_ack, True),
-        (closing, True),
+        (lambda ep: server_closes_first(ep, fin_acked=False), True),
         (lambda ep: last_ack(ep, b"unacknowledged"), False),
         (fin_wait_1, False),
     ],
