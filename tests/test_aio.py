@@ -136,6 +136,40 @@ def test_refused_by_closed_udp_port(run: Run) -> None:
     run(main())
 
 
+def test_peer_socket_gone_resets_established_connection(run: Run) -> None:
+    """The server's UDP socket vanishes (no FIN, no RST): the client's next
+    segment draws ICMP port unreachable, which ends the connection at once
+    with ConnectionResetError (RFC 1122 §4.2.3.9, Endpoint.unreachable)."""
+
+    async def quiet_echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await echo_handler(reader, writer)
+        except ConnectionError:
+            pass  # its socket is closed under it
+
+    async def main() -> None:
+        server = await rudp.start_server(quiet_echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await rudp.open_connection("127.0.0.1", port, connect_timeout=5)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"ping"
+        server.endpoint.close()
+        await server.endpoint.wait_closed()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        writer.write(b"anyone there?")
+        with pytest.raises(ConnectionResetError):
+            await reader.read()
+        assert loop.time() - started < 0.5  # no retransmission timeout was waited for
+        conn = writer.transport.get_extra_info("connection")
+        assert conn.state is State.CLOSED
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    run(main(), timeout=30)
+
+
 def test_refused_by_rst(run: Run) -> None:
     """A live rudp endpoint with no listener on that port answers RST."""
 
@@ -326,6 +360,47 @@ def test_idle_connection_has_no_timer(run: Run) -> None:
     run(main())
 
 
+class _BusyEngine:
+    """Stands in for a driver's Endpoint: it has work for ``rounds`` flush
+    rounds, as callbacks that keep waking connections would make it."""
+
+    def __init__(self, rounds: int) -> None:
+        self.left = rounds
+
+    @property
+    def has_work(self) -> bool:
+        return self.left > 0
+
+    def poll_events(self) -> list[Any]:
+        self.left -= 1
+        return []
+
+    def datagrams_to_send(self, now: float) -> list[Any]:
+        return []
+
+    def get_timer(self) -> None:
+        return None
+
+
+def test_pump_reschedules_work_left_after_its_bounded_rounds(run: Run) -> None:
+    """One flush runs at most 64 engine rounds, to stay fair to the loop; work
+    still pending after them goes in a later flush instead of waiting for the
+    next datagram or timer (REVIEW-structure point 4)."""
+
+    async def main() -> None:
+        driver = await rudp.create_endpoint("127.0.0.1")
+        engine = _BusyEngine(150)
+        driver.endpoint = engine  # type: ignore[assignment]
+        driver.kick()
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert engine.left == 0
+        driver.close()
+        await driver.wait_closed()
+
+    run(main())
+
+
 def test_shared_client_endpoint(run: Run) -> None:
     """Several client connections can share one UDP socket (endpoint=)."""
 
@@ -396,6 +471,34 @@ def test_transport_api(run: Run) -> None:
             await writer.wait_closed()
 
     run(main())
+
+
+def test_client_socket_lingers_a_few_rtos_in_time_wait(run: Run) -> None:
+    """A client that closes first passes TIME_WAIT: its private UDP socket
+    stays open to ACK a retransmitted FIN for max(1 s, 3 * RTO)
+    (Endpoint.linger_deadline), not for 2*MSL, then closes."""
+
+    async def main() -> None:
+        server, port = await start_echo()
+        async with server:
+            reader, writer = await rudp.open_connection("127.0.0.1", port, msl=30)
+            sock = writer.get_extra_info("socket")
+            conn = writer.get_extra_info("connection")
+            writer.write(b"bye")
+            assert await reader.readexactly(3) == b"bye"
+            writer.close()
+            await writer.wait_closed()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            while conn.state is not State.TIME_WAIT:
+                await asyncio.sleep(0.01)
+            while sock.fileno() != -1:
+                assert loop.time() - started < 5, "the socket lingers too long"
+                await asyncio.sleep(0.05)
+            assert loop.time() - started >= 0.9  # stayed about a second, at least
+            assert conn.state is State.TIME_WAIT  # the socket went, not the 2*MSL wait
+
+    run(main(), timeout=30)
 
 
 def test_time_wait_keeps_no_user_objects(run: Run) -> None:

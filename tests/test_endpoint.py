@@ -383,16 +383,21 @@ def test_time_wait_entry_removed_after_2msl():
     ep.connect(PEER, PORT, 62.0, local_port=50_000)
 
 
-def server_in_time_wait(ep: Endpoint) -> Connection:
-    """The server side closes first: its connection to PEER:CPORT ends in
-    TIME_WAIT at t=1 with RCV.NXT = IRS+2."""
+def server_closes_first(ep: Endpoint, *, fin_acked: bool = True) -> Connection:
+    """The server side closes first and the peer's FIN arrives at t=1, with
+    RCV.NXT = IRS+2 after it: TIME_WAIT if that FIN acknowledges ours, CLOSING
+    if the two crossed (simultaneous close)."""
     conn = accept_one(ep)
     conn.close()
     expect(ep, 0.5, (reply(ISS + 1, IRS + 1, FIN | ACK), PEER))
-    deliver(ep, seg(IRS + 1, ISS + 2, FIN | ACK), 1.0)
+    deliver(ep, seg(IRS + 1, ISS + 1 + fin_acked, FIN | ACK), 1.0)
     expect(ep, 1.0, (reply(ISS + 2, IRS + 2, window=WIN - 1), PEER))
-    assert conn.state is State.TIME_WAIT
+    assert conn.state is (State.TIME_WAIT if fin_acked else State.CLOSING)
     return conn
+
+
+def server_in_time_wait(ep: Endpoint) -> Connection:
+    return server_closes_first(ep)
 
 
 def test_new_syn_with_higher_seq_reopens_time_wait():
@@ -479,3 +484,120 @@ def test_close_listener_resets_half_open_connections():
     assert listener.half_open == 0
     deliver(ep, seg(IRS, 0, SYN, sport=CPORT + 3, mss=1000), 1.2)
     expect(ep, 1.2, (reply(0, IRS + 1, RST | ACK, dport=CPORT + 3, window=0), PEER))
+
+
+# ============================================== ICMP port unreachable, linger
+
+
+def test_unreachable_refuses_handshake_and_resets_established():
+    """RFC 1122 §4.2.3.9: port unreachable is a hard error, the connection SHOULD
+    be aborted. A connect in SYN-SENT and an established connection to that
+    address end, neither cleanly (§3.10.5 ABORT: RST only where synchronized);
+    a connection to another address is not touched. One report, one count."""
+    ep = endpoint()
+    ep.listen(PORT)
+    established = accept_one(ep)
+    elsewhere = accept_one(ep, addr=OTHER)
+    connecting = ep.connect(PEER, PORT, 1.0)
+    sent(ep, 1.0)
+    ep.poll_events()
+    assert ep.unreachable(PEER) == [(established, False), (connecting, False)]
+    assert ep.counters["icmp_refused"] == 1
+    assert established.state is State.CLOSED and connecting.state is State.CLOSED
+    assert elsewhere.state is State.ESTABLISHED
+    assert ep.poll_events() == [(established, events.Closed()), (connecting, events.Closed())]
+    expect(ep, 1.1, (reply(ISS + 1, IRS + 1, RST | ACK), PEER))
+    assert list(ep.connections.values()) == [elsewhere]
+    # A second report finds nothing left to end.
+    assert ep.unreachable(PEER) == []
+    assert ep.counters["icmp_refused"] == 2
+
+
+def last_ack(ep: Endpoint, data: bytes = b"") -> Connection:
+    """Peer closes first, we send ``data`` and close: LAST-ACK at t=1.1."""
+    conn = accept_one(ep)
+    deliver(ep, seg(IRS + 1, ISS + 1, FIN | ACK), 1.0)
+    expect(ep, 1.0, (reply(ISS + 1, IRS + 2, window=WIN - 1), PEER))
+    if data:
+        conn.send(data)
+    conn.close()
+    sent(ep, 1.1)
+    assert conn.state is State.LAST_ACK
+    return conn
+
+
+def fin_wait_1(ep: Endpoint) -> Connection:
+    """We close first and every byte is acknowledged; the peer has not closed."""
+    conn = accept_one(ep)
+    conn.send(b"data")
+    sent(ep, 0.1)
+    deliver(ep, seg(IRS + 1, ISS + 5), 0.2)
+    conn.close()
+    sent(ep, 0.5)
+    assert conn.state is State.FIN_WAIT_1 and conn.send_buffer_size == 0
+    return conn
+
+
+@pytest.mark.parametrize(
+    "make, clean",
+    [
+        (last_ack, True),
+        (lambda ep: server_closes_first(ep, fin_acked=False), True),
+        (lambda ep: last_ack(ep, b"unacknowledged"), False),
+        (fin_wait_1, False),
+    ],
+    ids=["last_ack", "closing", "last_ack_data_unacked", "fin_wait_1_peer_open"],
+)
+def test_unreachable_is_clean_only_when_both_sides_had_closed(make, clean):
+    """Clean means nothing was lost either way: the peer's FIN arrived and all
+    our data is acknowledged, only the ACK of our FIN is missing. Data still
+    unacknowledged is lost; so may be the peer's, if it had not closed."""
+    ep = endpoint()
+    ep.listen(PORT)
+    conn = make(ep)
+    assert ep.unreachable(PEER) == [(conn, clean)]
+    assert conn.state is State.CLOSED
+    sent(ep, 2.0)
+    assert ep.connections == {}
+
+
+def test_unreachable_leaves_time_wait_alone():
+    """TIME-WAIT needs nothing more from the peer: it stays (as in Linux), and
+    keeps its 4-tuple until 2*MSL."""
+    ep = endpoint()
+    conn = client_in_time_wait(ep)
+    assert ep.unreachable(PEER) == []
+    assert conn.state is State.TIME_WAIT
+    assert ep.counters["icmp_refused"] == 1
+
+
+def test_linger_deadline_none_while_a_connection_needs_more_than_time_wait():
+    """The socket may close once nothing but TIME-WAIT is left: not while a
+    connection still has a handshake, data or a FIN to finish."""
+    ep = endpoint()
+    assert ep.linger_deadline(0.0, peers_hear_icmp=False) == 0.0  # nothing at all
+    client_in_time_wait(ep, local_port=50_000)
+    busy = ep.connect(PEER, PORT, 2.0, local_port=50_001)
+    assert ep.linger_deadline(2.0, peers_hear_icmp=False) is None
+    assert ep.linger_deadline(2.0, peers_hear_icmp=True) is None
+    busy.abort()
+    sent(ep, 2.0)
+    assert ep.linger_deadline(2.0, peers_hear_icmp=True) == 2.0
+
+
+@pytest.mark.parametrize(
+    "rtos, linger",
+    [((0.2,), 1.0), ((0.5,), 1.5), ((25.0,), 2 * CFG.msl), ((0.2, 0.6), 1.8)],
+    ids=["floor_1s", "3_rto", "capped_at_2msl", "largest_rto"],
+)
+def test_time_wait_linger_is_a_few_rtos(rtos, linger):
+    """A client's private socket, whose server does not hear ICMP, stays to ACK
+    a FIN retransmitted because our last ACK was lost: max(1 s, 3 * RTO) of
+    the slowest connection, at most the 2*MSL of TIME-WAIT. Peers that hear
+    ICMP (a server's clients) need no linger: a FIN they resend to the closed
+    port ends their LAST-ACK cleanly (``Endpoint.unreachable``)."""
+    ep = endpoint()
+    for i, rto in enumerate(rtos):
+        client_in_time_wait(ep, local_port=50_000 + i).rtt.rto = rto
+    assert ep.linger_deadline(2.0, peers_hear_icmp=False) == pytest.approx(2.0 + linger)
+    assert ep.linger_deadline(2.0, peers_hear_icmp=True) == 2.0

@@ -68,3 +68,35 @@ def test_the_check_catches_a_forbidden_import(tmp_path: Path) -> None:
     tree = ast.parse("def f():\n    import time\n    from os import urandom\n"
                      "from .. import aio\nfrom . import wire\n")
     assert sorted(n for n, _ in _imports(tree)) == ["..aio", ".wire", "os", "time"]
+
+
+AIO = sorted((PACKAGE / "aio").rglob("*.py"))
+
+
+def _foreign_privates(tree: ast.AST) -> list[tuple[str, int]]:
+    """``x._name`` where x is not ``self``, and ``_name`` imported from elsewhere."""
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
+            found.append((ast.unparse(node), node.lineno))
+        elif isinstance(node, ast.ImportFrom):
+            found += [(alias.name, node.lineno) for alias in node.names if alias.name.startswith("_")]
+    return found
+
+
+@pytest.mark.parametrize("path", AIO, ids=lambda p: p.name)
+def test_aio_classes_use_only_public_members_of_each_other(path: Path) -> None:
+    """The adapter's classes (driver, transport, server, UDP socket) call each
+    other through public, documented methods: none reads or calls another
+    object's ``_private`` member or imports a private name."""
+    found = _foreign_privates(ast.parse(path.read_text()))
+    assert not found, [f"{path.name}:{line} uses {name}" for name, line in found]
+
+
+def test_the_privacy_check_catches_foreign_privates() -> None:
+    tree = ast.parse("class A:\n    def f(self, tr):\n        self._ok = tr._closing\n"
+                     "        self._owner._flushing = 1\n        return self.__class__\n"
+                     "from .api import _norm\n")
+    assert sorted(n for n, _ in _foreign_privates(tree)) == ["_norm", "self._owner._flushing", "tr._closing"]

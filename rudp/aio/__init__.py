@@ -1,14 +1,14 @@
 """The asyncio adapter: UDP I/O, one timer per socket, transports, servers, streams.
 
 It moves bytes and time between the event loop and the sans-IO core in
-rudp.core; it makes no protocol decision of its own.
+rudp.core; it makes no protocol decision of its own. ``udpio`` does the
+socket I/O, ``driver`` drives one Endpoint per socket, ``transport`` is a
+connection's ``asyncio.Transport`` and ``api`` the public functions.
 """
 
 from __future__ import annotations
 
 from .api import (
-    EndpointProtocol,
-    RudpTransport,
     Server,
     create_connection,
     create_endpoint,
@@ -17,6 +17,8 @@ from .api import (
     split_options,
     start_server,
 )
+from .driver import EndpointProtocol
+from .transport import RudpTransport
 
 __all__ = [
     "EndpointProtocol",

@@ -385,3 +385,49 @@ class Endpoint:
     @property
     def time_wait_count(self) -> int:
         return sum(1 for c in self.connections.values() if c.state is TIME_WAIT)
+
+    # ------------------------------------------------ policy moved from the adapter
+
+    def unreachable(self, addr: Address) -> list[tuple[Connection, bool]]:
+        """ICMP port unreachable from ``addr`` (what a connected UDP socket reports
+        as ECONNREFUSED): a hard error, the connection SHOULD be aborted (RFC 1122
+        §4.2.3.9). Every connection to ``addr`` that still expects the peer is
+        aborted; each is returned with whether its end was clean.
+
+        Clean means nothing was lost in either direction: the peer's FIN arrived
+        and every byte we sent is acknowledged, only the ACK of our FIN is
+        missing (CLOSING, LAST_ACK with an empty send buffer). Any other loss is
+        an error: a refused handshake or a reset connection. TIME_WAIT needs
+        nothing more from the peer and stays, as in Linux. Counted once per
+        report as ``icmp_refused``.
+        """
+        self.counters["icmp_refused"] += 1
+        lost: list[tuple[Connection, bool]] = []
+        for conn in list(self.connections.values()):
+            state = conn.state
+            if conn.addr != addr or state in (State.CLOSED, State.LISTEN, State.TIME_WAIT):
+                continue
+            clean = (state is State.CLOSING or state is State.LAST_ACK) and conn.send_buffer_size == 0
+            conn.abort()
+            lost.append((conn, clean))
+        return lost
+
+    def linger_deadline(self, now: float, *, peers_hear_icmp: bool) -> float | None:
+        """When the socket may close, once its owner needs none of its
+        connections any more: None while some connection has more to do than
+        TIME_WAIT (data or a FIN to send or to acknowledge); ``now`` when none
+        is left, or when the peers hear ICMP (a server's socket, reached from
+        clients' connected sockets: a FIN they retransmit to the closed port
+        ends their close cleanly, see ``unreachable``).
+
+        Otherwise (a client's private socket, whose server does not hear ICMP)
+        the socket lingers in TIME_WAIT to ACK a FIN the peer retransmits
+        because our last ACK was lost: a few RTOs, ``max(1 s, 3 * RTO)``,
+        rather than the whole 2*MSL of TIME_WAIT, which caps it.
+        """
+        conns = self.connections.values()
+        if any(conn.state is not State.TIME_WAIT for conn in conns):
+            return None
+        if peers_hear_icmp or not conns:
+            return now
+        return now + max(min(2 * conn.config.msl, max(1.0, 3 * conn.rtt.rto)) for conn in conns)

@@ -1,0 +1,352 @@
+"""The per-socket driver: one UDP socket moves datagrams and time for one Endpoint.
+
+It reads and sends through ``rudp.aio.udpio``, keeps one loop timer per
+socket, runs the engine's output after each batch (the pump) and hands
+events to the connections' transports, connect futures and servers. It
+makes no protocol decision: those live in ``rudp.core``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+from typing import TYPE_CHECKING, Any, Callable, Hashable
+
+from ..core import events
+from ..core.config import Config
+from ..core.connection import Connection, State
+from ..core.endpoint import Endpoint, Listener
+from .transport import RudpTransport
+from .udpio import UdpSocket
+
+if TYPE_CHECKING:
+    from .api import Server
+
+Address = Hashable
+logger = logging.getLogger("rudp")
+
+
+def _log_state(conn: Connection, old: State, new: State) -> None:
+    logger.debug(
+        "%s:%s port %s->%s: %s -> %s",
+        *conn.addr, conn.local_port, conn.remote_port, old.value, new.value,  # type: ignore[misc]
+    )
+
+
+def address_key(addr: Any) -> Address:
+    """(host, port) for both families; IPv6 flow info and scope are not part of the key."""
+    return (addr[0], addr[1])
+
+
+class EndpointDriver:
+    """Drives one Endpoint from one UDP socket; shared by its connections.
+
+    Reads drain the socket and sends go out in GSO batches (``rudp.aio.udpio``):
+    one engine flush per batch, which also coalesces ACKs and window updates.
+    It is not an asyncio Protocol: the socket's readiness callbacks call it.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        config: Config,
+        sock: socket.socket,
+        *,
+        own: bool,
+        gso: bool = False,
+    ) -> None:
+        self.loop = loop
+        self.endpoint = Endpoint(config, rng=random.SystemRandom())
+        self.config = config
+        self.socket = sock
+        self.sockname: Any = sock.getsockname()
+        # Close the socket once no connection needs it any more (a client's
+        # private socket from the start; a server's once it is closed).
+        self._close_when_idle = own
+        self._own = own
+        self._linger_until: float | None = None
+        self._transports: dict[Connection, RudpTransport] = {}
+        # Transports whose writers wait in drain(): checked after each pump, so
+        # that the check costs nothing per idle connection.
+        self._paused_writers: dict[RudpTransport, None] = {}
+        self._connecting: dict[Connection, asyncio.Future[None]] = {}
+        self._servers: dict[Listener, Server] = {}
+        self._kicked = False
+        self._flushing = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = loop.create_future()
+        if logger.isEnabledFor(logging.DEBUG):
+            self.endpoint.on_state_change = _log_state  # --verbose; off the hot path otherwise
+        # IPv4 addresses arrive as the (host, port) keys the endpoint uses, so
+        # datagrams go straight to it; IPv6 ones lose flow info and scope first.
+        receive = (
+            self.endpoint.datagrams_received if sock.family == socket.AF_INET
+            else self._datagrams_received
+        )
+        self.udp = UdpSocket(
+            loop, sock, receive, self._flush, self.error_received,
+            self._socket_closed, gso=gso,
+        )
+        self._peer = self.udp.peer
+
+    def _datagrams_received(self, batch: list[tuple[bytes, Any]], now: float) -> None:
+        self.endpoint.datagrams_received([(data, (a[0], a[1])) for data, a in batch], now)
+
+    def error_received(self, exc: Exception) -> None:
+        """ECONNREFUSED on a connected socket is an ICMP port unreachable from
+        its peer. The engine decides which connections end and how
+        (``Endpoint.unreachable``); here a pending connect fails with
+        ConnectionRefusedError and a transport ends, cleanly or with
+        ConnectionResetError, as the engine reports."""
+        if not isinstance(exc, ConnectionRefusedError) or self._peer is None:
+            return
+        for conn, clean in self.endpoint.unreachable(address_key(self._peer)):
+            fut = self._connecting.pop(conn, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(
+                    ConnectionRefusedError(f"connection to {conn.addr} refused (port unreachable)")
+                )
+            tr = self._transports.get(conn)
+            if tr is not None:
+                tr.connection_ended(None if clean else ConnectionResetError("peer unreachable"))
+        self.kick()
+
+    def _socket_closed(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        err = ConnectionAbortedError("the UDP socket was closed")
+        for fut in self._connecting.values():
+            if not fut.done():
+                fut.set_exception(err)
+        for tr in list(self._transports.values()):
+            tr.connection_ended(err)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    # -- the engine pump
+
+    def kick(self) -> None:
+        """Schedule one flush for this loop iteration (coalesces ACKs and writes)."""
+        if not self._kicked:
+            self._kicked = True
+            self.loop.call_soon(self._flush)
+
+    def flush_now(self) -> None:
+        """Send what the engine has now (a write's segments), unless the pump
+        is running (then it picks the work up before it returns). Protocol
+        callbacks are left to the scheduled pump: like asyncio's transports,
+        ``write()`` never calls back into the protocol."""
+        if self._flushing or self.udp.is_closing():
+            return
+        ep = self.endpoint
+        self.udp.send(ep.datagrams_to_send(self.loop.time()))
+        self._arm_timer()
+        if ep.has_work:
+            self.kick()
+
+    def _flush(self) -> None:
+        self._kicked = False
+        self._flushing = True
+        try:
+            self._pump()
+        finally:
+            self._flushing = False
+
+    def _pump(self) -> None:
+        ep = self.endpoint
+        udp = self.udp
+        now = self.loop.time()
+        for _ in range(64):  # bounded, to stay fair to the rest of the loop
+            evs = ep.poll_events()
+            for conn, ev in evs:
+                self._dispatch(conn, ev)
+            udp.send(ep.datagrams_to_send(now))
+            if not ep.has_work:
+                break  # callbacks above woke nothing new
+        if self._paused_writers:
+            for tr in list(self._paused_writers):
+                tr.check_write_pause()
+        self._arm_timer()
+        if self._close_when_idle and not self._transports and not self._connecting:
+            # The socket lives until its connections need nothing more; how
+            # long it lingers for those in TIME_WAIT is the engine's call. A
+            # server's clients use connected sockets that hear ICMP; a client's
+            # own socket talks to a server's, which does not.
+            if self._linger_until is None:
+                self._linger_until = ep.linger_deadline(now, peers_hear_icmp=not self._own)
+                if self._linger_until is not None and self._linger_until > now:
+                    self.loop.call_at(self._linger_until, self.kick)
+            if self._linger_until is not None and now >= self._linger_until:
+                self.close()
+        if ep.has_work:
+            # Work left after the bounded rounds, or woken by the callbacks
+            # after them (resume_writing, say), goes in the next flush.
+            self.kick()
+
+    def _arm_timer(self) -> None:
+        """One loop timer per socket, re-armed lazily: a deadline that moved
+        later (an RTO restarted by an ACK, a delayed ACK sent early) keeps the
+        armed timer, which then fires early, finds nothing due and re-arms."""
+        when = self.endpoint.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None and (when is None or self._timer_at <= when):  # type: ignore[operator]
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.endpoint.handle_timer(self.loop.time())
+        self._flush()
+
+    def _dispatch(self, conn: Connection, ev: events.Event) -> None:
+        tr = self._transports.get(conn)
+        kind = type(ev)  # the two per-segment kinds first, by identity
+        if kind is events.DataReceived or kind is events.EofReceived:
+            if tr is not None:
+                tr.deliver()
+        elif kind is events.SendComplete:
+            if tr is not None:
+                tr.send_complete()
+        elif isinstance(ev, events.Connected):
+            fut = self._connecting.pop(conn, None)
+            if fut is not None:
+                if not fut.done():
+                    fut.set_result(None)
+                else:
+                    conn.abort()  # the caller gave up (timeout or cancel)
+            elif conn.listener is not None:
+                self._accept(conn)
+        elif isinstance(ev, events.ConnectionReset):
+            self._fail(conn, tr, ConnectionRefusedError("connection refused") if ev.refused
+                       else ConnectionResetError("connection reset by peer"))
+        elif isinstance(ev, events.ConnectionError):
+            self._fail(conn, tr, TimeoutError(f"rudp connection failed: {ev.reason}"))
+        elif isinstance(ev, events.Closed):
+            if tr is not None:
+                tr.connection_ended(None)
+            fut = self._connecting.pop(conn, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(ConnectionAbortedError("connection closed during handshake"))
+
+    def _fail(self, conn: Connection, tr: RudpTransport | None, exc: Exception) -> None:
+        fut = self._connecting.pop(conn, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+        if tr is not None:
+            tr.connection_ended(exc)
+
+    def _accept(self, conn: Connection) -> None:
+        listener = conn.listener
+        assert isinstance(listener, Listener)
+        server = self._servers.get(listener)
+        accepted = listener.accept()
+        if server is None or accepted is None:
+            conn.abort()
+            return
+        protocol = server.protocol_factory()
+        tr = RudpTransport(self, accepted, protocol, server.send_buffer)
+        self._transports[accepted] = tr
+        server.attach(tr)
+        protocol.connection_made(tr)
+        tr.deliver()
+
+    # -- called by transports and servers
+
+    def kick_if_work(self) -> None:
+        """Schedule a flush if the engine has work (a read reopened the window,
+        say) that no running pump will pick up before it returns."""
+        if not self._flushing and self.endpoint.has_work:
+            self.kick()
+
+    def set_writer_paused(self, tr: RudpTransport, paused: bool) -> None:
+        """Watch a transport whose writer waits in drain(): paused ones are
+        checked after each pump, so that idle connections cost nothing."""
+        if paused:
+            self._paused_writers[tr] = None
+        else:
+            self._paused_writers.pop(tr, None)
+
+    def forget(self, tr: RudpTransport) -> None:
+        """The transport's connection is over: route no more events to it."""
+        self._paused_writers.pop(tr, None)
+        self._transports.pop(tr.get_extra_info("connection"), None)
+
+    def connection_done(self, tr: RudpTransport) -> None:
+        """The protocol heard connection_lost: the servers let go of it."""
+        for server in self._servers.values():
+            server.detach(tr)
+        self.kick()
+
+    def add_server(self, listener: Listener, server: Server) -> None:
+        """Accepted connections of ``listener`` go to ``server``."""
+        self._servers[listener] = server
+
+    def close_listener(self, listener: Listener) -> None:
+        """Stop accepting on ``listener`` (the engine resets what it had queued)."""
+        self.endpoint.close_listener(listener)
+        self.kick()
+
+    def close_when_idle(self) -> None:
+        """Close the socket once no connection needs it any more."""
+        self._close_when_idle = True
+        self.kick()
+
+    # -- opening
+
+    async def open(
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        addr: Address,
+        port: int,
+        *,
+        config: Config,
+        send_buffer: int,
+        connect_timeout: float | None,
+    ) -> tuple[RudpTransport, asyncio.BaseProtocol]:
+        conn = self.endpoint.connect(addr, port, self.loop.time(), config=config)
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._connecting[conn] = fut
+        self.kick()
+        try:
+            if connect_timeout is None:
+                await fut
+            else:
+                await asyncio.wait_for(asyncio.shield(fut), connect_timeout)
+        except asyncio.TimeoutError:
+            self._connecting.pop(conn, None)
+            conn.abort()
+            self.kick()
+            raise TimeoutError(f"rudp handshake with {addr}:{port} timed out") from None
+        except BaseException:
+            self._connecting.pop(conn, None)
+            conn.abort()
+            self.kick()
+            raise
+        protocol = protocol_factory()
+        tr = RudpTransport(self, conn, protocol, send_buffer)
+        self._transports[conn] = tr
+        protocol.connection_made(tr)
+        tr.deliver()
+        return tr, protocol
+
+    def close(self) -> None:
+        self.udp.close()
+
+    async def wait_closed(self) -> None:
+        await self._closed
+
+
+#: The driver's former name, kept because ``rudp.EndpointProtocol`` is public API
+#: (it never was an asyncio Protocol).
+EndpointProtocol = EndpointDriver
