@@ -526,13 +526,17 @@ def last_ack(ep: Endpoint, data: bytes = b"") -> Connection:
     return conn
 
 
-def fin_wait_1(ep: Endpoint) -> Connection:
-    """We close first and every byte is acknowledged; the peer has not closed."""
+def fin_wait_1(ep: Endpoint, *, close: bool = True) -> Connection:
+    """We close (or only shut down sending) first and every byte is
+    acknowledged; the peer has not closed."""
     conn = accept_one(ep)
     conn.send(b"data")
     sent(ep, 0.1)
     deliver(ep, seg(IRS + 1, ISS + 5), 0.2)
-    conn.close()
+    if close:
+        conn.close()
+    else:
+        conn.shutdown()
     sent(ep, 0.5)
     assert conn.state is State.FIN_WAIT_1 and conn.send_buffer_size == 0
     return conn
@@ -544,14 +548,17 @@ def fin_wait_1(ep: Endpoint) -> Connection:
         (last_ack, True),
         (lambda ep: server_closes_first(ep, fin_acked=False), True),
         (lambda ep: last_ack(ep, b"unacknowledged"), False),
-        (fin_wait_1, False),
+        (fin_wait_1, True),
+        (lambda ep: fin_wait_1(ep, close=False), False),
     ],
-    ids=["last_ack", "closing", "last_ack_data_unacked", "fin_wait_1_peer_open"],
+    ids=["last_ack", "closing", "last_ack_data_unacked", "fin_wait_1_closed",
+         "fin_wait_1_half_closed"],
 )
-def test_unreachable_is_clean_only_when_both_sides_had_closed(make, clean):
-    """Clean means nothing was lost either way: the peer's FIN arrived and all
-    our data is acknowledged, only the ACK of our FIN is missing. Data still
-    unacknowledged is lost; so may be the peer's, if it had not closed."""
+def test_unreachable_is_clean_only_when_the_user_lost_nothing(make, clean):
+    """Clean means the user lost nothing: all our data is acknowledged, and
+    either the peer's FIN arrived or the user closed (and reads no more).
+    Data still unacknowledged is lost; after a half-close (shutdown) the
+    user still expects the peer's data, which may be lost too."""
     ep = endpoint()
     ep.listen(PORT)
     conn = make(ep)

@@ -394,10 +394,10 @@ class Endpoint:
         §4.2.3.9). Every connection to ``addr`` that still expects the peer is
         aborted; each is returned with whether its end was clean.
 
-        Clean means nothing was lost in either direction: the peer's FIN arrived
-        and every byte we sent is acknowledged, only the ACK of our FIN is
-        missing (CLOSING, LAST_ACK with an empty send buffer). Any other loss is
-        an error: a refused handshake or a reset connection. TIME_WAIT needs
+        Clean means the user lost nothing: every byte we sent is acknowledged,
+        and either the peer's FIN arrived (CLOSING, LAST_ACK) or the user
+        closed and will read no more; only the ACK of our FIN is missing. Any
+        other loss is an error: a refused handshake or a reset connection. TIME_WAIT needs
         nothing more from the peer and stays, as in Linux. Counted once per
         report as ``icmp_refused``.
         """
@@ -407,7 +407,8 @@ class Endpoint:
             state = conn.state
             if conn.addr != addr or state in (State.CLOSED, State.LISTEN, State.TIME_WAIT):
                 continue
-            clean = (state is State.CLOSING or state is State.LAST_ACK) and conn.send_buffer_size == 0
+            clean = conn.send_buffer_size == 0 and (
+                state is State.CLOSING or state is State.LAST_ACK or conn.user_closed)
             conn.abort()
             lost.append((conn, clean))
         return lost
