@@ -13,7 +13,8 @@ from .aio import (
     start_server,
 )
 from .core.config import Config
-from .core.connection import Connection, ConnectionStateError, State
+from .core.connection import Connection, ConnectionStateError
+from .core.state import State
 from .core.endpoint import Endpoint, Listener
 
 __all__ = [

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 
 from ..core import events
 from ..core.config import Config
-from ..core.connection import Connection, State
+from ..core.connection import Connection
+from ..core.state import State
 from ..core.endpoint import Endpoint, Listener
 from .transport import RudpTransport
 from .udpio import UdpSocket
