@@ -33,7 +33,7 @@ __all__ = [
     "ACK", "FIN", "PSH", "RST", "SYN", "Segment", "State", "events",
     "LOCAL_PORT", "REMOTE_PORT", "ADDR", "LOCAL_SEQ", "REMOTE_SEQ", "LOCAL_MSS",
     "REMOTE_MSS", "BUF", "LOCAL_WIN", "REMOTE_WIN", "BASE",
-    "seg", "out", "syn_from_peer", "send", "recv", "recv_nothing", "expect",
+    "seg", "out", "syn_from_peer", "deliver", "recv", "recv_nothing", "expect",
     "fire", "timer", "run_until", "drain_events", "new_conn", "closed", "listen",
     "syn_sent", "syn_rcvd", "established", "fin_wait_1", "fin_wait_2", "close_wait",
     "last_ack", "closing", "time_wait", "show", "expect_in_fixture",
@@ -120,7 +120,7 @@ def show(s: Segment) -> str:
 # ------------------------------------------------------------------ driving
 
 
-def send(conn: Connection, s: Segment, t: float) -> None:
+def deliver(conn: Connection, s: Segment, t: float) -> None:
     """The peer's segment ``s`` arrives at time ``t``."""
     conn.receive(s, t)
 
@@ -208,7 +208,7 @@ def syn_sent(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Con
 def syn_rcvd(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Connection:
     """Passive open: LISTEN, the peer's SYN at ``t``, our SYN,ACK checked."""
     conn = listen(config, iss, t)
-    send(conn, syn_from_peer(), t)
+    deliver(conn, syn_from_peer(), t)
     assert conn.state is State.SYN_RCVD
     got = recv(conn, t)
     assert len(got) == 1 and got[0].flags == SYN | ACK
@@ -229,7 +229,7 @@ def established(
     and ``peer_options`` (e.g. ``sack_permitted=True``, ``wscale=3``)."""
     peer_options.setdefault("mss", REMOTE_MSS)
     conn = syn_sent(config, iss, t)
-    send(conn, seg(remote_seq, iss + 1, SYN | ACK, window=window, **peer_options), t)
+    deliver(conn, seg(remote_seq, iss + 1, SYN | ACK, window=window, **peer_options), t)
     assert conn.state is State.ESTABLISHED
     got = recv(conn, t)
     if config == BASE and set(peer_options) <= {"mss", "sack_permitted"}:
@@ -263,7 +263,7 @@ def fin_wait_1(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> C
 def fin_wait_2(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Connection:
     """FIN_WAIT_1, then the peer acknowledges our FIN."""
     conn = fin_wait_1(config, iss, t)
-    send(conn, seg(REMOTE_SEQ + 1, iss + 2), t)
+    deliver(conn, seg(REMOTE_SEQ + 1, iss + 2), t)
     assert conn.state is State.FIN_WAIT_2
     recv_nothing(conn, t)
     assert conn.events() == [events.SendComplete()]
@@ -273,7 +273,7 @@ def fin_wait_2(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> C
 def close_wait(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Connection:
     """ESTABLISHED, then the peer's FIN (which we ACK at once)."""
     conn = established(config, iss, t)
-    send(conn, seg(REMOTE_SEQ + 1, iss + 1, FIN | ACK), t)
+    deliver(conn, seg(REMOTE_SEQ + 1, iss + 1, FIN | ACK), t)
     assert conn.state is State.CLOSE_WAIT
     expect_in_fixture(conn, t, config, out(iss + 1, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [events.EofReceived()]
@@ -292,7 +292,7 @@ def last_ack(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Con
 def closing(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Connection:
     """FIN_WAIT_1, then the peer's FIN that does not acknowledge ours."""
     conn = fin_wait_1(config, iss, t)
-    send(conn, seg(REMOTE_SEQ + 1, iss + 1, FIN | ACK), t)
+    deliver(conn, seg(REMOTE_SEQ + 1, iss + 1, FIN | ACK), t)
     assert conn.state is State.CLOSING
     expect_in_fixture(conn, t, config, out(iss + 2, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [events.EofReceived()]
@@ -302,7 +302,7 @@ def closing(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Conn
 def time_wait(config: Config = BASE, iss: int = LOCAL_SEQ, t: float = 0.0) -> Connection:
     """FIN_WAIT_2, then the peer's FIN: TIME_WAIT entered at ``t``."""
     conn = fin_wait_2(config, iss, t)
-    send(conn, seg(REMOTE_SEQ + 1, iss + 2, FIN | ACK), t)
+    deliver(conn, seg(REMOTE_SEQ + 1, iss + 2, FIN | ACK), t)
     assert conn.state is State.TIME_WAIT
     expect_in_fixture(conn, t, config, out(iss + 2, REMOTE_SEQ + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [events.EofReceived(), events.Closed()]

@@ -38,7 +38,7 @@ SACK = BASE.replace(sack=True)
 
 def passive_established(config: Config = BASE, t: float = 0.0) -> Connection:
     conn = syn_rcvd(config, t=t)
-    send(conn, seg(IRS + 1, ISS + 1), t)
+    deliver(conn, seg(IRS + 1, ISS + 1), t)
     assert conn.state is State.ESTABLISHED
     recv_nothing(conn, t)
     assert conn.events() == [CONNECTED]
@@ -71,7 +71,7 @@ def test_syn_sent_to_established_on_syn_ack():
     """§3.10.7.3 SYN-SENT: an acceptable SYN,ACK moves to ESTABLISHED and is
     answered with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."""
     conn = syn_sent()
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.1)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.1)
     assert conn.state is State.ESTABLISHED
     expect(conn, 0.1, out(ISS + 1, IRS + 1))
     assert conn.events() == [CONNECTED]
@@ -85,12 +85,12 @@ def test_simultaneous_open_syn_sent_to_syn_rcvd_to_established():
     repeats the SYN we hold and acknowledges ours: both sides are ESTABLISHED
     (Figure 8 line 7) without a further segment."""
     conn = syn_sent()
-    send(conn, syn_from_peer(), 0.1)
+    deliver(conn, syn_from_peer(), 0.1)
     assert conn.state is State.SYN_RCVD
     expect(conn, 0.1, out(ISS, IRS + 1, SYN | ACK, mss=LOCAL_MSS))
     assert conn.events() == []
     # Figure 8 line 6: the peer's SYN,ACK.
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.2)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.2)
     assert conn.state is State.ESTABLISHED
     assert conn.events() == [CONNECTED]
     recv_nothing(conn, 0.2)
@@ -101,9 +101,9 @@ def test_simultaneous_open_rst_in_syn_rcvd_is_refused():
     """§3.10.7.4 second, SYN-RECEIVED from an active OPEN: an acceptable RST
     means "the connection was refused; signal the user"."""
     conn = syn_sent()
-    send(conn, syn_from_peer(), 0.1)
+    deliver(conn, syn_from_peer(), 0.1)
     recv(conn, 0.1)
-    send(conn, seg(IRS + 1, 0, RST), 0.2)
+    deliver(conn, seg(IRS + 1, 0, RST), 0.2)
     assert conn.state is State.CLOSED
     assert conn.events() == [events.ConnectionReset(refused=True), CLOSED_EV]
     recv_nothing(conn, 0.2)
@@ -115,11 +115,11 @@ def test_listen_to_syn_rcvd_to_established():
     an ACK with SND.UNA < SEG.ACK =< SND.NXT enters ESTABLISHED."""
     conn = listen()
     recv_nothing(conn, 0.0)
-    send(conn, syn_from_peer(), 0.0)
+    deliver(conn, syn_from_peer(), 0.0)
     assert conn.state is State.SYN_RCVD
     expect(conn, 0.0, out(ISS, IRS + 1, SYN | ACK, mss=LOCAL_MSS))
     assert timer(conn) == 1.0
-    send(conn, seg(IRS + 1, ISS + 1), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 1), 0.1)
     assert conn.state is State.ESTABLISHED
     assert conn.events() == [CONNECTED]
     recv_nothing(conn, 0.1)
@@ -130,12 +130,12 @@ def test_passive_open_exchanges_data():
     """After a passive open the sequence spaces line up both ways: the peer's
     first byte is IRS+1, ours ISS+1 (§3.4), and the window is the free buffer."""
     conn = passive_established()
-    send(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"ping"), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"ping"), 1.0)
     assert conn.events() == [DATA]
     assert conn.read() == b"ping"
     conn.send(b"pong")
     expect(conn, 1.0, out(ISS + 1, IRS + 5, ACK | PSH, b"pong", window=LOCAL_WIN - 4))
-    send(conn, seg(IRS + 5, ISS + 5), 1.1)
+    deliver(conn, seg(IRS + 5, ISS + 5), 1.1)
     assert conn.events() == [SENT_ALL]
     assert timer(conn) is None
 
@@ -145,11 +145,11 @@ def test_syn_rcvd_passive_rst_closes_quietly():
     returns to LISTEN (the listener lives on in the endpoint); the user is not
     told of a reset of a connection it never saw, and nothing is sent."""
     conn = syn_rcvd()
-    send(conn, seg(IRS + 1, 0, RST), 0.1)
+    deliver(conn, seg(IRS + 1, 0, RST), 0.1)
     assert conn.state is State.CLOSED
     assert conn.events() == [CLOSED_EV]
     assert conn.error is None
-    assert conn.drops["reset_half_open"] == 1
+    assert conn.counters["reset_half_open"] == 1
     recv_nothing(conn, 0.1)
     assert timer(conn) is None
 
@@ -163,11 +163,11 @@ def test_active_close_fin_wait_1_fin_wait_2_time_wait_closed_after_2msl():
     conn.shutdown()
     assert conn.state is State.FIN_WAIT_1
     expect(conn, 1.0, out(ISS + 1, IRS + 1, FIN | ACK))
-    send(conn, seg(IRS + 1, ISS + 2), 1.1)
+    deliver(conn, seg(IRS + 1, ISS + 2), 1.1)
     assert conn.state is State.FIN_WAIT_2
     recv_nothing(conn, 1.1)
     assert conn.events() == [SENT_ALL]
-    send(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 2.0)
+    deliver(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 2.0)
     assert conn.state is State.TIME_WAIT
     expect(conn, 2.0, out(ISS + 2, IRS + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [EOF_, CLOSED_EV]
@@ -186,7 +186,7 @@ def test_passive_close_close_wait_last_ack_closed():
     once); §3.10.4 CLOSE in CLOSE-WAIT -> LAST-ACK sending FIN; fifth: the ACK of
     our FIN in LAST-ACK deletes the TCB (CLOSED, no TIME-WAIT)."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, FIN | ACK), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, FIN | ACK), 1.0)
     assert conn.state is State.CLOSE_WAIT
     expect(conn, 1.0, out(ISS + 1, IRS + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [EOF_]
@@ -194,7 +194,7 @@ def test_passive_close_close_wait_last_ack_closed():
     assert conn.state is State.LAST_ACK
     expect(conn, 1.5, out(ISS + 1, IRS + 2, FIN | ACK, window=LOCAL_WIN - 1))
     assert timer(conn) == pytest.approx(1.7)  # the FIN is retransmitted on RTO (0.2 s)
-    send(conn, seg(IRS + 2, ISS + 2), 1.6)
+    deliver(conn, seg(IRS + 2, ISS + 2), 1.6)
     assert conn.state is State.CLOSED
     assert conn.events() == [SENT_ALL, CLOSED_EV]
     recv_nothing(conn, 1.6)
@@ -205,11 +205,11 @@ def test_simultaneous_close_fin_wait_1_closing_time_wait():
     """§3.10.7.4 eighth: a FIN in FIN-WAIT-1 that does not ACK our FIN -> CLOSING;
     fifth: the ACK of our FIN in CLOSING -> TIME-WAIT (§3.6 Figure 13)."""
     conn = fin_wait_1()
-    send(conn, seg(IRS + 1, ISS + 1, FIN | ACK), 0.5)
+    deliver(conn, seg(IRS + 1, ISS + 1, FIN | ACK), 0.5)
     assert conn.state is State.CLOSING
     expect(conn, 0.5, out(ISS + 2, IRS + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [EOF_]
-    send(conn, seg(IRS + 2, ISS + 2), 0.6)
+    deliver(conn, seg(IRS + 2, ISS + 2), 0.6)
     assert conn.state is State.TIME_WAIT
     recv_nothing(conn, 0.6)
     assert conn.events() == [SENT_ALL, CLOSED_EV]
@@ -220,7 +220,7 @@ def test_fin_wait_1_to_time_wait_on_fin_acking_our_fin():
     """§3.10.7.4 eighth, FIN-WAIT-1: "If our FIN has been ACKed (perhaps in this
     segment), then enter TIME-WAIT, start the time-wait timer"."""
     conn = fin_wait_1()
-    send(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 0.5)
+    deliver(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 0.5)
     assert conn.state is State.TIME_WAIT
     expect(conn, 0.5, out(ISS + 2, IRS + 2, window=LOCAL_WIN - 1))
     assert conn.events() == [SENT_ALL, EOF_, CLOSED_EV]
@@ -235,11 +235,11 @@ def test_shutdown_in_syn_rcvd_queues_fin_until_established():
     conn.shutdown()
     assert conn.state is State.SYN_RCVD
     recv_nothing(conn, 0.1)
-    send(conn, seg(IRS + 1, ISS + 1), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1), 0.2)
     assert conn.state is State.FIN_WAIT_1
     expect(conn, 0.2, out(ISS + 1, IRS + 1, FIN | ACK))
     assert conn.events() == [CONNECTED]
-    send(conn, seg(IRS + 1, ISS + 2), 0.3)
+    deliver(conn, seg(IRS + 1, ISS + 2), 0.3)
     assert conn.state is State.FIN_WAIT_2
 
 
@@ -296,7 +296,7 @@ def test_syn_ack_echoes_only_what_the_peer_offered(offered, echoed):
     SACK-permitted only in a SYN,ACK answering one. MSS is always sent
     (RFC 9293 §3.7.1)."""
     conn = listen(OPT)
-    send(conn, seg(IRS, 0, SYN, **offered), 0.0)
+    deliver(conn, seg(IRS, 0, SYN, **offered), 0.0)
     [synack] = recv(conn, 0.0)
     expected = {"mss": LOCAL_MSS}
     expected.update({k: v for k, v in echoed.items() if k != "ts"})
@@ -313,13 +313,13 @@ def test_window_in_syn_is_unscaled_and_negotiated_scale_applies_after():
     conn = closed(WS)
     conn.connect(0.0)
     expect(conn, 0.0, out(ISS, 0, SYN, window=65535, mss=LOCAL_MSS, wscale=5))
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, window=1000, mss=1000, wscale=7), 0.1)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, window=1000, mss=1000, wscale=7), 0.1)
     # Our first scaled window: 1 MiB >> 5.
     expect(conn, 0.1, out(ISS + 1, IRS + 1, window=(1 << 20) >> 5))
     conn.send(data(3000))
     # The SYN,ACK's 1000 is 1000 bytes, not 1000 << 7.
     expect(conn, 0.1, out(ISS + 1, IRS + 1, payload=data(1000), window=1 << 15))
-    send(conn, seg(IRS + 1, ISS + 1001, window=5), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1001, window=5), 0.2)
     # Now 5 << 7 = 640 bytes of window.
     expect(conn, 0.2, out(ISS + 1001, IRS + 1, payload=data(3000)[1000:1640], window=1 << 15))
     recv_nothing(conn, 0.2)
@@ -332,9 +332,9 @@ def test_window_scale_ignored_unless_both_sides_offer_it():
     conn = closed(WS)
     conn.connect(0.0)
     recv(conn, 0.0)
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, window=1000, mss=1000), 0.1)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, window=1000, mss=1000), 0.1)
     expect(conn, 0.1, out(ISS + 1, IRS + 1, window=65535))
-    send(conn, seg(IRS + 1, ISS + 1, window=600), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1, window=600), 0.2)
     conn.send(data(1000))
     expect(conn, 0.2, out(ISS + 1, IRS + 1, ACK, data(600), window=65535))
 
@@ -343,7 +343,7 @@ def test_peer_without_mss_option_gets_536():
     """RFC 9293 §3.7.1: without an MSS option the send MSS defaults to 536
     (RFC 1122 §4.2.2.6, IPv4 576 - 40)."""
     conn = syn_sent(BASE.replace(nodelay=True))
-    send(conn, seg(IRS, ISS + 1, SYN | ACK), 0.1)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK), 0.1)
     expect(conn, 0.1, out(ISS + 1, IRS + 1))
     conn.send(data(1072))
     expect(
@@ -386,7 +386,7 @@ def test_syn_ack_retransmitted_with_backoff_then_quiet_close():
     fire(conn, 15.0)
     assert conn.state is State.CLOSED
     assert conn.events() == [CLOSED_EV]
-    assert conn.drops["synack_timeout"] == 1
+    assert conn.counters["synack_timeout"] == 1
     recv_nothing(conn, 15.0)
     assert timer(conn) is None
 
@@ -396,11 +396,11 @@ def test_retransmitted_syn_in_syn_rcvd_gets_syn_ack_again():
     answers with the same SYN,ACK (RFC 9293 §3.5 Figure 10 recovery; RFC 5961
     §4.2 challenges only SYNs that do not repeat the one we hold)."""
     conn = syn_rcvd()
-    send(conn, syn_from_peer(), 0.5)
+    deliver(conn, syn_from_peer(), 0.5)
     assert conn.state is State.SYN_RCVD
     expect(conn, 0.5, out(ISS, IRS + 1, SYN | ACK, mss=LOCAL_MSS))
     recv_nothing(conn, 0.5)
-    send(conn, seg(IRS + 1, ISS + 1), 0.6)
+    deliver(conn, seg(IRS + 1, ISS + 1), 0.6)
     assert conn.state is State.ESTABLISHED
 
 
@@ -414,7 +414,7 @@ def ts_established() -> tuple[Connection, int]:
     [syn] = recv(conn, 0.0)
     t0 = syn.ts[0]
     assert syn == out(ISS, 0, SYN, mss=LOCAL_MSS, ts=(t0, 0))
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, mss=1000, ts=(500, t0)), 0.1)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=1000, ts=(500, t0)), 0.1)
     expect(conn, 0.1, out(ISS + 1, IRS + 1, ts=(t0 + 100, 500)))
     assert conn.events() == [CONNECTED]
     return conn, t0
@@ -440,9 +440,9 @@ def test_timestamps_ts_recent_update_rule():
     """RFC 7323 §4.3: TS.Recent takes the TSval of a segment with SEG.SEQ =<
     Last.ACK.sent (in order); an out-of-order segment's TSval is not echoed."""
     conn, t0 = ts_established()
-    send(conn, seg(IRS + 1001, ISS + 1, payload=b"later", ts=(900, t0 + 150)), 0.2)
+    deliver(conn, seg(IRS + 1001, ISS + 1, payload=b"later", ts=(900, t0 + 150)), 0.2)
     expect(conn, 0.2, out(ISS + 1, IRS + 1, ts=(t0 + 200, 500)))  # dup ACK, old TS.Recent
-    send(conn, seg(IRS + 1, ISS + 1, payload=data(1000), ts=(600, t0 + 150)), 0.3)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=data(1000), ts=(600, t0 + 150)), 0.3)
     expect(conn, 0.3, out(ISS + 1, IRS + 1006, ts=(t0 + 300, 600), window=LOCAL_WIN - 1005))
 
 
@@ -457,7 +457,7 @@ def test_timestamps_give_rtt_samples_even_for_retransmissions():
     fire(conn, 0.4)
     expect(conn, 0.4, out(ISS + 1, IRS + 1, ACK | PSH, b"x", ts=(t0 + 400, 500)))
     assert conn.rtt.backoff == 1
-    send(conn, seg(IRS + 1, ISS + 2, ts=(501, t0 + 400)), 0.45)  # R = 0.05
+    deliver(conn, seg(IRS + 1, ISS + 2, ts=(501, t0 + 400)), 0.45)  # R = 0.05
     assert conn.rtt.backoff == 0
     assert conn.rtt.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.05)
 
@@ -467,10 +467,10 @@ def test_syn_rcvd_unacceptable_ack_answered_with_rst():
     acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST> and send it"; the
     half-open connection stays."""
     conn = syn_rcvd()
-    send(conn, seg(IRS + 1, ISS + 50), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 50), 0.1)
     expect(conn, 0.1, out(ISS + 50, 0, RST, window=0))
     assert conn.state is State.SYN_RCVD
-    send(conn, seg(IRS + 1, ISS + 1), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1), 0.2)
     assert conn.state is State.ESTABLISHED
 
 
@@ -479,12 +479,12 @@ def test_syn_sent_unacceptable_ack_answered_with_rst(ack):
     """§3.10.7.3 SYN-SENT, first: if SEG.ACK =< ISS or SEG.ACK > SND.NXT, send
     <SEQ=SEG.ACK><CTL=RST> and discard the segment; the open goes on."""
     conn = syn_sent()
-    send(conn, seg(IRS, ack, SYN | ACK, mss=REMOTE_MSS), 0.1)
+    deliver(conn, seg(IRS, ack, SYN | ACK, mss=REMOTE_MSS), 0.1)
     expect(conn, 0.1, out(ack, 0, RST, window=0))
     assert conn.state is State.SYN_SENT
     assert conn.events() == []
     # Still waiting for the right SYN,ACK.
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.2)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.2)
     assert conn.state is State.ESTABLISHED
 
 
@@ -492,7 +492,7 @@ def test_syn_sent_rst_with_bad_ack_dropped():
     """§3.10.7.3 SYN-SENT, first: an unacceptable ACK with RST set is dropped
     without a reply."""
     conn = syn_sent()
-    send(conn, seg(0, ISS + 7, RST | ACK), 0.1)
+    deliver(conn, seg(0, ISS + 7, RST | ACK), 0.1)
     recv_nothing(conn, 0.1)
     assert conn.state is State.SYN_SENT
 
@@ -501,7 +501,7 @@ def test_syn_sent_rst_with_acceptable_ack_is_refused():
     """§3.10.7.3 SYN-SENT, second: RST with an acceptable ACK - "signal to the
     user 'error: connection reset', drop the segment, enter CLOSED"."""
     conn = syn_sent()
-    send(conn, seg(0, ISS + 1, RST | ACK), 0.1)
+    deliver(conn, seg(0, ISS + 1, RST | ACK), 0.1)
     assert conn.state is State.CLOSED
     assert conn.events() == [events.ConnectionReset(refused=True), CLOSED_EV]
     assert conn.error == "refused"
@@ -513,11 +513,11 @@ def test_syn_sent_rst_without_ack_ignored():
     """§3.10.7.3 SYN-SENT, second: "Otherwise (no ACK), drop the segment and
     return" (RFC 5961 §3 keeps blind RSTs from killing the open)."""
     conn = syn_sent()
-    send(conn, seg(IRS, 0, RST), 0.1)
+    deliver(conn, seg(IRS, 0, RST), 0.1)
     assert conn.state is State.SYN_SENT
     recv_nothing(conn, 0.1)
     assert conn.events() == []
-    assert conn.drops["rst_without_ack"] == 1
+    assert conn.counters["rst_without_ack"] == 1
     assert timer(conn) == 1.0
 
 
@@ -529,7 +529,7 @@ def test_rto_after_syn_timeout_starts_at_3s():
     conn = syn_sent()
     fire(conn, 1.0)
     expect(conn, 1.0, out(ISS, 0, SYN, mss=LOCAL_MSS))
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 1.1)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 1.1)
     expect(conn, 1.1, out(ISS + 1, IRS + 1))
     conn.send(b"abc")
     expect(conn, 1.1, out(ISS + 1, IRS + 1, ACK | PSH, b"abc"))
@@ -543,7 +543,7 @@ def test_in_order_data_delivered_and_ack_delayed():
     """§3.10.7.4 seventh: in-order text goes to the user (DataReceived, read());
     the ACK may be delayed (§3.8.6.3, RFC 5681 §4.2) by config.delayed_ack."""
     conn = established(BASE.replace(delayed_ack=0.2))
-    send(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"hello"), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"hello"), 1.0)
     assert conn.events() == [DATA]
     recv_nothing(conn, 1.0)
     assert timer(conn) == pytest.approx(1.2)
@@ -559,8 +559,8 @@ def test_one_data_event_for_several_segments():
     """DataReceived means "read() has data": consecutive arrivals before the user
     looks produce one event, and read() returns all of it in order."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"abc"), 1.0)
-    send(conn, seg(IRS + 4, ISS + 1, payload=b"def"), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"abc"), 1.0)
+    deliver(conn, seg(IRS + 4, ISS + 1, payload=b"def"), 1.0)
     assert conn.events() == [DATA]
     assert conn.read(4) == b"abcd"
     assert conn.read() == b"ef"
@@ -570,10 +570,10 @@ def test_second_full_sized_segment_acked_at_once():
     """RFC 5681 §4.2 / RFC 1122 §4.2.3.2: an ACK SHOULD be generated for at least
     every second full-sized segment; the first waits for the delayed-ACK timer."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, payload=data(1000)), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=data(1000)), 1.0)
     recv_nothing(conn, 1.0)
     assert timer(conn) == pytest.approx(1.0 + BASE.delayed_ack)
-    send(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.01)
+    deliver(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.01)
     expect(conn, 1.01, out(ISS + 1, IRS + 2001, window=LOCAL_WIN - 2000))
     assert timer(conn) is None
     assert conn.read() == data(2000)
@@ -584,11 +584,11 @@ def test_out_of_order_segment_gets_immediate_dup_ack_with_sack_block():
     duplicate ACK); RFC 2018 §4: the first SACK block reports the segment that
     triggered the ACK. The right edge of the window does not move left."""
     conn = established(SACK, sack_permitted=True)
-    send(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
+    deliver(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 1, sack=((IRS + 1001, IRS + 2001),)))
     assert conn.events() == []
     assert conn.read() == b""
-    send(conn, seg(IRS + 3001, ISS + 1, payload=data(500, 3000)), 1.1)
+    deliver(conn, seg(IRS + 3001, ISS + 1, payload=data(500, 3000)), 1.1)
     expect(
         conn,
         1.1,
@@ -600,7 +600,7 @@ def test_out_of_order_segment_dup_ack_without_sack():
     """RFC 5681 §4.2 without SACK negotiated: the immediate duplicate ACK carries
     no SACK option (RFC 2018 §3: only if SACK-permitted was received)."""
     conn = established(SACK)  # we offer SACK, the peer does not
-    send(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
+    deliver(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 1))
 
 
@@ -608,9 +608,9 @@ def test_filling_the_hole_acks_everything_at_once():
     """RFC 5681 §4.2: a segment that fills in all or part of a gap SHOULD be ACKed
     immediately; the cumulative ACK covers the reassembled data."""
     conn = established(SACK, sack_permitted=True)
-    send(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
+    deliver(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
     recv(conn, 1.0)
-    send(conn, seg(IRS + 1, ISS + 1, payload=data(1000)), 1.2)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=data(1000)), 1.2)
     expect(conn, 1.2, out(ISS + 1, IRS + 2001, window=LOCAL_WIN - 2000))
     assert conn.events() == [DATA]
     assert conn.read() == data(2000)
@@ -622,15 +622,15 @@ def test_overlapping_and_duplicate_segments_delivered_once():
     drop); a segment starting left of RCV.NXT is trimmed to the new part; every
     byte reaches the user exactly once."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"abcdef"), 1.0)
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"abcdef"), 1.01)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"abcdef"), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"abcdef"), 1.01)
     expect(conn, 1.01, out(ISS + 1, IRS + 7, window=LOCAL_WIN - 6))
-    send(conn, seg(IRS + 4, ISS + 1, payload=b"defghi"), 1.02)
+    deliver(conn, seg(IRS + 4, ISS + 1, payload=b"defghi"), 1.02)
     recv_nothing(conn, 1.02)  # new in-order data: delayed ACK
     assert conn.read() == b"abcdefghi"
     fire(conn, 1.02 + BASE.delayed_ack)
     expect(conn, 1.06, out(ISS + 1, IRS + 10, window=LOCAL_WIN - 9))
-    assert conn.drops["out_of_window"] == 1
+    assert conn.counters["out_of_window"] == 1
 
 
 def test_data_beyond_window_trimmed():
@@ -638,11 +638,11 @@ def test_data_beyond_window_trimmed():
     receive window is accepted; the rest is trimmed and must be resent."""
     cfg = BASE.replace(recv_buffer=1500)
     conn = syn_sent(cfg)
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.0)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.0)
     expect(conn, 0.0, out(ISS + 1, IRS + 1, window=1500))
-    send(conn, seg(IRS + 1, ISS + 1, payload=data(1000)), 1.0)
-    send(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
-    assert conn.drops["beyond_window"] == 1
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=data(1000)), 1.0)
+    deliver(conn, seg(IRS + 1001, ISS + 1, payload=data(1000, 1000)), 1.0)
+    assert conn.counters["beyond_window"] == 1
     fire(conn, 1.0 + cfg.delayed_ack)
     expect(conn, 1.04, out(ISS + 1, IRS + 1501, window=0))
     assert conn.read() == data(1500)
@@ -656,10 +656,10 @@ def test_advertised_window_is_free_buffer_and_reopens_after_read():
     update is sent; smaller reads wait (receiver SWS avoidance)."""
     conn = established()
     for i in range(2):
-        send(conn, seg(IRS + 1 + 1000 * i, ISS + 1, payload=data(1000)), 1.0)
+        deliver(conn, seg(IRS + 1 + 1000 * i, ISS + 1, payload=data(1000)), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 2001, window=8000))
     for i in range(2, 4):
-        send(conn, seg(IRS + 1 + 1000 * i, ISS + 1, payload=data(1000)), 1.1)
+        deliver(conn, seg(IRS + 1 + 1000 * i, ISS + 1, payload=data(1000)), 1.1)
     expect(conn, 1.1, out(ISS + 1, IRS + 4001, window=6000))
     assert len(conn.read(1500)) == 1500
     recv_nothing(conn, 1.2)  # 1500 < 2*MSS: no update yet
@@ -675,12 +675,12 @@ def test_window_scaling_math():
     conn = closed(WS)
     conn.connect(0.0)
     recv(conn, 0.0)
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, window=1000, mss=1000, wscale=3), 0.0)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, window=1000, mss=1000, wscale=3), 0.0)
     expect(conn, 0.0, out(ISS + 1, IRS + 1, window=(1 << 20) >> 5))
-    send(conn, seg(IRS + 1, ISS + 1, window=100), 0.1)  # 800 bytes
+    deliver(conn, seg(IRS + 1, ISS + 1, window=100), 0.1)  # 800 bytes
     conn.send(data(2000))
     expect(conn, 0.1, out(ISS + 1, IRS + 1, payload=data(800), window=1 << 15))
-    send(conn, seg(IRS + 1, ISS + 1, payload=data(1000), window=100), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=data(1000), window=100), 0.2)
     fire(conn, 0.2 + WS.delayed_ack)
     # 1048576 - 1000 free = 32736.75 units of 32: advertised as 32737.
     expect(conn, 0.24, out(ISS + 801, IRS + 1001, window=32737))
@@ -701,7 +701,7 @@ def test_zero_window_persist_probes_with_backoff_and_resume():
         out(ISS + 1, IRS + 1, payload=payload[:1000]),
         out(ISS + 1001, IRS + 1, payload=payload[1000:2000]),
     )
-    send(conn, seg(IRS + 1, ISS + 2001, window=0), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 2001, window=0), 0.1)
     recv_nothing(conn, 0.1)
     rto = conn.rtt.rto
     assert rto == 0.2  # rto_min: handshake sample 0 s, data sample 0.1 s
@@ -713,16 +713,16 @@ def test_zero_window_persist_probes_with_backoff_and_resume():
         recv_nothing(conn, t - 0.001)
         fire(conn, t)
         expect(conn, t, probe)
-        send(conn, seg(IRS + 1, ISS + 2001, window=0), t + 0.01)
+        deliver(conn, seg(IRS + 1, ISS + 2001, window=0), t + 0.01)
         recv_nothing(conn, t + 0.01)
         interval = min(interval * 2, cfg.rto_max)
     assert t > 300
     assert conn.state is State.ESTABLISHED
     assert conn.stats.zero_window_probes == 14
     assert conn.stats.fast_retransmits == 0
-    send(conn, seg(IRS + 1, ISS + 2001, window=4000), t + 1)
+    deliver(conn, seg(IRS + 1, ISS + 2001, window=4000), t + 1)
     expect(conn, t + 1, out(ISS + 2001, IRS + 1, ACK | PSH, payload[2000:]))
-    send(conn, seg(IRS + 1, ISS + 3001, window=4000), t + 2)
+    deliver(conn, seg(IRS + 1, ISS + 3001, window=4000), t + 2)
     assert conn.events() == [SENT_ALL]
     assert timer(conn) is None
 
@@ -735,7 +735,7 @@ def test_zero_window_unanswered_probes_abort_after_user_timeout():
     payload = data(3000)
     conn.send(payload)
     recv(conn, 0.0)
-    send(conn, seg(IRS + 1, ISS + 2001, window=0), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 2001, window=0), 0.1)
     recv_nothing(conn, 0.1)
     probe = out(ISS + 2001, IRS + 1, payload=payload[2000:2001])
     sent = run_until(conn, 7.0)
@@ -763,9 +763,9 @@ def test_nagle_holds_small_segment_until_ack():
         out(ISS + 2, IRS + 1, payload=(b"b" + data(2499))[:1000]),
         out(ISS + 1002, IRS + 1, payload=(b"b" + data(2499))[1000:2000]),
     )
-    send(conn, seg(IRS + 1, ISS + 2), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 2), 0.1)
     recv_nothing(conn, 0.1)  # still unacknowledged data in flight
-    send(conn, seg(IRS + 1, ISS + 2002), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 2002), 0.2)
     expect(conn, 0.2, out(ISS + 2002, IRS + 1, ACK | PSH, (b"b" + data(2499))[2000:]))
 
 
@@ -786,7 +786,7 @@ def handshake(config: Config = BASE, rtt: float = 0.1, **peer_options) -> Connec
     (RFC 6298 §2.2), so RTO = 3 * rtt, bounded by rto_min."""
     peer_options.setdefault("mss", REMOTE_MSS)
     conn = syn_sent(config)
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, **peer_options), rtt)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, **peer_options), rtt)
     recv(conn, rtt)
     assert conn.events() == [CONNECTED]
     return conn
@@ -837,7 +837,7 @@ def test_rto_recomputed_from_samples():
     conn.send(b"x")
     recv(conn, 1.0)
     assert timer(conn) == pytest.approx(1.3)
-    send(conn, seg(IRS + 1, ISS + 2), 1.3)  # R' = 0.3
+    deliver(conn, seg(IRS + 1, ISS + 2), 1.3)  # R' = 0.3
     # RTTVAR = 0.0375 + 0.05 = 0.0875, SRTT = 0.0875 + 0.0375 = 0.125
     assert conn.rtt.srtt == pytest.approx(0.125)
     assert conn.rtt.rto == pytest.approx(0.125 + 4 * 0.0875)
@@ -857,13 +857,13 @@ def test_karn_no_sample_from_retransmitted_segment():
     expect(conn, 0.4, out(ISS + 1, IRS + 1, ACK | PSH, b"x"))
     fire(conn, 1.0)  # RTO now 0.6, then 1.2
     expect(conn, 1.0, out(ISS + 1, IRS + 1, ACK | PSH, b"x"))
-    send(conn, seg(IRS + 1, ISS + 2), 1.05)  # ambiguous: no sample
+    deliver(conn, seg(IRS + 1, ISS + 2), 1.05)  # ambiguous: no sample
     assert conn.rtt.srtt == pytest.approx(0.1)
     assert timer(conn) is None
     conn.send(b"y")
     expect(conn, 1.1, out(ISS + 2, IRS + 1, ACK | PSH, b"y"))
     assert timer(conn) == pytest.approx(1.1 + 1.2)  # still backed off
-    send(conn, seg(IRS + 1, ISS + 3), 1.2)  # sent once: sample R' = 0.1
+    deliver(conn, seg(IRS + 1, ISS + 3), 1.2)  # sent once: sample R' = 0.1
     assert conn.rtt.srtt == pytest.approx(0.1)
     assert conn.rtt.rto == pytest.approx(0.1 + 4 * 0.0375)
     conn.send(b"z")
@@ -923,13 +923,13 @@ def test_fast_retransmit_on_third_duplicate_ack_not_second():
     retransmit it. Two are not enough (reordering)."""
     conn = handshake()
     payload = send_ten(conn, 0.1)
-    send(conn, seg(IRS + 1, ISS + 1001), 0.2)  # segment 0 arrived; 1 is lost
+    deliver(conn, seg(IRS + 1, ISS + 1001), 0.2)  # segment 0 arrived; 1 is lost
     recv_nothing(conn, 0.2)  # nothing new to send (cwnd grows, buffer empty)
-    send(conn, seg(IRS + 1, ISS + 1001), 0.21)
+    deliver(conn, seg(IRS + 1, ISS + 1001), 0.21)
     recv_nothing(conn, 0.21)
-    send(conn, seg(IRS + 1, ISS + 1001), 0.22)
+    deliver(conn, seg(IRS + 1, ISS + 1001), 0.22)
     recv_nothing(conn, 0.22)  # the second duplicate
-    send(conn, seg(IRS + 1, ISS + 1001), 0.23)
+    deliver(conn, seg(IRS + 1, ISS + 1001), 0.23)
     expect(conn, 0.23, out(ISS + 1001, IRS + 1, payload=payload[1000:2000]))
     assert conn.stats.fast_retransmits == 1
 
@@ -941,7 +941,7 @@ def test_cwnd_halves_on_fast_retransmit():
     send_ten(conn, 0.1)
     assert conn.cc.cwnd == 10_000
     for i in range(3):
-        send(conn, seg(IRS + 1, ISS + 1), 0.2 + i / 100)
+        deliver(conn, seg(IRS + 1, ISS + 1), 0.2 + i / 100)
     recv(conn, 0.22)
     assert conn.cc.ssthresh == 5000
     assert conn.cc.cwnd == 5000
@@ -954,7 +954,7 @@ def test_cwnd_halves_flight_size_on_sack_recovery():
     send_ten(conn, 0.1)
     S = [ISS + 1 + 1000 * i for i in range(11)]
     for i, sack in enumerate([((S[1], S[2]),), ((S[1], S[3]),), ((S[1], S[4]),)]):
-        send(conn, seg(IRS + 1, ISS + 1, sack=sack), 0.2 + i / 100)
+        deliver(conn, seg(IRS + 1, ISS + 1, sack=sack), 0.2 + i / 100)
     expect(conn, 0.22, out(ISS + 1, IRS + 1, payload=data(1000)))
     assert conn.cc.ssthresh == 5000
     assert conn.cc.cwnd == 5000
@@ -977,14 +977,14 @@ def test_rto_with_sacked_data_halves_flight_size():
     conn = handshake(SACK, sack_permitted=True)
     payload = send_ten(conn, 0.1)
     S = [ISS + 1 + 1000 * i for i in range(11)]
-    send(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[2]),)), 0.2)
-    send(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[3]),)), 0.21)
+    deliver(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[2]),)), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[3]),)), 0.21)
     recv_nothing(conn, 0.21)  # two duplicates, 2000 bytes SACKed: no recovery
     fire(conn, 0.4)
     expect(conn, 0.4, out(S[0], IRS + 1, payload=payload[:1000]))
     assert conn.cc.ssthresh == 5000
     assert conn.cc.cwnd == 1000
-    send(conn, seg(IRS + 1, S[3]), 0.5)  # segments 0-2 in: slow start, cwnd 3000
+    deliver(conn, seg(IRS + 1, S[3]), 0.5)  # segments 0-2 in: slow start, cwnd 3000
     expect(
         conn,
         0.5,
@@ -1001,11 +1001,11 @@ def test_rto_forgets_sack_scoreboard():
     conn = handshake(SACK, sack_permitted=True)
     payload = send_ten(conn, 0.1)
     S = [ISS + 1 + 1000 * i for i in range(11)]
-    send(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[3]),)), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[3]),)), 0.2)
     fire(conn, 0.4)
     expect(conn, 0.4, out(S[0], IRS + 1, payload=payload[:1000]))
     # The receiver reneged: it ACKs segment 0 and SACKs nothing.
-    send(conn, seg(IRS + 1, S[1]), 0.5)
+    deliver(conn, seg(IRS + 1, S[1]), 0.5)
     expect(
         conn,
         0.5,
@@ -1014,7 +1014,7 @@ def test_rto_forgets_sack_scoreboard():
     )
     # A fresh SACK of 4-5 is honoured: after 3 comes 6, not 4 (cwnd now 4000,
     # pipe counts 3, 6, 7, 8).
-    send(conn, seg(IRS + 1, S[3], sack=((S[4], S[6]),)), 0.6)
+    deliver(conn, seg(IRS + 1, S[3], sack=((S[4], S[6]),)), 0.6)
     assert [s.seq for s in recv(conn, 0.6)] == [S[3], S[6], S[7], S[8]]
 
 
@@ -1027,15 +1027,15 @@ def test_newreno_partial_ack_retransmits_next_hole():
     # Segments 0 and 2 are lost: segments 1, 3, 4 cause three duplicate ACKs
     # (5 to 9 are still on their way).
     for i in range(3):
-        send(conn, seg(IRS + 1, ISS + 1), 0.2 + i / 100)
+        deliver(conn, seg(IRS + 1, ISS + 1), 0.2 + i / 100)
     expect(conn, 0.22, out(ISS + 1, IRS + 1, payload=payload[:1000]))
     # The retransmitted segment 0 fills the first hole: ACK up to segment 2.
     # Retransmit segment 2 at once, whatever cwnd says (step 5).
-    send(conn, seg(IRS + 1, ISS + 2001), 0.3)
+    deliver(conn, seg(IRS + 1, ISS + 2001), 0.3)
     expect(conn, 0.3, out(ISS + 2001, IRS + 1, payload=payload[2000:3000]))
     recv_nothing(conn, 0.3)
     assert conn.recovery.in_recovery
-    send(conn, seg(IRS + 1, ISS + 10_001), 0.4)
+    deliver(conn, seg(IRS + 1, ISS + 10_001), 0.4)
     assert not conn.recovery.in_recovery
     recv_nothing(conn, 0.4)
     assert conn.stats.fast_retransmits == 1
@@ -1055,15 +1055,15 @@ def test_sack_recovery_retransmits_only_the_holes():
     for i in range(3, 10):
         blocks.append(((S[3], S[i + 1]), (S[1], S[2])))
     for sack in blocks:
-        send(conn, seg(IRS + 1, ISS + 1, sack=sack), t)
+        deliver(conn, seg(IRS + 1, ISS + 1, sack=sack), t)
         sent += [(t, s.seq) for s in recv(conn, t)]
         t += 0.01
     assert [seq for _, seq in sent] == [S[0], S[2]]
     assert conn.stats.bytes_retransmitted == 2000
     # The first hole's retransmission arrives: cumulative ACK to segment 2.
-    send(conn, seg(IRS + 1, S[2], sack=((S[3], S[10]),)), 0.4)
+    deliver(conn, seg(IRS + 1, S[2], sack=((S[3], S[10]),)), 0.4)
     recv_nothing(conn, 0.4)
-    send(conn, seg(IRS + 1, S[10]), 0.5)
+    deliver(conn, seg(IRS + 1, S[10]), 0.5)
     assert not conn.recovery.in_recovery
     assert conn.events() == [SENT_ALL]
     assert payload == data(10_000)
@@ -1082,11 +1082,11 @@ def test_unacceptable_segment_acked_and_dropped(seq, payload):
     acknowledgment should be sent in reply ... <SEQ=SND.NXT><ACK=RCV.NXT>
     <CTL=ACK>. After sending the acknowledgment, drop the unacceptable segment"."""
     conn = established()
-    send(conn, seg(seq, ISS + 1, payload=payload), 1.0)
+    deliver(conn, seg(seq, ISS + 1, payload=payload), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 1))
     assert conn.events() == []
     assert conn.read() == b""
-    assert conn.drops["out_of_window"] == 1
+    assert conn.counters["out_of_window"] == 1
     assert conn.state is State.ESTABLISHED
 
 
@@ -1094,7 +1094,7 @@ def test_rst_exactly_at_rcv_nxt_resets():
     """§3.10.7.4 second (RFC 5961 §3.2): a RST whose SEQ exactly matches RCV.NXT
     resets the connection: ConnectionReset, CLOSED, nothing sent."""
     conn = established()
-    send(conn, seg(IRS + 1, 0, RST), 1.0)
+    deliver(conn, seg(IRS + 1, 0, RST), 1.0)
     assert conn.state is State.CLOSED
     assert conn.events() == [events.ConnectionReset(refused=False), CLOSED_EV]
     assert conn.error == "reset"
@@ -1107,13 +1107,13 @@ def test_rst_in_window_but_not_exact_gets_challenge_ack():
     with a challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>; the connection
     survives."""
     conn = established()
-    send(conn, seg(IRS + 1 + 5, 0, RST), 1.0)
+    deliver(conn, seg(IRS + 1 + 5, 0, RST), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 1))
     assert conn.state is State.ESTABLISHED
     assert conn.events() == []
-    assert conn.drops["rst_challenged"] == 1
+    assert conn.counters["rst_challenged"] == 1
     # A RST with ACK at the same in-window SEQ is challenged too.
-    send(conn, seg(IRS + 1 + 9999, ISS + 1, RST | ACK), 1.1)
+    deliver(conn, seg(IRS + 1 + 9999, ISS + 1, RST | ACK), 1.1)
     expect(conn, 1.1, out(ISS + 1, IRS + 1))
     assert conn.state is State.ESTABLISHED
 
@@ -1124,7 +1124,7 @@ def test_rst_out_of_window_ignored_silently(seq):
     any reply (no ACK to a RST). (SEQ = RCV.NXT+RCV.WND itself is accepted for
     zero-length segments, as Linux's tcp_sequence does, so it is not used here.)"""
     conn = established()
-    send(conn, seg(seq, 0, RST), 1.0)
+    deliver(conn, seg(seq, 0, RST), 1.0)
     recv_nothing(conn, 1.0)
     assert conn.state is State.ESTABLISHED
     assert conn.events() == []
@@ -1136,7 +1136,7 @@ def test_syn_in_established_gets_challenge_ack(seq):
     whatever its sequence number, is answered with a challenge ACK and
     dropped; the connection stays."""
     conn = established()
-    send(conn, seg(seq, 0, SYN, mss=1000), 1.0)
+    deliver(conn, seg(seq, 0, SYN, mss=1000), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 1))
     assert conn.state is State.ESTABLISHED
     assert conn.events() == []
@@ -1146,11 +1146,11 @@ def test_ack_for_unsent_data_acked_and_dropped():
     """§3.10.7.4 fifth: "If the ACK acks something not yet sent (SEG.ACK >
     SND.NXT), then send an ACK, drop the segment, and return" - its text too."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 500, payload=b"abc"), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 500, payload=b"abc"), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 1))
     assert conn.events() == []
     assert conn.read() == b""
-    assert conn.drops["ack_unsent"] == 1
+    assert conn.counters["ack_unsent"] == 1
 
 
 @pytest.mark.parametrize("flags", [0, PSH, FIN, FIN | PSH])
@@ -1158,9 +1158,9 @@ def test_segment_without_ack_dropped_and_counted(flags):
     """§3.10.7.4 fifth: "if the ACK bit is off, drop the segment and return" -
     silently, text and FIN ignored."""
     conn = established()
-    send(conn, seg(IRS + 1, 0, flags, b"abc"), 1.0)
+    deliver(conn, seg(IRS + 1, 0, flags, b"abc"), 1.0)
     recv_nothing(conn, 1.0)
-    assert conn.drops["no_ack"] == 1
+    assert conn.counters["no_ack"] == 1
     assert conn.events() == []
     assert conn.read() == b""
     assert conn.state is State.ESTABLISHED
@@ -1172,7 +1172,7 @@ def test_time_wait_retransmitted_fin_acked_and_2msl_restarted():
     2 MSL time-wait timeout" - and acknowledge the retransmitted FIN again."""
     conn = time_wait()
     assert timer(conn) == 60.0
-    send(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 10.0)
+    deliver(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 10.0)
     expect(conn, 10.0, out(ISS + 2, IRS + 2, window=LOCAL_WIN - 1))
     assert conn.state is State.TIME_WAIT
     assert timer(conn) == 70.0
@@ -1187,11 +1187,11 @@ def test_time_wait_bogus_fin_does_not_restart_2msl():
     """§3.10.7.4 first: a FIN outside the sequence space (not the peer's FIN
     again) is unacceptable: ACK it and drop it; it must not prolong TIME-WAIT."""
     conn = time_wait()
-    send(conn, seg(IRS + 50_000, ISS + 2, FIN | ACK), 10.0)
+    deliver(conn, seg(IRS + 50_000, ISS + 2, FIN | ACK), 10.0)
     expect(conn, 10.0, out(ISS + 2, IRS + 2, window=LOCAL_WIN - 1))
     assert timer(conn) == 60.0
     # In the window but not at RCV.NXT: it cannot be processed either.
-    send(conn, seg(IRS + 5000, ISS + 2, FIN | ACK), 20.0)
+    deliver(conn, seg(IRS + 5000, ISS + 2, FIN | ACK), 20.0)
     assert timer(conn) == 60.0
     assert conn.state is State.TIME_WAIT
 
@@ -1203,7 +1203,7 @@ def test_abort_sends_rst_at_snd_nxt_and_discards_queue():
     conn = established()
     conn.send(data(30_000))
     assert len(recv(conn, 0.0)) == 10  # cwnd: 10 segments, 20000 bytes queued
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"unread"), 0.05)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"unread"), 0.05)
     conn.abort()
     assert conn.state is State.CLOSED
     assert conn.send_buffer_size == 0
@@ -1211,7 +1211,7 @@ def test_abort_sends_rst_at_snd_nxt_and_discards_queue():
     expect(conn, 0.1, out(ISS + 10_001, IRS + 7, RST | ACK, window=LOCAL_WIN - 6))
     assert conn.events() == [DATA, CLOSED_EV]
     assert timer(conn) is None
-    send(conn, seg(IRS + 7, ISS + 1001), 0.2)
+    deliver(conn, seg(IRS + 7, ISS + 1001), 0.2)
     recv_nothing(conn, 0.2)
     recv_nothing(conn, 100.0)
 
@@ -1222,21 +1222,21 @@ def test_data_after_close_answered_with_rst():
     conn = established()
     conn.close()
     expect(conn, 0.0, out(ISS + 1, IRS + 1, FIN | ACK))
-    send(conn, seg(IRS + 1, ISS + 2), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 2), 0.1)
     assert conn.state is State.FIN_WAIT_2
     assert conn.events() == [SENT_ALL]
-    send(conn, seg(IRS + 1, ISS + 2, ACK | PSH, b"late"), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 2, ACK | PSH, b"late"), 0.2)
     assert conn.state is State.CLOSED
     expect(conn, 0.2, out(ISS + 2, IRS + 1, RST | ACK))
     assert conn.events() == [CLOSED_EV]
-    assert conn.drops["data_after_close"] == 1
+    assert conn.counters["data_after_close"] == 1
 
 
 def test_close_with_unread_data_sends_rst():
     """RFC 1122 §4.2.2.13: CLOSE while received data is still pending SHOULD
     send a RST (instead of a FIN)."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"unread"), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"unread"), 0.1)
     conn.close()
     assert conn.state is State.CLOSED
     expect(conn, 0.1, out(ISS + 1, IRS + 7, RST | ACK, window=LOCAL_WIN - 6))
@@ -1249,7 +1249,7 @@ def test_fin_wait_2_timeout_after_close():
     conn = established(BASE.replace(fin_wait_2_timeout=5.0))
     conn.close()
     recv(conn, 0.0)
-    send(conn, seg(IRS + 1, ISS + 2), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 2), 1.0)
     assert conn.state is State.FIN_WAIT_2
     fire(conn, 6.0)
     assert conn.state is State.CLOSED
@@ -1280,7 +1280,7 @@ def test_keepalive_probe_after_idle_answered_keeps_connection():
     fire(conn, 100.0)
     probe = out(ISS, IRS + 1)
     expect(conn, 100.0, probe)
-    send(conn, seg(IRS + 1, ISS + 1), 100.5)  # the peer's ACK
+    deliver(conn, seg(IRS + 1, ISS + 1), 100.5)  # the peer's ACK
     recv_nothing(conn, 100.5)
     assert run_until(conn, 200.4) == []
     fire(conn, 200.5)
@@ -1308,7 +1308,7 @@ def test_keepalive_idle_counts_from_last_segment_received():
     """RFC 1122 §4.2.3.6: probes only when no data or ACK was received for the
     idle interval."""
     conn = established(KA)
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"hi"), 50.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"hi"), 50.0)
     fire(conn, 50.0 + BASE.delayed_ack)
     recv(conn, 50.04)
     assert run_until(conn, 149.9) == []
@@ -1323,12 +1323,12 @@ def test_half_close_keeps_receiving_in_fin_wait_2():
     """§3.10.4 / §3.10.7.4 seventh: after our FIN (shutdown) the receive side is
     open: data in FIN-WAIT-2 is delivered and ACKed; the peer's FIN gives EOF."""
     conn = fin_wait_2()
-    send(conn, seg(IRS + 1, ISS + 2, ACK | PSH, b"hello"), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 2, ACK | PSH, b"hello"), 1.0)
     assert conn.events() == [DATA]
     assert conn.read() == b"hello"
     fire(conn, 1.0 + BASE.delayed_ack)
     expect(conn, 1.04, out(ISS + 2, IRS + 6, window=LOCAL_WIN - 5))
-    send(conn, seg(IRS + 6, ISS + 2, FIN | ACK, b" world"), 2.0)
+    deliver(conn, seg(IRS + 6, ISS + 2, FIN | ACK, b" world"), 2.0)
     expect(conn, 2.0, out(ISS + 2, IRS + 13, window=LOCAL_WIN - 12))
     assert conn.events() == [DATA, EOF_, CLOSED_EV]
     assert conn.read() == b" world"
@@ -1340,18 +1340,18 @@ def test_peer_fin_gives_eof_and_we_can_still_send_in_close_wait():
     """§3.10.7.4 eighth: FIN -> "signal the user 'connection closing'"
     (EofReceived); §3.10.2 SEND in CLOSE-WAIT is allowed."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, FIN | ACK, b"bye"), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 1, FIN | ACK, b"bye"), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 5, window=LOCAL_WIN - 4))
     assert conn.events() == [DATA, EOF_]
     assert conn.read() == b"bye"
     assert conn.at_eof
     conn.send(b"still here")
     expect(conn, 1.1, out(ISS + 1, IRS + 5, ACK | PSH, b"still here", window=LOCAL_WIN - 4))
-    send(conn, seg(IRS + 5, ISS + 11), 1.2)
+    deliver(conn, seg(IRS + 5, ISS + 11), 1.2)
     assert conn.events() == [SENT_ALL]
     conn.shutdown()
     expect(conn, 1.3, out(ISS + 11, IRS + 5, FIN | ACK, window=LOCAL_WIN - 4))
-    send(conn, seg(IRS + 5, ISS + 12), 1.4)
+    deliver(conn, seg(IRS + 5, ISS + 12), 1.4)
     assert conn.state is State.CLOSED
 
 
@@ -1359,10 +1359,10 @@ def test_fin_out_of_order_waits_for_the_hole():
     """§3.10.7.4 eighth: a FIN is processed only when every byte before it has
     arrived (RCV.NXT reaches it)."""
     conn = established()
-    send(conn, seg(IRS + 4, ISS + 1, FIN | ACK, b"def"), 1.0)
+    deliver(conn, seg(IRS + 4, ISS + 1, FIN | ACK, b"def"), 1.0)
     expect(conn, 1.0, out(ISS + 1, IRS + 1))
     assert conn.state is State.ESTABLISHED
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"abc"), 1.1)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"abc"), 1.1)
     expect(conn, 1.1, out(ISS + 1, IRS + 8, window=LOCAL_WIN - 7))
     assert conn.state is State.CLOSE_WAIT
     assert conn.events() == [DATA, EOF_]
@@ -1383,7 +1383,7 @@ def test_sequence_numbers_wrap_at_2_32():
     assert recv(conn, 0.0) == []
     ack = (iss + 101) % 2**32
     assert ack == 91
-    send(conn, seg(IRS + 1, ack), 0.1)
+    deliver(conn, seg(IRS + 1, ack), 0.1)
     assert conn.events() == [SENT_ALL]
     assert timer(conn) is None
     conn.shutdown()
@@ -1397,8 +1397,8 @@ def test_receive_sequence_wraps_at_2_32():
     irs = 2**32 - 5
     conn = established(remote_seq=irs)
     payload = data(100)
-    send(conn, seg(irs + 1, ISS + 1, payload=payload[:60]), 1.0)
-    send(conn, seg(irs + 61, ISS + 1, payload=payload[60:]), 1.0)
+    deliver(conn, seg(irs + 1, ISS + 1, payload=payload[:60]), 1.0)
+    deliver(conn, seg(irs + 61, ISS + 1, payload=payload[60:]), 1.0)
     assert seg(irs + 61, ISS + 1).seq == 56
     fire(conn, 1.04)
     expect(conn, 1.04, Segment(LOCAL_PORT, REMOTE_PORT, ISS + 1, 96, ACK, LOCAL_WIN - 100))
@@ -1422,7 +1422,7 @@ def test_tail_loss_probe_resends_the_last_segment_after_2_srtt():
     assert conn.stats.tail_loss_probes == 1
     assert timer(conn) == pytest.approx(1.5)  # only the RTO, restarted; one probe per flight
     # The probe's ACK acknowledges everything: no timer is left.
-    send(conn, seg(IRS + 1, ISS + 2001), 1.25)
+    deliver(conn, seg(IRS + 1, ISS + 2001), 1.25)
     recv_nothing(conn, 1.25)
     assert timer(conn) is None
 
@@ -1464,7 +1464,7 @@ def test_send_buffer_keeps_every_byte_right_across_partial_acks_and_appends():
             assert s.payload == stream[start : start + len(s.payload)]
         # The peer acknowledges part of what is in flight: half, rounded.
         acked = min(conn.snd_max - (ISS + 1), acked + (conn.snd_max - (ISS + 1) - acked) // 2 + 1)
-        send(conn, seg(IRS + 1, ISS + 1 + acked), t)
+        deliver(conn, seg(IRS + 1, ISS + 1 + acked), t)
         assert conn.send_buffer_size == written - acked
     conn.handle_timer(t + 10)  # RTO: go back to SND.UNA
     first = recv(conn, t + 10)[0]
@@ -1476,8 +1476,8 @@ def test_read_returns_bytes_in_order_whole_or_in_parts():
     """read() hands back the received stream, in order, as bytes; a partial
     read keeps the rest for the next one, and freed space reopens the window."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"hello "), 0.1)
-    send(conn, seg(IRS + 7, ISS + 1, ACK | PSH, bytearray(b"world")), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"hello "), 0.1)
+    deliver(conn, seg(IRS + 7, ISS + 1, ACK | PSH, bytearray(b"world")), 0.1)
     assert conn.readable == 11
     part = conn.read(3)
     assert part == b"hel" and type(part) is bytes

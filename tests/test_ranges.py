@@ -143,14 +143,14 @@ def board(*blocks: tuple[int, int]) -> Scoreboard:
 def test_scoreboard_empty() -> None:
     sb = Scoreboard()
     assert not sb
-    assert (sb.ranges, sb.sacked, sb.highest) == ([], 0, None)
+    assert (sb.ranges, sb.sacked) == ([], 0)
     assert sb.lost_edge(1) is None
 
 
 def test_scoreboard_add_and_merge() -> None:
     sb = Scoreboard()
     assert sb.add(10, 20) is True
-    assert (sb.ranges, sb.sacked, sb.highest) == ([[10, 20]], 10, 20)
+    assert (sb.ranges, sb.sacked) == ([[10, 20]], 10)
     assert sb.add(5, 5) is False  # empty block
     assert sb.add(7, 3) is False  # inverted block
     assert sb.add(12, 18) is False  # nothing new
@@ -160,7 +160,7 @@ def test_scoreboard_add_and_merge() -> None:
     assert sb.add(25, 30) is True  # adjacent merges: +5
     assert (sb.ranges, sb.sacked) == ([[10, 30]], 20)
     assert sb.add(40, 50) is True  # disjoint: +10
-    assert (sb.ranges, sb.sacked, sb.highest) == ([[10, 30], [40, 50]], 30, 50)
+    assert (sb.ranges, sb.sacked) == ([[10, 30], [40, 50]], 30)
     assert sb.add(28, 42) is True  # bridges the gap: only [30,40) is new
     assert (sb.ranges, sb.sacked) == ([[10, 50]], 40)
 
@@ -188,7 +188,7 @@ def test_scoreboard_advance() -> None:
     sb.advance(35)
     assert (sb.ranges, sb.sacked) == ([[35, 40]], 5)
     sb.advance(100)
-    assert (sb.ranges, sb.sacked, sb.highest) == ([], 0, None)
+    assert (sb.ranges, sb.sacked) == ([], 0)
     assert not sb
 
 

@@ -152,8 +152,8 @@ def active_open_active_close(rec: Recorder) -> None:
     the peer's FIN -> TIME-WAIT; §3.10.8 the 2*MSL timeout -> CLOSED. A RST
     in TIME-WAIT does not cut it short (RFC 1337)."""
     conn = time_wait()
-    send(conn, seg(IRS + 2, 0, RST), 1.0)
-    assert conn.state is TIME_WAIT and conn.drops["rst_in_time_wait"] == 1
+    deliver(conn, seg(IRS + 2, 0, RST), 1.0)
+    assert conn.state is TIME_WAIT and conn.counters["rst_in_time_wait"] == 1
     assert expire(conn) == 2 * BASE.msl
     assert rec.path(conn) == [
         CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT, CLOSED
@@ -166,12 +166,12 @@ def passive_open_passive_close(rec: Recorder) -> None:
     the ACK of our SYN -> ESTABLISHED; eighth, FIN -> CLOSE-WAIT; §3.10.4 CLOSE
     -> LAST-ACK; fifth, the ACK of our FIN -> CLOSED."""
     conn = syn_rcvd()
-    send(conn, seg(IRS + 1, ISS + 1), 0.1)
-    send(conn, seg(IRS + 1, ISS + 1, FIN | ACK), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 1, FIN | ACK), 0.2)
     assert flags_sent(conn, 0.2) == [ACK]
     conn.close()
     assert flags_sent(conn, 0.3) == [FIN | ACK]
-    send(conn, seg(IRS + 2, ISS + 2), 0.4)
+    deliver(conn, seg(IRS + 2, ISS + 2), 0.4)
     assert rec.path(conn) == [
         CLOSED, LISTEN, SYN_RCVD, ESTABLISHED, CLOSE_WAIT, LAST_ACK, CLOSED
     ]
@@ -182,9 +182,9 @@ def simultaneous_open(rec: Recorder) -> None:
     """§3.10.7.3: a SYN without ACK in SYN-SENT -> SYN-RECEIVED, answered with
     SYN,ACK; the peer's SYN,ACK acknowledges ours -> ESTABLISHED (§3.5 Figure 8)."""
     conn = syn_sent()
-    send(conn, syn_from_peer(), 0.1)
+    deliver(conn, syn_from_peer(), 0.1)
     assert flags_sent(conn, 0.1) == [SYN | ACK]
-    send(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.2)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.2)
     assert rec.path(conn) == [CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED]
 
 
@@ -193,7 +193,7 @@ def simultaneous_close(rec: Recorder) -> None:
     """§3.10.7.4 eighth: the peer's FIN in FIN-WAIT-1, not acknowledging ours ->
     CLOSING; fifth: the ACK of our FIN -> TIME-WAIT (§3.6 Figure 13); §3.10.8."""
     conn = closing()
-    send(conn, seg(IRS + 2, ISS + 2), 0.6)
+    deliver(conn, seg(IRS + 2, ISS + 2), 0.6)
     assert conn.state is TIME_WAIT
     assert expire(conn) == pytest.approx(0.6 + 2 * BASE.msl)
     assert rec.path(conn) == [
@@ -207,7 +207,7 @@ def fin_acking_our_fin_in_fin_wait_1(rec: Recorder) -> None:
     step enters FIN-WAIT-2 and "continues processing in that state", the eighth
     enters TIME-WAIT."""
     conn = fin_wait_1()
-    send(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 0.5)
+    deliver(conn, seg(IRS + 1, ISS + 2, FIN | ACK), 0.5)
     assert rec.path(conn) == [
         CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, TIME_WAIT
     ]
@@ -220,7 +220,7 @@ def shutdown_in_syn_rcvd(rec: Recorder) -> None:
     conn = syn_rcvd()
     conn.shutdown()
     assert conn.state is SYN_RCVD
-    send(conn, seg(IRS + 1, ISS + 1), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1), 0.2)
     assert flags_sent(conn, 0.2) == [FIN | ACK]
     assert rec.path(conn) == [CLOSED, LISTEN, SYN_RCVD, ESTABLISHED, FIN_WAIT_1]
 
@@ -298,7 +298,7 @@ def rst_in_syn_sent(rec: Recorder) -> None:
     """§3.10.7.3 second: a RST with an acceptable ACK in SYN-SENT: "connection
     reset", CLOSED (the connection was refused)."""
     conn = syn_sent()
-    send(conn, seg(0, ISS + 1, RST | ACK), 0.1)
+    deliver(conn, seg(0, ISS + 1, RST | ACK), 0.1)
     assert conn.events() == [events.ConnectionReset(refused=True), events.Closed()]
     assert rec.path(conn) == [CLOSED, SYN_SENT, CLOSED]
 
@@ -339,7 +339,7 @@ def rst_in_syn_rcvd_passive(rec: Recorder) -> None:
     """§3.10.7.4 second, SYN-RECEIVED from a passive OPEN: an acceptable RST
     ends the half-open connection quietly (the Endpoint's listener lives on)."""
     conn = syn_rcvd()
-    send(conn, seg(IRS + 1, 0, RST), 0.1)
+    deliver(conn, seg(IRS + 1, 0, RST), 0.1)
     assert conn.error is None
     assert rec.path(conn) == [CLOSED, LISTEN, SYN_RCVD, CLOSED]
 
@@ -349,9 +349,9 @@ def rst_in_syn_rcvd_active(rec: Recorder) -> None:
     """§3.10.7.4 second, SYN-RECEIVED from an active OPEN (simultaneous open):
     "the connection was refused; signal the user"."""
     conn = syn_sent()
-    send(conn, syn_from_peer(), 0.1)
+    deliver(conn, syn_from_peer(), 0.1)
     recv(conn, 0.1)
-    send(conn, seg(IRS + 1, 0, RST), 0.2)
+    deliver(conn, seg(IRS + 1, 0, RST), 0.2)
     assert conn.error == "refused"
     assert rec.path(conn) == [CLOSED, SYN_SENT, SYN_RCVD, CLOSED]
 
@@ -372,7 +372,7 @@ def syn_ack_retries_exhausted_passive(rec: Recorder) -> None:
     conn = syn_rcvd(FEW_RETRIES)
     t = expire_until_closed(conn)
     recv_nothing(conn, t)
-    assert conn.drops["synack_timeout"] == 1
+    assert conn.counters["synack_timeout"] == 1
     assert rec.path(conn) == [CLOSED, LISTEN, SYN_RCVD, CLOSED]
 
 
@@ -381,7 +381,7 @@ def syn_ack_retries_exhausted_active(rec: Recorder) -> None:
     """SYN-RECEIVED after a simultaneous open: the SYN,ACK goes unanswered
     (§3.8.3 R2), the user's open fails with a timeout."""
     conn = syn_sent(FEW_RETRIES)
-    send(conn, syn_from_peer(), 0.1)
+    deliver(conn, syn_from_peer(), 0.1)
     recv(conn, 0.1)
     expire_until_closed(conn)
     assert conn.error == "timeout"
@@ -395,7 +395,7 @@ def syn_ack_retries_exhausted_active(rec: Recorder) -> None:
 def rst_in_established(rec: Recorder) -> None:
     """§3.10.7.4 second (RFC 5961 §3.2): a RST at exactly RCV.NXT resets."""
     conn = established()
-    send(conn, seg(IRS + 1, 0, RST), 1.0)
+    deliver(conn, seg(IRS + 1, 0, RST), 1.0)
     assert conn.error == "reset"
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, CLOSED]
 
@@ -414,7 +414,7 @@ def close_with_unread_data(rec: Recorder) -> None:
     """RFC 1122 §4.2.2.13: CLOSE with received data unread sends a RST, not a
     FIN: ESTABLISHED goes straight to CLOSED."""
     conn = established()
-    send(conn, seg(IRS + 1, ISS + 1, payload=b"unread"), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"unread"), 0.1)
     conn.close()
     assert flags_sent(conn, 0.1) == [RST | ACK]
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, CLOSED]
@@ -452,7 +452,7 @@ def zero_window_probes_unanswered(rec: Recorder) -> None:
     conn = established(BASE.replace(user_timeout=10.0), window=2000)
     conn.send(bytes(3000))
     recv(conn, 0.0)
-    send(conn, seg(IRS + 1, ISS + 2001, window=0), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 2001, window=0), 0.1)
     recv(conn, 0.1)
     expire_until_closed(conn)
     assert conn.error == "timeout"
@@ -476,7 +476,7 @@ def keepalive_unanswered_in_established(rec: Recorder) -> None:
 def rst_in_fin_wait_1(rec: Recorder) -> None:
     """§3.10.7.4 second: an acceptable RST in FIN-WAIT-1 resets."""
     conn = fin_wait_1()
-    send(conn, seg(IRS + 1, 0, RST), 0.5)
+    deliver(conn, seg(IRS + 1, 0, RST), 0.5)
     assert conn.error == "reset"
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, CLOSED]
 
@@ -506,7 +506,7 @@ def data_after_close_in_fin_wait_1(rec: Recorder) -> None:
     conn = established()
     conn.close()
     recv(conn, 0.0)
-    send(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"late"), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"late"), 0.1)
     assert flags_sent(conn, 0.1) == [RST | ACK]
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, CLOSED]
 
@@ -522,7 +522,7 @@ def fin_wait_2_timeout_after_close(rec: Recorder) -> None:
     conn = established(BASE.replace(fin_wait_2_timeout=5.0))
     conn.close()
     recv(conn, 0.0)
-    send(conn, seg(IRS + 1, ISS + 2), 1.0)
+    deliver(conn, seg(IRS + 1, ISS + 2), 1.0)
     assert expire(conn) == 6.0
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSED]
 
@@ -531,7 +531,7 @@ def fin_wait_2_timeout_after_close(rec: Recorder) -> None:
 def rst_in_fin_wait_2(rec: Recorder) -> None:
     """§3.10.7.4 second: an acceptable RST in FIN-WAIT-2 resets."""
     conn = fin_wait_2()
-    send(conn, seg(IRS + 1, 0, RST), 0.5)
+    deliver(conn, seg(IRS + 1, 0, RST), 0.5)
     assert conn.error == "reset"
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSED]
 
@@ -551,8 +551,8 @@ def data_after_close_in_fin_wait_2(rec: Recorder) -> None:
     conn = established()
     conn.close()
     recv(conn, 0.0)
-    send(conn, seg(IRS + 1, ISS + 2), 0.1)
-    send(conn, seg(IRS + 1, ISS + 2, ACK | PSH, b"late"), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 2), 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 2, ACK | PSH, b"late"), 0.2)
     assert flags_sent(conn, 0.2) == [RST | ACK]
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSED]
 
@@ -565,7 +565,7 @@ def rst_in_close_wait(rec: Recorder) -> None:
     """§3.10.7.4 second: an acceptable RST (at RCV.NXT, past the peer's FIN)
     in CLOSE-WAIT resets."""
     conn = close_wait()
-    send(conn, seg(IRS + 2, 0, RST), 0.5)
+    deliver(conn, seg(IRS + 2, 0, RST), 0.5)
     assert conn.error == "reset"
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, CLOSE_WAIT, CLOSED]
 
@@ -609,7 +609,7 @@ def rst_in_closing(rec: Recorder) -> None:
     """§3.10.7.4 second, CLOSING: "If the RST bit is set, then enter the CLOSED
     state, delete the TCB" (the peer is done with us too: no error)."""
     conn = closing()
-    send(conn, seg(IRS + 2, 0, RST), 0.6)
+    deliver(conn, seg(IRS + 2, 0, RST), 0.6)
     assert conn.error is None
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, FIN_WAIT_1, CLOSING, CLOSED]
 
@@ -639,7 +639,7 @@ def fin_retransmissions_exhausted_in_closing(rec: Recorder) -> None:
 def rst_in_last_ack(rec: Recorder) -> None:
     """§3.10.7.4 second, LAST-ACK: a RST enters CLOSED, no error."""
     conn = last_ack()
-    send(conn, seg(IRS + 2, 0, RST), 0.6)
+    deliver(conn, seg(IRS + 2, 0, RST), 0.6)
     assert conn.error is None
     assert rec.path(conn) == [CLOSED, SYN_SENT, ESTABLISHED, CLOSE_WAIT, LAST_ACK, CLOSED]
 

@@ -403,7 +403,7 @@ def test_flow_control_slow_reader(seed: int, k: int, t: float, recv_buffer: int,
     # The window closed and the sender probed it (RFC 9293 §3.8.6.1).
     if probes:
         assert r.client_stats["zero_window_probes"] > 0
-        assert srv.conn.drops["zero_window"] > 0 or loss > 0  # type: ignore[union-attr]
+        assert srv.conn.counters["zero_window"] > 0 or loss > 0  # type: ignore[union-attr]
     # The sender's buffer drained completely and it was told so.
     assert r.client.conn.send_buffer_size == 0  # type: ignore[union-attr]
     assert "SendComplete" in r.client_events

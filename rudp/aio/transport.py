@@ -25,7 +25,7 @@ class RudpTransport(asyncio.Transport):
     __slots__ = (
         "_closed_future", "_closing", "_conn", "_eof_delivered", "_eof_written", "_high",
         "_lost", "_lost_pending", "_low", "_owner", "_protocol", "_reading_paused",
-        "_send_buffer", "_writing_paused",
+        "_send_buffer_limit", "_writing_paused",
         "__weakref__",
     )
 
@@ -40,7 +40,7 @@ class RudpTransport(asyncio.Transport):
         self._owner = owner
         self._conn = conn
         self._protocol = protocol
-        self._send_buffer = send_buffer
+        self._send_buffer_limit = send_buffer
         self._high = 64 * 1024
         self._low = 16 * 1024
         self._writing_paused = False
@@ -118,7 +118,7 @@ class RudpTransport(asyncio.Transport):
 
     def get_write_buffer_size(self) -> int:
         """Bytes beyond the connection's send buffer (what SO_SNDBUF would hold)."""
-        return max(0, self._conn.send_buffer_size - self._send_buffer)
+        return max(0, self._conn.send_buffer_size - self._send_buffer_limit)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not isinstance(data, (bytes, bytearray, memoryview)):

@@ -16,7 +16,7 @@ controller), ``rtt``, ``timers``, ``input`` (the §3.10.7 receive steps) and
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Hashable
+from typing import TYPE_CHECKING, Callable, Hashable
 
 from . import congestion, events
 from .buffers import RecvQueue, SendBuffer
@@ -34,6 +34,9 @@ from .state import (  # noqa: F401 - re-exported: State and the names are public
 from .stats import Stats
 from .timers import Timers
 from .wire import TS_OPTION_LEN, Segment
+
+if TYPE_CHECKING:
+    from .endpoint import Listener
 
 _SEND_COMPLETE = events.SendComplete()  # fieldless events are shared
 _CLOSED = events.Closed()
@@ -53,7 +56,7 @@ class Connection:
     """
 
     __slots__ = (
-        "addr", "config", "drops", "error", "irs", "iss", "listener", "local_port",
+        "addr", "config", "counters", "error", "irs", "iss", "listener", "local_port",
         "max_snd_wnd", "on_state_change", "passive", "peer_mss", "rcv_nxt", "rcv_wscale",
         "remote_port", "rtt", "sack_ok", "snd_max", "snd_nxt", "snd_una", "snd_wl1", "snd_wl2",
         "snd_wnd", "snd_wscale", "state", "stats", "ts_ok", "ws_ok", "rcv_adv", "ts_recent",
@@ -80,8 +83,10 @@ class Connection:
         self.addr = addr
         self.state = CLOSED
         self.stats = Stats()
-        self.drops: Counter[str] = Counter()  # segments dropped or refused, by reason
-        self.listener: object | None = None  # the endpoint's Listener, for passive opens
+        #: Segments dropped, trimmed or answered with a challenge, and how a
+        #: half-open connection ended (synack_timeout, reset_half_open), by reason.
+        self.counters: Counter[str] = Counter()
+        self.listener: Listener | None = None  # set by the endpoint for passive opens
         self.passive = False
         self.error: str | None = None  # why the connection failed, if it did
         self._on_wake = on_wake
@@ -383,7 +388,7 @@ class Connection:
             self.retries += 1
             if self.retries > self.config.syn_retries:
                 if st is SYN_RCVD and self.passive:
-                    self.drops["synack_timeout"] += 1
+                    self.counters["synack_timeout"] += 1
                     self.set_state(CLOSED)
                 else:
                     self.fail("timeout")

@@ -111,8 +111,7 @@ class Endpoint:
         self.connections: dict[ConnKey, Connection] = {}
         self.listeners: dict[int, Listener] = {}
         self.counters: Counter[str] = Counter()
-        self.segments_received = 0  # plain ints: counted on the hot path
-        self.segments_sent = 0
+        self.segments_received = 0  # a plain int: counted on the hot path
         #: Called on every state change of every connection (for tracing).
         self.on_state_change: Callable[[Connection, State, State], None] | None = None
         self._out: list[tuple[bytes, Address]] = []
@@ -327,7 +326,6 @@ class Endpoint:
             for seg in conn.output.segments_to_send(now):
                 out.append((encode(seg, checksum), conn.addr))
             self._schedule(conn)
-        self.segments_sent += len(out)
         while self._closed:
             self._remove(self._closed.pop())
         return out
@@ -360,7 +358,7 @@ class Endpoint:
 
     def _state_changed(self, conn: Connection, old: State, new: State) -> None:
         listener = conn.listener
-        if isinstance(listener, Listener):
+        if listener is not None:
             if old is SYN_RCVD:
                 listener.half_open -= 1
                 if new is ESTABLISHED:
@@ -379,7 +377,7 @@ class Endpoint:
             del self.connections[key]
         self._deadline.pop(conn, None)
         listener = conn.listener
-        if isinstance(listener, Listener) and conn in listener.accept_queue:
+        if listener is not None and conn in listener.accept_queue:
             listener.accept_queue.remove(conn)
 
     @property

@@ -41,7 +41,7 @@ class Receiver:
         c.stats.segments_received += 1
         st = c.state
         if st is CLOSED:
-            c.drops["closed"] += 1
+            c.counters["closed"] += 1
         elif st is LISTEN:
             self.receive_listen(seg)
         elif st is SYN_SENT:
@@ -126,13 +126,13 @@ class Receiver:
         c = self.c
         flags = seg.flags
         if flags & RST:
-            c.drops["rst_in_listen"] += 1
+            c.counters["rst_in_listen"] += 1
             return
         if flags & ACK:
             c.output.reset(seg.ack)
             return
         if not flags & SYN:
-            c.drops["no_syn_in_listen"] += 1
+            c.counters["no_syn_in_listen"] += 1
             return
         c.irs = seg.seq
         c.rcv_nxt = seg.seq + 1
@@ -153,7 +153,7 @@ class Receiver:
             if ack <= c.iss or ack > c.snd_max:  # first: check the ACK bit
                 if not flags & RST:
                     c.output.reset(seg.ack)
-                c.drops["bad_ack_syn_sent"] += 1
+                c.counters["bad_ack_syn_sent"] += 1
                 return
         if flags & RST:  # second: the RST bit
             if flags & ACK:
@@ -161,10 +161,10 @@ class Receiver:
                 c.event(events.ConnectionReset(refused=True))
                 c.set_state(CLOSED)
             else:
-                c.drops["rst_without_ack"] += 1
+                c.counters["rst_without_ack"] += 1
             return
         if not flags & SYN:  # fourth: the SYN bit
-            c.drops["no_syn_in_syn_sent"] += 1
+            c.counters["no_syn_in_syn_sent"] += 1
             return
         c.irs = seg.seq
         c.rcv_nxt = seg.seq + 1
@@ -227,12 +227,12 @@ class Receiver:
             if c.rcv_adv > c.rcv_nxt or seq != c.rcv_nxt:
                 if not flags & RST:
                     c.output.ack_now = True
-                c.drops["out_of_window"] += 1
+                c.counters["out_of_window"] += 1
                 return
             # Zero window: still process ACK/RST at RCV.NXT (§3.10.7.4), drop
             # the text; a FIN takes no buffer and is kept.
             if payload:
-                c.drops["zero_window"] += 1
+                c.counters["zero_window"] += 1
                 payload = b""
                 c.output.ack_now = True
                 if not flags & RST:
@@ -243,7 +243,7 @@ class Receiver:
             return
         # Fifth: the ACK field.
         if not flags & ACK:
-            c.drops["no_ack"] += 1
+            c.counters["no_ack"] += 1
             return
         if not self.check_ack(seg, seq, len(payload), fin, now) or c.state is CLOSED:
             return
@@ -252,12 +252,12 @@ class Receiver:
             if c.state in CAN_RECEIVE_TEXT:
                 if payload and c.user_closed:
                     # RFC 1122 §4.2.2.13: the user cannot receive any more.
-                    c.drops["data_after_close"] += 1
+                    c.counters["data_after_close"] += 1
                     c.abort()
                     return
                 self.receive_text(seq, payload, fin, now)
             elif payload:
-                c.drops["data_after_fin"] += 1
+                c.counters["data_after_fin"] += 1
                 c.output.ack_now = True
 
     def acceptable(self, seq: int, seg_len: int, rst: int) -> bool:
@@ -285,24 +285,24 @@ class Receiver:
             if c.state is TIME_WAIT:
                 # RFC 1337 (fix F1): a RST must not cut TIME_WAIT short; a stray
                 # RST for a late duplicate would otherwise end the protection.
-                c.drops["rst_in_time_wait"] += 1
+                c.counters["rst_in_time_wait"] += 1
             elif seq != c.rcv_nxt:
                 # RFC 5961 §3.2: only an exact match resets; else a challenge ACK.
                 c.output.ack_now = True
-                c.drops["rst_challenged"] += 1
+                c.counters["rst_challenged"] += 1
             else:
                 self.reset_by_peer()
         else:
             # A SYN in a synchronized state gets a challenge ACK (RFC 5961 §4.2).
             c.output.ack_now = True
-            c.drops["syn_challenged"] += 1
+            c.counters["syn_challenged"] += 1
 
     def reset_by_peer(self) -> None:
         """An acceptable RST (RFC 9293 §3.10.7.4, second)."""
         c = self.c
         st = c.state
         if st is SYN_RCVD and c.passive:
-            c.drops["reset_half_open"] += 1  # back to LISTEN: just forget it
+            c.counters["reset_half_open"] += 1  # back to LISTEN: just forget it
         elif st not in (CLOSING, LAST_ACK, TIME_WAIT):  # else the peer is done with us too
             c.error = "refused" if st is SYN_RCVD else "reset"
             c.event(events.ConnectionReset(refused=st is SYN_RCVD))
@@ -316,7 +316,7 @@ class Receiver:
         if c.state is SYN_RCVD:
             if not c.snd_una < ack <= c.snd_max:
                 c.output.reset(seg.ack)
-                c.drops["bad_ack_syn_rcvd"] += 1
+                c.counters["bad_ack_syn_rcvd"] += 1
                 return False
             c.snd_wnd = seg.window << c.snd_wscale
             c.snd_wl1, c.snd_wl2 = seq, ack
@@ -326,11 +326,11 @@ class Receiver:
             return True
         if ack > c.snd_max:
             c.output.ack_now = True  # it acknowledges something not yet sent
-            c.drops["ack_unsent"] += 1
+            c.counters["ack_unsent"] += 1
             return False
         if ack < c.snd_una - max(c.max_snd_wnd, 1):
             c.output.ack_now = True  # RFC 5961 §5.2: too old to be believed
-            c.drops["ack_too_old"] += 1
+            c.counters["ack_too_old"] += 1
             return False
         self.process_ack(seg, seq, ack, plen, fin, now)
         return True
@@ -401,7 +401,7 @@ class Receiver:
         if len(payload) > room:  # trim what lies beyond the window
             payload = payload[: max(room, 0)]
             fin = 0
-            c.drops["beyond_window"] += 1
+            c.counters["beyond_window"] += 1
         if fin:
             rcvq.ooo_fin = seq + len(payload)
         if seq > c.rcv_nxt:

@@ -91,7 +91,7 @@ class Sender:
         c = self.c
         sack: tuple[tuple[int, int], ...] = ()
         if flags & ACK:
-            wnd = self.advertise()
+            wnd = self.sending_ack()
             if c.rcvq.ooo.nbytes:
                 sack = self.sack_blocks()
             ack = c.rcv_nxt & MASK
@@ -233,7 +233,7 @@ class Sender:
         if count <= 0:
             return
         ack = c.rcv_nxt & MASK
-        wnd = self.advertise()
+        wnd = self.sending_ack()
         sack = self.sack_blocks()
         ts = (c.ts_now(now), c.ts_recent) if c.ts_ok else None
         lport, rport = c.local_port, c.remote_port
@@ -347,9 +347,10 @@ class Sender:
         limit = 3 if c.ts_ok else 4
         return tuple((s & MASK, e & MASK) for s, e in ooo.blocks(limit))
 
-    def advertise(self) -> int:
-        """The window field for an ACK now; never moves the right edge left
-        (RFC 9293 §3.8.6.2.2 SWS avoidance, RFC 7323 §2.4)."""
+    def sending_ack(self) -> int:
+        """An ACK leaves now: its window field, which never moves the right
+        edge left (RFC 9293 §3.8.6.2.2 SWS avoidance, RFC 7323 §2.4), and the
+        bookkeeping of an ACK sent (``acked_now``)."""
         c = self.c
         right = c.window_right_edge()
         if right - c.rcv_adv < min(c.config.recv_buffer // 2, c.config.mss):

@@ -133,10 +133,6 @@ class Scoreboard:
         self.ranges.clear()
         self.sacked = 0
 
-    @property
-    def highest(self) -> int | None:
-        return self.ranges[-1][1] if self.ranges else None
-
     def sacked_below(self, seq: int) -> int:
         """SACKed bytes below ``seq``."""
         total = 0

@@ -282,7 +282,7 @@ def _residue(data: bytes) -> int:
     return (r << 8) % 0xFFFF if len(data) & 1 else r
 
 
-def checksum(data: bytes) -> int:
+def internet_checksum(data: bytes) -> int:
     """RFC 1071 Internet checksum: complement of the one's-complement word sum.
 
     The end-around-carry sum S is congruent to the word sum mod 0xFFFF and is 0
@@ -415,7 +415,7 @@ def decode_construct(data: bytes, verify_checksum: bool = True) -> Segment:
         header = TCP_HEADER.parse(data)
     except ConstructError as e:
         raise DecodeError(f"truncated header: {e}") from None
-    if verify_checksum and header.checksum and checksum(data) != 0:
+    if verify_checksum and header.checksum and internet_checksum(data) != 0:
         raise ChecksumError(f"checksum {header.checksum:#06x} does not verify")
     try:
         seg = TCP_SEGMENT.parse(data)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 
-from ..core.wire import checksum
+from ..core.wire import internet_checksum
 
 HEADER = struct.Struct("!BBHHHBBH4s4s")  # no options: IHL 5
 DF = 0x4000  # flags: don't fragment
@@ -23,13 +23,13 @@ PROTO_UDP = 17
 def build_header(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int = 0, ttl: int = 64) -> bytes:
     """A 20-byte IPv4 header (no options, DF set) for `payload_len` bytes, with its checksum."""
     header = HEADER.pack(0x45, 0, HEADER.size + payload_len, ident & 0xFFFF, DF, ttl, proto, 0, src, dst)
-    return header[:10] + checksum(header).to_bytes(2, "big") + header[12:]
+    return header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:]
 
 
 def header_checksum_ok(header: bytes) -> bool:
     """True if an IPv4 header (options included) verifies: RFC 1071's checksum
     over a header holding a correct checksum field is 0."""
-    return checksum(header) == 0
+    return internet_checksum(header) == 0
 
 
 def pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:

@@ -42,7 +42,7 @@ import time
 from collections import Counter
 from typing import Any, Callable
 
-from ..core.wire import FIN, RST, SYN, DecodeError, Segment, checksum, decode
+from ..core.wire import FIN, RST, SYN, DecodeError, Segment, decode, internet_checksum
 from . import ipv4
 from .ipv4 import PacketError, parse_ipv4
 
@@ -67,7 +67,7 @@ _TCP_MIN = 20
 
 def tcp_checksum_ipv4(src: bytes, dst: bytes, segment: bytes) -> int:
     """The kernel-facing TCP checksum of `segment` (its checksum field zero)."""
-    return checksum(ipv4.pseudo_header(src, dst, IPPROTO_TCP, len(segment)) + segment)
+    return internet_checksum(ipv4.pseudo_header(src, dst, IPPROTO_TCP, len(segment)) + segment)
 
 
 def tcp_checksum_ipv4_ok(src: bytes, dst: bytes, segment: bytes) -> bool:
@@ -89,14 +89,14 @@ def rudp_checksummed(segment: bytes, enabled: bool = True) -> bytes:
     bare = with_checksum(segment, 0)
     if not enabled:
         return bare
-    return with_checksum(bare, checksum(bare) or 0xFFFF)
+    return with_checksum(bare, internet_checksum(bare) or 0xFFFF)
 
 
 def rudp_checksum_ok(segment: bytes) -> bool:
     """rudp's receive rule: a zero field is accepted unverified."""
     if segment[_TCP_CSUM_OFFSET : _TCP_CSUM_OFFSET + 2] == b"\0\0":
         return True
-    return checksum(segment) == 0
+    return internet_checksum(segment) == 0
 
 
 def build_ipv4_tcp(src: bytes, dst: bytes, segment: bytes, ident: int = 0, ttl: int = 64) -> bytes:
