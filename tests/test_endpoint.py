@@ -71,7 +71,7 @@ def accept_one(ep: Endpoint, t: float = 0.0, sport: int = CPORT, addr=PEER) -> C
 
 
 def test_demux_by_address_and_both_ports():
-    """DESIGN.md wire contract: a connection is (peer UDP address, local port,
+    """The wire format (README): a connection is (peer UDP address, local port,
     remote port). Two connections from one peer address that differ only in the
     peer's port, and one from another address with the same ports, stay apart."""
     ep = endpoint()
@@ -237,7 +237,7 @@ def test_malformed_datagrams_counted(data):
 
 
 def test_bad_checksum_counted():
-    """DESIGN.md wire contract: the RFC 1071 checksum is verified; a corrupted
+    """The wire format (README): the RFC 1071 checksum is verified; a corrupted
     segment is counted (bad_checksum) and dropped, not answered."""
     ep = endpoint()
     ep.listen(PORT)

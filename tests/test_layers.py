@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md, enforced: rudp/core is sans-IO (no sockets, no
+"""The layers (README, "Layout"), enforced: rudp/core is sans-IO (no sockets, no
 event loop, no clock, no randomness it was not given) and imports nothing
 above it; rudp/aio never reaches into rudp/tools."""
 

@@ -1,7 +1,7 @@
 """Sans-IO demultiplexer for one UDP socket: many connections, listeners, RSTs.
 
 A connection is identified by (peer UDP address, local port, remote port),
-where the ports are the TCP header's (DESIGN.md, "Wire contract"). Like the
+where the ports are the TCP header's (README, "Wire format"). Like the
 connection it serves, the endpoint has no clock and no socket: the owner
 feeds it datagrams and timer expiries with ``now`` and sends what
 ``datagrams_to_send(now)`` returns.
