@@ -22,12 +22,11 @@ from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from rudp.core import events  # noqa: E402
 from rudp.core.config import Config  # noqa: E402
-from rudp.tools.sim import LinkConfig, Simulator  # noqa: E402
+from rudp.tools.sim import LinkConfig  # noqa: E402
 
 from simapps import (  # type: ignore[import-not-found]  # noqa: E402
-    CLIENT, PORT, SERVER, Net, StreamApp, payload, run_transfer,
+    CLIENT, PORT, SERVER, Net, StreamApp, payload, ping_pong_trace, run_transfer,
 )
 
 GOLDEN_DIR = Path(__file__).with_name("golden")
@@ -76,40 +75,7 @@ def _merge(config: Config, overrides: Config) -> Config:
 def _ping_pong(seed: int, rounds: int, link: LinkConfig) -> Callable[[Config], Trace]:
     """Request/response: 64 bytes out, the echo back, again, ``rounds`` times."""
     def run(overrides: Config) -> Trace:
-        from rudp.core.endpoint import Endpoint
-
-        cfg = _merge(Config(), overrides)
-        sim = Simulator(seed)
-        sim.trace = []
-        client, server = Endpoint(cfg, seed=seed), Endpoint(cfg, seed=seed + 1)
-        left = [rounds]
-
-        def on_client(conn: Any, ev: events.Event) -> None:
-            if isinstance(ev, events.Connected):
-                conn.send(b"p" * 64)
-            elif isinstance(ev, events.DataReceived) and conn.readable >= 64:
-                conn.read(64)
-                left[0] -= 1
-                if left[0]:
-                    conn.send(b"p" * 64)
-                else:
-                    conn.close()
-
-        def on_server(conn: Any, ev: events.Event) -> None:
-            if isinstance(ev, events.DataReceived):
-                conn.send(conn.read())
-            elif isinstance(ev, events.EofReceived):
-                conn.close()
-
-        sim.add_endpoint(CLIENT, client, on_client)
-        sim.add_endpoint(SERVER, server, on_server)
-        sim.connect(CLIENT, SERVER, link)
-        server.listen(PORT)
-        client.connect(SERVER, PORT, 0.0)
-        sim.service(CLIENT)
-        sim.run(until=600)
-        assert left[0] == 0
-        return list(sim.trace)
+        return ping_pong_trace(seed, rounds, _merge(Config(), overrides), link)
     return run
 
 

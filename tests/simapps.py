@@ -787,3 +787,40 @@ def closed_per_rfc(history: list[tuple[float, State, State]], msl: float) -> str
     if left - entered < 2 * msl - 1e-9:
         return f"TIME_WAIT lasted {left - entered} < 2*MSL={2 * msl}: {path}"
     return None
+
+
+def ping_pong_trace(seed: int, rounds: int, config: Config, link: LinkConfig) -> list[Any]:
+    """Request/response: the client sends 64 bytes, the server echoes them, the
+    client sends again on the echo (each data segment ACKs all in flight),
+    ``rounds`` times, then both close. Returns the simulator's trace."""
+    sim = Simulator(seed)
+    sim.trace = []
+    client, server = Endpoint(config, seed=seed), Endpoint(config, seed=seed + 1)
+    left = [rounds]
+
+    def on_client(conn: Any, ev: events.Event) -> None:
+        if isinstance(ev, events.Connected):
+            conn.send(b"p" * 64)
+        elif isinstance(ev, events.DataReceived) and conn.readable >= 64:
+            conn.read(64)
+            left[0] -= 1
+            if left[0]:
+                conn.send(b"p" * 64)
+            else:
+                conn.close()
+
+    def on_server(conn: Any, ev: events.Event) -> None:
+        if isinstance(ev, events.DataReceived):
+            conn.send(conn.read())
+        elif isinstance(ev, events.EofReceived):
+            conn.close()
+
+    sim.add_endpoint(CLIENT, client, on_client)
+    sim.add_endpoint(SERVER, server, on_server)
+    sim.connect(CLIENT, SERVER, link)
+    server.listen(PORT)
+    client.connect(SERVER, PORT, 0.0)
+    sim.service(CLIENT)
+    sim.run(until=600)
+    assert left[0] == 0
+    return list(sim.trace)

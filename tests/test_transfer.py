@@ -23,14 +23,14 @@ from rudp.tools.sim import LinkConfig
 try:
     from simapps import (  # type: ignore[import-not-found]
         CLIENT, PORT, SERVER, EchoServer, Net, RawHost, ReplyServer, Result, StreamApp,
-        bulk_sender, closed_per_rfc, half_close_client, payload, rst_at, run_transfer,
-        sha256, sink, states_path, syn_datagram,
+        bulk_sender, closed_per_rfc, half_close_client, payload, ping_pong_trace,
+        run_transfer, sha256, sink, states_path, syn_datagram,
     )
 except ImportError:  # pragma: no cover - when tests/ is imported as a package
     from tests.simapps import (
         CLIENT, PORT, SERVER, EchoServer, Net, RawHost, ReplyServer, Result, StreamApp,
-        bulk_sender, closed_per_rfc, half_close_client, payload, rst_at, run_transfer,
-        sha256, sink, states_path, syn_datagram,
+        bulk_sender, closed_per_rfc, half_close_client, payload, ping_pong_trace,
+        run_transfer, sha256, sink, states_path, syn_datagram,
     )
 
 MSL = Config().msl
@@ -664,43 +664,7 @@ def test_header_prediction_changes_nothing_on_the_wire(seed: int, reply_size: in
 
 
 def _ping_pong_trace(seed: int, rounds: int, config: Config) -> list[Any]:
-    """A client sends 64 bytes, the server echoes, the client sends again on the
-    echo: request/response, where each data segment ACKs all in flight."""
-    from rudp.core.endpoint import Endpoint
-    from rudp.tools.sim import Simulator
-
-    sim = Simulator(seed)
-    sim.trace = []
-    client_addr, server_addr = ("10.0.0.1", 5000), ("10.0.0.2", 6000)
-    client, server = Endpoint(config, seed=seed), Endpoint(config, seed=seed + 1)
-    left = [rounds]
-
-    def on_client(conn: Any, ev: events.Event) -> None:
-        if isinstance(ev, events.Connected):
-            conn.send(b"p" * 64)
-        elif isinstance(ev, events.DataReceived) and conn.readable >= 64:
-            conn.read(64)
-            left[0] -= 1
-            if left[0]:
-                conn.send(b"p" * 64)
-            else:
-                conn.close()
-
-    def on_server(conn: Any, ev: events.Event) -> None:
-        if isinstance(ev, events.DataReceived):
-            conn.send(conn.read())
-        elif isinstance(ev, events.EofReceived):
-            conn.close()
-
-    sim.add_endpoint(client_addr, client, on_client)
-    sim.add_endpoint(server_addr, server, on_server)
-    sim.connect(client_addr, server_addr, LinkConfig(delay=0.002, loss=0.02, jitter=0.001))
-    server.listen(80)
-    client.connect(server_addr, 80, 0.0)
-    sim.service(client_addr)
-    sim.run(until=600)
-    assert left[0] == 0
-    return list(sim.trace)
+    return ping_pong_trace(seed, rounds, config, LinkConfig(delay=0.002, loss=0.02, jitter=0.001))
 
 
 @pytest.mark.parametrize("seed", range(3))
