@@ -48,7 +48,8 @@ class SendBuffer:
                 del data[:dead]
                 self.seq += dead
                 self.dead = 0
-        return freed
+            return freed
+        return 0  # an old ACK frees nothing
 
     def clear(self) -> None:
         """Drop everything (abort, or the connection finished)."""
