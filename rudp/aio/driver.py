@@ -164,7 +164,10 @@ class EndpointDriver:
         for _ in range(64):  # bounded, to stay fair to the rest of the loop
             evs = ep.poll_events()
             for conn, ev in evs:
-                self._dispatch(conn, ev)
+                try:
+                    self._dispatch(conn, ev)
+                except Exception as exc:  # noqa: BLE001 - a protocol callback failed
+                    self._protocol_failed(conn, exc)
             udp.send(ep.datagrams_to_send(now))
             if not ep.has_work:
                 break  # callbacks above woke nothing new
@@ -232,13 +235,27 @@ class EndpointDriver:
             self._fail(conn, tr, ConnectionRefusedError("connection refused") if ev.refused
                        else ConnectionResetError("connection reset by peer"))
         elif isinstance(ev, events.ConnectionError):
-            self._fail(conn, tr, TimeoutError(f"rudp connection failed: {ev.reason}"))
+            self._fail(conn, tr, TimeoutError(f"rudp connection failed: {ev.reason}")
+                       if "timeout" in ev.reason
+                       else ConnectionAbortedError(f"rudp connection failed: {ev.reason}"))
         elif isinstance(ev, events.Closed):
             if tr is not None:
                 tr.connection_ended(None)
             fut = self._connecting.pop(conn, None)
             if fut is not None and not fut.done():
                 fut.set_exception(ConnectionAbortedError("connection closed during handshake"))
+
+    def _protocol_failed(self, conn: Connection, exc: Exception) -> None:
+        """User code called for ``conn`` raised: as asyncio's own transports do
+        (``_fatal_error``), report it to the loop's exception handler and abort
+        that connection; the pump goes on for every other one."""
+        tr = self._transports.get(conn)
+        self.loop.call_exception_handler({
+            "message": "rudp: a protocol callback raised; the connection is aborted",
+            "exception": exc, "transport": tr, "protocol": tr.get_protocol() if tr else None,
+        })
+        conn.abort()
+        self._fail(conn, tr, exc)
 
     def _fail(self, conn: Connection, tr: RudpTransport | None, exc: Exception) -> None:
         fut = self._connecting.pop(conn, None)

@@ -7,6 +7,10 @@ import dataclasses
 # 1500-byte path - IPv6 (40) - UDP (8) - fixed TCP header (20). Options are
 # subtracted per segment by the sender (RFC 9293 §3.7.1, RFC 6691).
 DEFAULT_MSS = 1500 - 40 - 8 - 20
+#: The smallest MSS we believe from a peer, as Linux's TCP_MIN_MSS: with at most
+#: 40 bytes of options a segment still carries 48 bytes of data, so the size
+#: the sender divides by can never be zero.
+MIN_MSS = 88
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,8 +81,8 @@ class Config:
     that batching changes nothing on the wire (golden-trace tests)."""
 
     def __post_init__(self) -> None:
-        if not 88 <= self.mss <= 65495:
-            raise ValueError(f"mss must be in 88..65495, got {self.mss}")
+        if not MIN_MSS <= self.mss <= 65495:
+            raise ValueError(f"mss must be in {MIN_MSS}..65495, got {self.mss}")
         if not 1 <= self.recv_buffer <= (0xFFFF << 14):
             raise ValueError(f"recv_buffer must be in 1..{0xFFFF << 14}, got {self.recv_buffer}")
         for name in ("delayed_ack", "rto_initial", "rto_min", "rto_max", "msl"):

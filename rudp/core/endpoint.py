@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import heapq
 import itertools
+import logging
 import random
 from collections import Counter, deque
 from typing import Callable, Hashable, Iterable
@@ -23,6 +24,8 @@ from .state import CLOSED, ESTABLISHED, SYN_RCVD, TIME_WAIT, State
 from .isn import IsnGenerator
 from .seqnum import MASK, seq_gt
 from .wire import ACK, FIN, RST, SYN, ChecksumError, DecodeError, Segment, decode, encode
+
+logger = logging.getLogger("rudp")
 
 Address = Hashable
 ConnKey = tuple[Address, int, int]
@@ -118,6 +121,7 @@ class Endpoint:
         self._wake: dict[Connection, None] = {}  # ordered set: need output/events
         self._event_conns: dict[Connection, None] = {}
         self._closed: list[Connection] = []
+        self._faulted: set[Connection] = set()  # failed internally once already
         self._timers: list[tuple[float, int, Connection]] = []
         self._deadline: dict[Connection, float] = {}
         self._tiebreak = itertools.count()
@@ -239,9 +243,12 @@ class Endpoint:
                     # Connection.receive, its parts called directly: this is
                     # the per-segment path.
                     inp = conn.input
-                    if not (state is ESTABLISHED and conn.config.header_prediction
-                            and inp.receive_predicted(seg, now)):
-                        inp.receive(seg, now)
+                    try:
+                        if not (state is ESTABLISHED and conn.config.header_prediction
+                                and inp.receive_predicted(seg, now)):
+                            inp.receive(seg, now)
+                    except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+                        self._fault(conn, exc)
                     self._wake[conn] = None
                     if conn.pending_events:
                         self._event_conns[conn] = None
@@ -273,7 +280,10 @@ class Endpoint:
         conn = self._new_connection(listener.config, addr, seg.dst_port, seg.src_port, now)
         conn.listener = listener
         conn.listen(now)
-        conn.receive(seg, now)
+        try:
+            conn.receive(seg, now)
+        except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+            self._fault(conn, exc)
         self._wake_conn(conn)
         if conn.state is SYN_RCVD:
             listener.half_open += 1
@@ -298,7 +308,10 @@ class Endpoint:
             if self._deadline.get(conn) != deadline:
                 continue  # stale entry: the deadline moved
             del self._deadline[conn]
-            conn.handle_timer(now)
+            try:
+                conn.handle_timer(now)
+            except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+                self._fault(conn, exc)
             self._wake[conn] = None
 
     def get_timer(self) -> float | None:
@@ -323,9 +336,16 @@ class Endpoint:
         pending = self._wake
         self._wake = {}
         for conn in pending:
-            for seg in conn.output.segments_to_send(now):
-                out.append((encode(seg, checksum), conn.addr))
-            self._schedule(conn)
+            try:
+                for seg in conn.output.segments_to_send(now):
+                    out.append((encode(seg, checksum), conn.addr))
+                self._schedule(conn)
+            except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+                # What the others built stays in ``out``; this one's RST comes
+                # from _fault, and its timers from the next round.
+                self._fault(conn, exc)
+                if conn in self._faulted and conn in self._wake:
+                    out.extend(self._fault_output(conn, now))
         while self._closed:
             self._remove(self._closed.pop())
         return out
@@ -371,7 +391,51 @@ class Endpoint:
         if self.on_state_change is not None:
             self.on_state_change(conn, old, new)
 
+    def _fault(self, conn: Connection, exc: Exception) -> None:
+        """An exception escaped while handling ``conn`` (a bug, or a peer value
+        nothing clamped): abort that connection alone, as ABORT does (RST to
+        the peer, RFC 9293 §3.10.5; a ConnectionError event with reason
+        "internal error" to its user), count it, log it once with its
+        traceback. Every other connection keeps its datagrams and timers."""
+        if conn in self._faulted:
+            # Its own abort failed too: forget it by hand, with a RST.
+            self.counters["connection_faults_repeated"] += 1
+            self._drop_faulted(conn)
+            return
+        self._faulted.add(conn)
+        self.counters["connection_faults"] += 1
+        logger.error("rudp: %r failed internally and was aborted", conn, exc_info=exc)
+        try:
+            conn.fail("internal error")
+        except Exception:  # noqa: BLE001
+            self._drop_faulted(conn)
+            return
+        self._wake[conn] = None
+        self._event_conns[conn] = None
+
+    def _fault_output(self, conn: Connection, now: float) -> list[tuple[bytes, Address]]:
+        """The RST (and nothing else) of a connection that just faulted while sending."""
+        self._wake.pop(conn, None)
+        try:
+            return [(encode(seg, self.config.checksum), conn.addr)
+                    for seg in conn.output.segments_to_send(now)]
+        except Exception as exc:  # noqa: BLE001
+            self._fault(conn, exc)
+            return []
+
+    def _drop_faulted(self, conn: Connection) -> None:
+        """Remove a connection whose own machinery fails: a RST from its
+        numbers, an error for its user, and no state left here."""
+        rst = Segment(conn.local_port, conn.remote_port, conn.snd_nxt & MASK,
+                      conn.rcv_nxt & MASK, RST | ACK, 0)
+        self._out.append((encode(rst, self.config.checksum), conn.addr))
+        conn.pending_events.append(events.ConnectionError("internal error"))
+        self._event_conns[conn] = None
+        self._wake.pop(conn, None)
+        self._remove(conn)
+
     def _remove(self, conn: Connection) -> None:
+        self._faulted.discard(conn)
         key = (conn.addr, conn.local_port, conn.remote_port)
         if self.connections.get(key) is conn:
             del self.connections[key]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import events
+from .config import MIN_MSS
 from .seqnum import MASK
 from .state import (
     CAN_RECEIVE_TEXT, CLOSED, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
@@ -106,8 +107,8 @@ class Receiver:
         """Options from the peer's SYN (RFC 9293 §3.7.1, RFC 7323 §2-3, RFC 2018 §2)."""
         c = self.c
         cfg = c.config
-        if seg.mss:
-            c.peer_mss = seg.mss
+        if seg.mss is not None:
+            c.peer_mss = max(seg.mss, MIN_MSS)  # a peer's MSS is clamped before use
         if cfg.window_scale and seg.wscale is not None:
             c.ws_ok = True
             c.snd_wscale = min(seg.wscale, 14)  # RFC 7323 §2.3

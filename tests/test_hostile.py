@@ -1,0 +1,191 @@
+"""A server no hostile peer can take down: peer values clamped before use, and
+faults isolated to the connection that caused them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from rudp.core import congestion
+from rudp.core.config import MIN_MSS, Config
+from rudp.core.state import CLOSED
+from rudp.core.wire import ACK, SYN
+from rudp.tools.sim import LinkConfig
+
+try:
+    from scripted import (  # type: ignore[import-not-found]
+        BASE, LOCAL_SEQ, REMOTE_SEQ, deliver, new_conn, recv, seg,
+    )
+    from simapps import (  # type: ignore[import-not-found]
+        SERVER, PORT, EchoServer, Net, half_close_client, payload,
+    )
+except ImportError:  # pragma: no cover - when tests/ is imported as a package
+    from tests.scripted import BASE, LOCAL_SEQ, REMOTE_SEQ, deliver, new_conn, recv, seg
+    from tests.simapps import SERVER, PORT, EchoServer, Net, half_close_client, payload
+
+
+# ------------------------------------------------------------ clamped values
+
+
+@pytest.mark.parametrize("peer_mss", [0, 1, 11, 12, 40, 87])
+@pytest.mark.parametrize("timestamps", [True, False])
+def test_tiny_peer_mss_is_clamped_to_the_floor(peer_mss: int, timestamps: bool) -> None:
+    """A SYN,ACK announcing MSS 12 with timestamps made the batched sender
+    divide by zero; with MSS 11 or less nothing was ever sent. The peer's MSS
+    is clamped to MIN_MSS (88, as Linux), so the connection sends segments of
+    88 - options bytes and every byte arrives."""
+    config = BASE.replace(timestamps=timestamps)
+    conn = new_conn(config)
+    conn.connect(0.0)
+    recv(conn, 0.0)  # our SYN
+    ts = (1000, conn.ts_now(0.0)) if timestamps else None
+    deliver(conn, seg(REMOTE_SEQ, LOCAL_SEQ + 1, SYN | ACK, window=65535, mss=peer_mss, ts=ts), 0.01)
+    assert conn.peer_mss == MIN_MSS
+    data = bytes(range(256)) * 40
+    conn.send(data)
+    sent = recv(conn, 0.01)  # ACK of the SYN,ACK and the initial window of data
+    payloads = [s.payload for s in sent if s.payload]
+    assert payloads and all(0 < len(p) <= MIN_MSS - (12 if timestamps else 0) for p in payloads)
+    assert b"".join(payloads) == data[: sum(map(len, payloads))]
+
+
+def test_mss_floor_leaves_room_for_data_beside_every_option() -> None:
+    """The size the sender divides by can never be zero: 40 bytes of options
+    at most (RFC 9293 §3.1) leave MIN_MSS - 40 > 0 bytes of data."""
+    assert MIN_MSS - 40 > 0
+    with pytest.raises(ValueError):
+        Config(mss=MIN_MSS - 1)
+
+
+# ------------------------------------------------------------ fault isolation
+
+
+class _Faulty(congestion.NewReno):
+    """A controller that raises, in one connection only: ``victim`` is the
+    number of the instance (counted from 0) that fails, at ``where``."""
+
+    __slots__ = ("faulty",)
+    created = 0
+    victim = -1
+    where = "receive"
+
+    def __init__(self, mss: int, initial_window: int) -> None:
+        super().__init__(mss, initial_window)
+        self.faulty = _Faulty.created == _Faulty.victim
+        _Faulty.created += 1
+
+    def on_ack(self, acked: int, in_flight: int, now: float) -> None:
+        if self.faulty and _Faulty.where == "receive":
+            raise RuntimeError("injected fault while receiving")
+        super().on_ack(acked, in_flight, now)
+
+    def on_timeout(self, in_flight: int, now: float) -> None:
+        if self.faulty and _Faulty.where == "timer":
+            raise RuntimeError("injected fault in a timer")
+        super().on_timeout(in_flight, now)
+
+    def on_congestion(self, in_flight: int, now: float) -> None:
+        if self.faulty and _Faulty.where == "timer":
+            raise RuntimeError("injected fault in a timer")
+        super().on_congestion(in_flight, now)
+
+
+@pytest.fixture
+def faulty_controller() -> Any:
+    congestion.CONTROLLERS["faulty-test"] = _Faulty
+    yield _Faulty
+    del congestion.CONTROLLERS["faulty-test"]
+    _Faulty.created, _Faulty.victim = 0, -1
+
+
+@pytest.mark.parametrize("where", ["receive", "timer"])
+def test_a_fault_in_one_of_100_connections_costs_the_others_nothing(
+    where: str, faulty_controller: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An exception while handling one connection aborts that connection
+    alone (RST to its peer, an error to its user, counted, logged once with
+    its traceback); the other 99 echo every byte intact and close cleanly."""
+    faulty_controller.victim = 37
+    faulty_controller.where = where
+    net = Net(7)
+    net.sim.trace = []
+    server = net.host(SERVER, Config(congestion_control="faulty-test"), factory=EchoServer)
+    server.endpoint.listen(PORT)
+    clients: list[tuple[Any, Any, bytes]] = []
+    loss = 0.05 if where == "timer" else 0.0  # timeouts and recoveries need loss
+    for h in range(4):
+        addr = (f"10.2.0.{h + 1}", 5000)
+        host = net.host(addr)
+        net.link(addr, SERVER, LinkConfig(delay=0.005, loss=loss, bandwidth=50e6))
+        for i in range(25):
+            data = payload(20_000, 100 * h + i)
+            clients.append((host, half_close_client(data, data, write="all"), data))
+    for n, (host, app, _) in enumerate(clients):
+        net.sim.call_at(0.002 * n, lambda host=host, app=app: host.connect(SERVER, PORT, app))
+    with caplog.at_level(logging.ERROR, logger="rudp"):
+        net.sim.run(until=3600)
+    counters = server.endpoint.counters
+    assert counters["connection_faults"] == 1 and not counters["connection_faults_repeated"]
+    faults = [r for r in caplog.records if "failed internally" in r.getMessage()]
+    assert len(faults) == 1 and faults[0].exc_info is not None  # once, with its traceback
+    broken = [app for _, app, _ in clients if app.errors]
+    assert len(broken) == 1  # the victim's client heard the RST
+    intact = [(app, data) for _, app, data in clients if not app.errors]
+    assert len(intact) == 99
+    for app, data in intact:
+        assert app.sha_ok and app.order_ok and app.received == len(data)
+        assert app.conn.state is CLOSED
+    failed = [echo for echo in server.apps if echo.errors]
+    assert len(failed) == 1
+    assert getattr(failed[0].errors[0], "reason", None) == "internal error"
+    assert not server.endpoint.connections  # nothing left behind, the victim included
+
+
+def test_a_failing_protocol_callback_aborts_its_connection_only(run: Any) -> None:
+    """User code that raises in ``data_received`` for one connection: as
+    asyncio's transports do, the loop's exception handler hears it and that
+    connection is aborted (its peer sees a reset); the pump goes on, and the
+    connections beside it echo every byte."""
+    import asyncio
+
+    import rudp
+
+    seen: list[dict[str, Any]] = []
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            if data.startswith(b"boom"):
+                raise RuntimeError("the application failed")
+            self.transport.write(data)
+
+        def eof_received(self) -> None:
+            self.transport.close()
+
+    async def client(port: int, first: bytes) -> bytes:
+        reader, writer = await rudp.open_connection("127.0.0.1", port)
+        writer.write(first + b"x" * 5000)
+        writer.write_eof()
+        try:
+            return await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda loop, ctx: seen.append(ctx))
+        server = await rudp.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            good = [client(port, b"ok%d" % i) for i in range(5)]
+            results = await asyncio.gather(client(port, b"boom"), *good, return_exceptions=True)
+        assert isinstance(results[0], ConnectionResetError), results[0]
+        for i, got in enumerate(results[1:]):
+            assert got == b"ok%d" % i + b"x" * 5000
+        assert len(seen) == 1 and isinstance(seen[0]["exception"], RuntimeError)
+
+    run(main())
