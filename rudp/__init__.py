@@ -15,7 +15,8 @@ from .aio import (
 from .core.config import Config
 from .core.connection import Connection, ConnectionStateError
 from .core.state import State
-from .core.endpoint import Endpoint, Listener
+from .core.endpoint import Endpoint
+from .core.listener import Listener
 
 __all__ = [
     "Config",

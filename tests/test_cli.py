@@ -57,6 +57,8 @@ def test_listen_connect_pipe_both_ways_with_half_close(loop: str, tmp_path: Path
         # --verbose logs state changes.
         assert re.search(rb"SYN_SENT -> ESTABLISHED", client.stderr), client.stderr
         assert re.search(rb"SYN_RCVD -> ESTABLISHED", err), err
+        # ... and the listener's counters when it ends.
+        assert re.search(rb"listener: .*half_open=0 .*syn_received=1", err), err
     finally:
         listener.kill()
         listener.wait()

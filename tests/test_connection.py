@@ -1112,9 +1112,14 @@ def test_rst_in_window_but_not_exact_gets_challenge_ack():
     assert conn.state is State.ESTABLISHED
     assert conn.events() == []
     assert conn.counters["rst_challenged"] == 1
-    # A RST with ACK at the same in-window SEQ is challenged too.
-    deliver(conn, seg(IRS + 1 + 9999, ISS + 1, RST | ACK), 1.1)
-    expect(conn, 1.1, out(ISS + 1, IRS + 1))
+    # RFC 5961 §7: challenge ACKs are rate-limited: one more within
+    # INVALID_RATELIMIT (0.5 s) is counted and not answered...
+    deliver(conn, seg(IRS + 1 + 7, 0, RST), 1.1)
+    recv_nothing(conn, 1.1)
+    assert conn.counters["rst_challenged"] == 2 and conn.counters["refusal_acks_limited"] == 1
+    # ...after it, a RST with ACK at an in-window SEQ is challenged too.
+    deliver(conn, seg(IRS + 1 + 9999, ISS + 1, RST | ACK), 1.6)
+    expect(conn, 1.6, out(ISS + 1, IRS + 1))
     assert conn.state is State.ESTABLISHED
 
 

@@ -263,7 +263,7 @@ def test_listener_backlog_bound():
     assert list(listener.accept_queue) == [first]
     deliver(ep, seg(IRS, 0, SYN, sport=CPORT + 1, mss=1000), 1.0)
     expect(ep, 1.0)
-    assert ep.counters["syn_dropped_backlog"] == 1
+    assert listener.counters["syn_dropped_backlog"] == 1
     assert (PEER, PORT, CPORT + 1) not in ep.connections
     assert listener.accept() is first
     second = accept_one(ep, 2.0, sport=CPORT + 1)
@@ -271,25 +271,41 @@ def test_listener_backlog_bound():
     assert ep.counters["accepted"] == 2
 
 
-def test_listener_half_open_bound():
-    """SYN-flood defence (RFC 4987 §3.2 "reducing the backlog"): at most
-    max_half_open connections in SYN-RECEIVED; further SYNs are dropped silently
-    and counted; when one completes, a new SYN is taken again."""
+def test_listener_half_open_bound_evicts_the_oldest_without_cookies():
+    """SYN-flood defence with cookies off (RFC 4987 §3.4): at most
+    max_half_open connections in SYN-RECEIVED; a new SYN evicts the oldest
+    half-open entry (its peer gets a RST) instead of being refused, so a
+    flood cannot lock legitimate clients out for the whole SYN,ACK schedule."""
     ep = endpoint()
-    listener = ep.listen(PORT, max_half_open=2)
+    listener = ep.listen(PORT, max_half_open=2, syn_cookies="never")
     for i in range(2):
         deliver(ep, seg(IRS, 0, SYN, sport=CPORT + i, mss=1000), 0.0)
     assert len(sent(ep, 0.0)) == 2
     assert listener.half_open == 2
     deliver(ep, seg(IRS, 0, SYN, sport=CPORT + 2, mss=1000), 0.0)
-    expect(ep, 0.0)
-    assert ep.counters["syn_dropped_half_open"] == 1
-    assert len(ep.connections) == 2
-    deliver(ep, seg(IRS + 1, ISS + 1, sport=CPORT), 0.1)
-    assert listener.half_open == 1
-    deliver(ep, seg(IRS, 0, SYN, sport=CPORT + 2, mss=1000), 0.2)
+    replies = [decode(d) for d, _ in ep.datagrams_to_send(0.0)]
+    assert sorted((s.dst_port, s.flags) for s in replies) == [
+        (CPORT, RST | ACK), (CPORT + 2, SYN | ACK)]
+    assert listener.counters["half_open_evicted"] == 1
     assert listener.half_open == 2
-    assert len(ep.connections) == 3
+    assert set(ep.connections) == {(PEER, PORT, CPORT + 1), (PEER, PORT, CPORT + 2)}
+    deliver(ep, seg(IRS + 1, ISS + 1, sport=CPORT + 1), 0.1)
+    assert listener.half_open == 1 and len(listener.accept_queue) == 1
+
+
+def test_listener_answers_with_cookies_once_half_open_is_full():
+    """With the default syn_cookies="auto", a SYN that finds the half-open
+    queue full gets a SYN cookie (RFC 4987 §3.6): a SYN,ACK, and no state."""
+    ep = endpoint()
+    listener = ep.listen(PORT, max_half_open=2)
+    for i in range(2):
+        deliver(ep, seg(IRS, 0, SYN, sport=CPORT + i, mss=1000), 0.0)
+    assert len(sent(ep, 0.0)) == 2
+    deliver(ep, seg(IRS, 0, SYN, sport=CPORT + 2, mss=1000), 0.0)
+    (reply,) = [decode(d) for d, _ in ep.datagrams_to_send(0.0)]
+    assert reply.flags == SYN | ACK and reply.dst_port == CPORT + 2
+    assert listener.counters["cookies_sent"] == 1
+    assert len(ep.connections) == 2 and listener.half_open == 2
 
 
 def test_half_open_slot_freed_when_syn_ack_times_out():

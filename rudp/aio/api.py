@@ -17,7 +17,7 @@ import socket
 from typing import Any, Callable
 
 from ..core.config import Config
-from ..core.endpoint import Listener
+from ..core.listener import Listener
 from .driver import EndpointDriver, address_key
 from .transport import RudpTransport
 from .udpio import open_socket
@@ -156,6 +156,17 @@ class Server:
     def endpoint(self) -> EndpointDriver:
         return self._endpoint
 
+    def stats(self) -> dict[str, int]:
+        """The listener's counters, netstat style: ``half_open`` now, ``backlog``,
+        ``accept_queue``, ``syn_received``, ``cookies_sent``/``_validated``/
+        ``_rejected``, ``syn_dropped_*``, ``half_open_evicted``, and the
+        socket's refused or rate-limited replies (``rst_sent``,
+        ``rst_rate_limited``, ``amplification_limited``, ``malformed``, ...).
+        Empty once the server is closed."""
+        if self._listener is None:
+            return {}
+        return self._endpoint.endpoint.listener_stats(self._listener)
+
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
@@ -249,12 +260,16 @@ async def create_server(
     family: int = 0,
     backlog: int = 128,
     max_half_open: int = 256,
+    max_half_open_per_source: int | None = None,
+    syn_cookies: str = "auto",
     listen_port: int | None = None,
     **options: Any,
 ) -> Server:
     """Like ``loop.create_server``: one UDP socket carries every accepted connection.
 
     The listener's TCP port is the UDP port's number unless ``listen_port`` is given.
+    ``syn_cookies`` ("auto", "always", "never"), ``max_half_open`` and
+    ``max_half_open_per_source`` set its SYN-flood defences (rudp.core.listener).
     """
     config, adapter = split_options(options)
     loop = asyncio.get_running_loop()
@@ -266,7 +281,9 @@ async def create_server(
     ep = EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"])
     lport = listen_port if listen_port is not None else ep.sockname[1]
     try:
-        listener = ep.endpoint.listen(lport, backlog=backlog, max_half_open=max_half_open, config=config)
+        listener = ep.endpoint.listen(lport, backlog=backlog, max_half_open=max_half_open,
+                                      max_half_open_per_source=max_half_open_per_source,
+                                      syn_cookies=syn_cookies, config=config)
     except BaseException:
         ep.close()
         raise

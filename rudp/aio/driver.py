@@ -18,7 +18,8 @@ from ..core import events
 from ..core.config import Config
 from ..core.connection import Connection
 from ..core.state import State
-from ..core.endpoint import Endpoint, Listener
+from ..core.endpoint import Endpoint
+from ..core.listener import Listener
 from .transport import RudpTransport
 from .udpio import UdpSocket
 

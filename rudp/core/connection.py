@@ -24,6 +24,7 @@ from .config import Config
 from .input import Receiver
 from .output import Sender
 from .recovery import Recovery
+from .ratelimit import ChallengeLimiter
 from .rtt import RttEstimator
 from .seqnum import MASK, seq_diff
 from .state import (  # noqa: F401 - re-exported: State and the names are public here
@@ -36,12 +37,18 @@ from .timers import Timers
 from .wire import TS_OPTION_LEN, Segment
 
 if TYPE_CHECKING:
-    from .endpoint import Listener
+    from .listener import Listener
 
 _SEND_COMPLETE = events.SendComplete()  # fieldless events are shared
 _CLOSED = events.Closed()
-_DEFAULT_PEER_MSS = 536  # RFC 9293 §3.7.1 when the peer sends no MSS option
+DEFAULT_PEER_MSS = 536  # RFC 9293 §3.7.1 when the peer sends no MSS option
 _KEEPALIVE_STATES = frozenset({ESTABLISHED, CLOSE_WAIT})
+
+
+def ts_offset_for(iss: int) -> int:
+    """The per-connection offset of our TSval clock (RFC 7323 §5.4): derived
+    from the ISS, so a SYN cookie's SYN,ACK and the connection it becomes agree."""
+    return (iss * 2654435761) & MASK
 
 
 class ConnectionStateError(RuntimeError):
@@ -63,6 +70,7 @@ class Connection:
         "last_ack_sent", "smss", "ts_offset", "now", "last_rcv", "progress_at", "retries",
         "rtt_seq", "rtt_time", "unacked_bytes", "fin_queued", "user_closed",
         "send_complete_sent", "keepalive_probes", "keepalive_sent_at", "pending_events",
+        "challenge_limiter", "last_refusal_ack",
         "sndbuf", "rcvq", "recovery", "timers", "input", "output", "_on_wake", "__weakref__",
     )
 
@@ -76,6 +84,7 @@ class Connection:
         iss: int,
         on_wake: Callable[[Connection], None] | None = None,
         on_state_change: Callable[[Connection, State, State], None] | None = None,
+        challenge_limiter: ChallengeLimiter | None = None,
     ) -> None:
         self.config = config
         self.local_port = local_port
@@ -92,6 +101,10 @@ class Connection:
         self._on_wake = on_wake
         self.on_state_change = on_state_change
         self.pending_events: list[events.Event] = []  # not yet taken by events()
+        # RFC 5961 §7: the endpoint's budget of challenge ACKs, and when this
+        # connection last answered a segment it refused.
+        self.challenge_limiter = challenge_limiter
+        self.last_refusal_ack = float("-inf")
 
         # Send sequence variables (RFC 9293 §3.3.1), unwrapped.
         self.iss = iss & MASK
@@ -102,11 +115,11 @@ class Connection:
         self.irs = self.rcv_nxt = self.rcv_wscale = 0
         self.rcv_adv = 0  # right edge of the window we last advertised
         # Negotiated options.
-        self.peer_mss = _DEFAULT_PEER_MSS
+        self.peer_mss = DEFAULT_PEER_MSS
         self.ws_ok = self.sack_ok = self.ts_ok = False
         self.ts_recent = 0  # TS.Recent (RFC 7323 §4.3)
         self.last_ack_sent = 0  # Last.ACK.sent (RFC 7323 §4.3)
-        self.ts_offset = (iss * 2654435761) & MASK  # random-looking per-connection clock
+        self.ts_offset = ts_offset_for(iss)
         self.smss = 0
         self.update_smss()
 
@@ -190,6 +203,15 @@ class Connection:
             self.set_state(TIME_WAIT)
         elif st is LAST_ACK:
             self.set_state(CLOSED)
+
+    def accept_cookie(self, syn: Segment, window: int, now: float) -> None:
+        """LISTEN -> SYN_RCVD as if ``syn`` had just arrived and our SYN,ACK,
+        announcing ``window``, had gone out: a valid SYN cookie came back
+        (RFC 4987 §3.6), so nothing was kept until now. The ACK that brought
+        it is ``receive``d next."""
+        self.input.receive(syn, now)
+        self.snd_nxt = self.snd_max = self.iss + 1
+        self.output.acked_now(window)
 
     def release(self) -> None:
         """Drop buffers and timers that a finished connection no longer needs."""

@@ -14,7 +14,7 @@ import heapq
 import itertools
 import logging
 import random
-from collections import Counter, deque
+from collections import Counter
 from typing import Callable, Hashable, Iterable
 
 from . import events
@@ -22,7 +22,11 @@ from .config import Config
 from .connection import Connection
 from .state import CLOSED, ESTABLISHED, SYN_RCVD, TIME_WAIT, State
 from .isn import IsnGenerator
-from .seqnum import MASK, seq_gt
+from .connection import DEFAULT_PEER_MSS, ts_offset_for
+from .listener import ACCEPT, COOKIE, EVICT, Listener, source_of
+from .ratelimit import RST_BURST, RST_RATE, ChallengeLimiter, TokenBucket
+from .syncookies import decode_ts_options, encode_ts_options
+from .seqnum import MASK, seq_gt, ts_clock
 from .wire import ACK, FIN, RST, SYN, ChecksumError, DecodeError, Segment, decode, encode
 
 logger = logging.getLogger("rudp")
@@ -58,27 +62,6 @@ def invalid_flags(flags: int) -> str | None:
     if flags & FIN:
         return "invalid_fin_without_ack"
     return "invalid_no_ack"
-
-
-class Listener:
-    """A passive open on one port, with bounded accept and half-open queues."""
-
-    __slots__ = ("port", "config", "backlog", "max_half_open", "half_open", "accept_queue")
-
-    def __init__(self, port: int, config: Config, backlog: int, max_half_open: int) -> None:
-        self.port = port
-        self.config = config
-        self.backlog = backlog
-        self.max_half_open = max_half_open
-        self.half_open = 0
-        self.accept_queue: deque[Connection] = deque()
-
-    def accept(self) -> Connection | None:
-        """The oldest established connection not yet accepted, if any."""
-        return self.accept_queue.popleft() if self.accept_queue else None
-
-    def __repr__(self) -> str:
-        return f"<Listener port={self.port} queued={len(self.accept_queue)} half_open={self.half_open}>"
 
 
 class Endpoint:
@@ -122,6 +105,10 @@ class Endpoint:
         self._event_conns: dict[Connection, None] = {}
         self._closed: list[Connection] = []
         self._faulted: set[Connection] = set()  # failed internally once already
+        #: Half-open passive connections: [bytes received, bytes sent] (anti-amplification).
+        self._unvalidated: dict[Connection, list[int]] = {}
+        self._challenges = ChallengeLimiter(self._rng)
+        self._rst_limiter = TokenBucket(RST_RATE, RST_BURST)
         self._timers: list[tuple[float, int, Connection]] = []
         self._deadline: dict[Connection, float] = {}
         self._tiebreak = itertools.count()
@@ -134,16 +121,26 @@ class Endpoint:
         *,
         backlog: int = 128,
         max_half_open: int = 256,
+        max_half_open_per_source: int | None = None,
+        syn_cookies: str = "auto",
         config: Config | None = None,
     ) -> Listener:
-        """Accept connections to ``port`` (the TCP destination port of SYNs)."""
+        """Accept connections to ``port`` (the TCP destination port of SYNs).
+
+        ``syn_cookies``: "auto" answers with SYN cookies once ``max_half_open``
+        connections are half open (or one source holds its share,
+        ``max_half_open_per_source``, by default an eighth); "always" answers
+        every SYN with a cookie; "never" evicts the oldest half-open entry
+        instead (RFC 4987 §3.4, §3.6)."""
         if not 0 < port < 65536:
             raise ValueError(f"port must be in 1..65535, got {port}")
         if backlog < 1 or max_half_open < 1:
             raise ValueError("backlog and max_half_open must be >= 1")
         if port in self.listeners:
             raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
-        listener = Listener(port, config or self.config, backlog, max_half_open)
+        listener = Listener(port, config or self.config, backlog, max_half_open, rng=self._rng,
+                            syn_cookies=syn_cookies,
+                            max_half_open_per_source=max_half_open_per_source)
         self.listeners[port] = listener
         return listener
 
@@ -153,9 +150,8 @@ class Endpoint:
             del self.listeners[listener.port]
         while listener.accept_queue:
             listener.accept_queue.popleft().abort()
-        for conn in list(self.connections.values()):
-            if conn.listener is listener and conn.state is SYN_RCVD:
-                conn.abort()
+        for conn in list(listener.pending):
+            conn.abort()
 
     def connect(
         self,
@@ -189,16 +185,18 @@ class Endpoint:
         raise OSError(errno.EADDRNOTAVAIL, "no free ephemeral port")
 
     def _new_connection(
-        self, config: Config, addr: Address, local_port: int, remote_port: int, now: float
+        self, config: Config, addr: Address, local_port: int, remote_port: int, now: float,
+        iss: int | None = None,
     ) -> Connection:
         conn = Connection(
             config,
             local_port=local_port,
             remote_port=remote_port,
             addr=addr,
-            iss=self._isn(now, addr, local_port, remote_port),
+            iss=self._isn(now, addr, local_port, remote_port) if iss is None else iss,
             on_wake=self._wake_conn,
             on_state_change=self._state_changed,
+            challenge_limiter=self._challenges,
         )
         self.connections[(addr, local_port, remote_port)] = conn
         return conn
@@ -240,6 +238,8 @@ class Endpoint:
                     counters["time_wait_reopened"] += 1
                     self._remove(conn)
                 else:
+                    if state is SYN_RCVD and conn in self._unvalidated:
+                        self._unvalidated[conn][0] += len(data)
                     # Connection.receive, its parts called directly: this is
                     # the per-segment path.
                     inp = conn.input
@@ -254,10 +254,14 @@ class Endpoint:
                         self._event_conns[conn] = None
                     continue
             listener = self.listeners.get(dst_port)
-            if listener is not None and flags & _SYN_ACK_RST == SYN:
-                self._syn_to_listener(listener, seg, addr, now)
-                continue
-            self._reply_rst(seg, addr)
+            if listener is not None:
+                kind = flags & _SYN_ACK_RST
+                if kind == SYN:
+                    self._syn_to_listener(listener, seg, addr, len(data), now)
+                    continue
+                if kind == ACK and self._cookie_ack(listener, seg, addr, now):
+                    continue
+            self._reply_rst(seg, addr, len(data), now)
 
     @staticmethod
     def _reopens_time_wait(conn: Connection, seg: Segment) -> bool:
@@ -269,15 +273,30 @@ class Endpoint:
             return seq_gt(seg.ts[0], conn.ts_recent)
         return seq_gt(seg.seq, conn.rcv_nxt & MASK)
 
-    def _syn_to_listener(self, listener: Listener, seg: Segment, addr: Address, now: float) -> None:
-        """A SYN for a listening port; bounded queues defend against SYN floods."""
-        if listener.half_open >= listener.max_half_open:
-            self.counters["syn_dropped_half_open"] += 1
-            return
+    def _syn_to_listener(
+        self, listener: Listener, seg: Segment, addr: Address, size: int, now: float
+    ) -> None:
+        """A SYN for a listening port: the defences of RFC 4987 decide (see
+        rudp.core.listener) between a half-open connection, a SYN cookie, an
+        eviction and a drop."""
+        counters = listener.counters
+        counters["syn_received"] += 1
         if len(listener.accept_queue) >= listener.backlog:
-            self.counters["syn_dropped_backlog"] += 1
+            counters["syn_dropped_backlog"] += 1
             return
-        conn = self._new_connection(listener.config, addr, seg.dst_port, seg.src_port, now)
+        source = source_of(addr)
+        decision = listener.admit(source)
+        if decision == COOKIE:
+            self._send_cookie(listener, seg, addr, size, now)
+            return
+        if decision == EVICT:
+            victim = listener.oldest_half_open()
+            if victim is not None:
+                counters["half_open_evicted"] += 1
+                victim.abort()  # RST to its peer, which may be real (§3.10.5)
+        elif decision != ACCEPT:
+            return
+        conn = self._new_connection(listener.config_for_new(), addr, seg.dst_port, seg.src_port, now)
         conn.listener = listener
         conn.listen(now)
         try:
@@ -286,12 +305,81 @@ class Endpoint:
             self._fault(conn, exc)
         self._wake_conn(conn)
         if conn.state is SYN_RCVD:
-            listener.half_open += 1
+            listener.half_opened(conn, source)
+            # Until the handshake completes the address is unvalidated: it may
+            # be spoofed, so it gets at most 3x what it sent (RFC 9000 §8.1's rule).
+            self._unvalidated[conn] = [size, 0]
 
-    def _reply_rst(self, seg: Segment, addr: Address) -> None:
-        """A segment for no connection gets a RST (RFC 9293 §3.10.7.1), never a RST."""
+    def _send_cookie(
+        self, listener: Listener, seg: Segment, addr: Address, size: int, now: float
+    ) -> None:
+        """Answer a SYN with a SYN,ACK whose ISN is a SYN cookie (RFC 4987 §3.6),
+        keeping no state; it is never retransmitted (the peer's SYN will be).
+        Its options echo what the peer offered, as any SYN,ACK's (RFC 9293
+        §3.7.1, RFC 7323, RFC 2018); window scale and SACK only with
+        timestamps, whose TSval carries them back."""
+        cfg = listener.config
+        peer_mss = seg.mss if seg.mss is not None else DEFAULT_PEER_MSS
+        cookie = listener.cookies.make(now, addr, seg.dst_port, seg.src_port, seg.seq, peer_mss)
+        wscale: int | None = None
+        sack = False
+        ts: tuple[int, int] | None = None
+        if cfg.timestamps and seg.ts is not None:
+            peer_wscale = seg.wscale if cfg.window_scale else None
+            sack = cfg.sack and seg.sack_permitted
+            wscale = cfg.rcv_wscale if peer_wscale is not None else None
+            tsval = ts_clock(now, ts_offset_for(cookie))
+            ts = (encode_ts_options(tsval, peer_wscale, sack), seg.ts[0])
+        reply = encode(Segment(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & MASK, SYN | ACK,
+                               min(cfg.recv_buffer, 0xFFFF), b"", min(cfg.mss, 0xFFFF), wscale,
+                               sack, (), ts), self.config.checksum)
+        if len(reply) > 3 * size:  # anti-amplification: at most 3x what the address sent
+            self.counters["amplification_limited"] += 1
+            return
+        listener.counters["cookies_sent"] += 1
+        self._out.append((reply, addr))
+
+    def _cookie_ack(self, listener: Listener, seg: Segment, addr: Address, now: float) -> bool:
+        """An ACK for a listening port with no connection: if it returns a valid
+        SYN cookie, create the connection it stands for and let it take the
+        ACK (and any data on it) as SYN_RCVD would. False: no cookie of ours."""
+        jar = listener.cookies
+        if listener.syn_cookies == "never" or not jar.recently_used(now):
+            return False
+        cookie = (seg.ack - 1) & MASK
+        peer_isn = (seg.seq - 1) & MASK
+        mss = jar.check(now, addr, seg.dst_port, seg.src_port, peer_isn, cookie)
+        counters = listener.counters
+        if mss is None:
+            counters["cookies_rejected"] += 1
+            return False
+        if len(listener.accept_queue) >= listener.backlog:
+            counters["cookie_dropped_backlog"] += 1
+            return True  # the peer retransmits its ACK or data later
+        counters["cookies_validated"] += 1
+        wscale, sack = decode_ts_options(seg.ts[1]) if seg.ts is not None else (None, False)
+        syn = Segment(seg.src_port, seg.dst_port, peer_isn, 0, SYN, seg.window, b"", mss, wscale,
+                      sack, (), (seg.ts[0], 0) if seg.ts is not None else None)
+        conn = self._new_connection(listener.config, addr, seg.dst_port, seg.src_port, now, cookie)
+        conn.listener = listener
+        conn.listen(now)
+        try:
+            conn.accept_cookie(syn, min(listener.config.recv_buffer, 0xFFFF), now)
+            conn.receive(seg, now)
+        except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+            self._fault(conn, exc)
+        self._wake_conn(conn)
+        return True
+
+    def _reply_rst(self, seg: Segment, addr: Address, size: int, now: float) -> None:
+        """A segment for no connection gets a RST (RFC 9293 §3.10.7.1), never a
+        RST, and at most RST_RATE a second. A RST (20 bytes) is never larger
+        than the segment it answers: no amplification."""
         if seg.flags & RST:
             self.counters["rst_ignored"] += 1
+            return
+        if not self._rst_limiter.allow(now):
+            self.counters["rst_rate_limited"] += 1
             return
         if seg.flags & ACK:
             rst = Segment(seg.dst_port, seg.src_port, seg.ack, 0, RST, 0)
@@ -335,10 +423,19 @@ class Endpoint:
         checksum = self.config.checksum
         pending = self._wake
         self._wake = {}
+        unvalidated = self._unvalidated
         for conn in pending:
             try:
+                budget = unvalidated.get(conn) if unvalidated else None
                 for seg in conn.output.segments_to_send(now):
-                    out.append((encode(seg, checksum), conn.addr))
+                    data = encode(seg, checksum)
+                    if budget is not None:
+                        # Never more than 3x the bytes an unvalidated address sent us.
+                        if budget[1] + len(data) > 3 * budget[0]:
+                            self.counters["amplification_limited"] += 1
+                            continue
+                        budget[1] += len(data)
+                    out.append((data, conn.addr))
                 self._schedule(conn)
             except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
                 # What the others built stays in ``out``; this one's RST comes
@@ -380,7 +477,8 @@ class Endpoint:
         listener = conn.listener
         if listener is not None:
             if old is SYN_RCVD:
-                listener.half_open -= 1
+                listener.half_closed(conn)
+                self._unvalidated.pop(conn, None)
                 if new is ESTABLISHED:
                     listener.accept_queue.append(conn)
                     self.counters["accepted"] += 1
@@ -436,13 +534,25 @@ class Endpoint:
 
     def _remove(self, conn: Connection) -> None:
         self._faulted.discard(conn)
+        self._unvalidated.pop(conn, None)
         key = (conn.addr, conn.local_port, conn.remote_port)
         if self.connections.get(key) is conn:
             del self.connections[key]
         self._deadline.pop(conn, None)
         listener = conn.listener
-        if listener is not None and conn in listener.accept_queue:
-            listener.accept_queue.remove(conn)
+        if listener is not None:
+            listener.half_closed(conn)
+            if conn in listener.accept_queue:
+                listener.accept_queue.remove(conn)
+
+    def listener_stats(self, listener: Listener) -> dict[str, int]:
+        """``listener.stats()`` plus what this socket counted for everyone:
+        refused, malformed and rate-limited datagrams and replies, and
+        connections aborted by an internal fault."""
+        out = dict(self.counters)
+        out["connections"] = len(self.connections)
+        out.update(listener.stats())
+        return out
 
     @property
     def time_wait_count(self) -> int:

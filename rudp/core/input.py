@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import events
 from .config import MIN_MSS
+from .ratelimit import INVALID_RATELIMIT
 from .seqnum import MASK
 from .state import (
     CAN_RECEIVE_TEXT, CLOSED, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
@@ -226,9 +227,19 @@ class Receiver:
         # First: sequence number check.
         if not self.acceptable(seq, len(payload) + fin + (1 if flags & SYN else 0), flags & RST):
             if c.rcv_adv > c.rcv_nxt or seq != c.rcv_nxt:
-                if not flags & RST:
+                # §3.10.7.4: "send an acknowledgment" unless RST. Data or a FIN
+                # may be a retransmission the ACK settles: always. A bare ACK
+                # or a SYN cannot be, and could loop: rate-limited (RFC 5961
+                # §7, as Linux's tcp_oow_rate_limited).
+                if flags & SYN:
+                    self.refuse_with_ack("syn_challenged", now, challenge=True)
+                elif flags & RST:
+                    c.counters["out_of_window"] += 1
+                elif payload or fin:
+                    c.counters["out_of_window"] += 1
                     c.output.ack_now = True
-                c.counters["out_of_window"] += 1
+                else:
+                    self.refuse_with_ack("out_of_window", now, challenge=False)
                 return
             # Zero window: still process ACK/RST at RCV.NXT (§3.10.7.4), drop
             # the text; a FIN takes no buffer and is kept.
@@ -240,7 +251,7 @@ class Receiver:
                     fin = 0
         c.update_ts_recent(seg.ts, seq)  # RFC 7323 §4.3
         if flags & (RST | SYN):
-            self.rst_or_syn(flags, seq)  # second and fourth
+            self.rst_or_syn(flags, seq, now)  # second and fourth
             return
         # Fifth: the ACK field.
         if not flags & ACK:
@@ -279,7 +290,22 @@ class Receiver:
         end = seq + seg_len - 1
         return rcv_nxt <= seq < rcv_nxt + wnd or rcv_nxt <= end < rcv_nxt + wnd
 
-    def rst_or_syn(self, flags: int, seq: int) -> None:
+    def refuse_with_ack(self, reason: str, now: float, *, challenge: bool) -> None:
+        """Count a refused segment and answer it with an ACK, at most one per
+        INVALID_RATELIMIT for this connection and, for challenge ACKs (RFC
+        5961 §3-§5), within the endpoint's randomised budget (§7)."""
+        c = self.c
+        c.counters[reason] += 1
+        limiter = c.challenge_limiter
+        if now - c.last_refusal_ack < INVALID_RATELIMIT or (
+            challenge and limiter is not None and not limiter.allow(now)
+        ):
+            c.counters["refusal_acks_limited"] += 1
+            return
+        c.last_refusal_ack = now
+        c.output.ack_now = True
+
+    def rst_or_syn(self, flags: int, seq: int, now: float) -> None:
         """Second: the RST bit; fourth: the SYN bit (RFC 9293 §3.10.7.4)."""
         c = self.c
         if flags & RST:
@@ -289,14 +315,12 @@ class Receiver:
                 c.counters["rst_in_time_wait"] += 1
             elif seq != c.rcv_nxt:
                 # RFC 5961 §3.2: only an exact match resets; else a challenge ACK.
-                c.output.ack_now = True
-                c.counters["rst_challenged"] += 1
+                self.refuse_with_ack("rst_challenged", now, challenge=True)
             else:
                 self.reset_by_peer()
         else:
             # A SYN in a synchronized state gets a challenge ACK (RFC 5961 §4.2).
-            c.output.ack_now = True
-            c.counters["syn_challenged"] += 1
+            self.refuse_with_ack("syn_challenged", now, challenge=True)
 
     def reset_by_peer(self) -> None:
         """An acceptable RST (RFC 9293 §3.10.7.4, second)."""
@@ -325,13 +349,11 @@ class Receiver:
             self.ack_advance(ack, now, None)
             c.established()
             return True
-        if ack > c.snd_max:
-            c.output.ack_now = True  # it acknowledges something not yet sent
-            c.counters["ack_unsent"] += 1
+        if ack > c.snd_max:  # it acknowledges something not yet sent (§3.10.7.4)
+            self.refuse_with_ack("ack_unsent", now, challenge=True)
             return False
-        if ack < c.snd_una - max(c.max_snd_wnd, 1):
-            c.output.ack_now = True  # RFC 5961 §5.2: too old to be believed
-            c.counters["ack_too_old"] += 1
+        if ack < c.snd_una - max(c.max_snd_wnd, 1):  # RFC 5961 §5.2: too old to be believed
+            self.refuse_with_ack("ack_too_old", now, challenge=True)
             return False
         self.process_ack(seg, seq, ack, plen, fin, now)
         return True

@@ -93,10 +93,14 @@ async def _listen(args: argparse.Namespace) -> int:
 
     server = await aio.start_server(handle, args.host, args.port, **_options(args))
     name = server.sockets[0].getsockname()
-    logging.getLogger("rudp").info("listening on %s port %s", name[0], name[1])
+    log = logging.getLogger("rudp")
+    log.info("listening on %s port %s", name[0], name[1])
     try:
         await done
     finally:
+        # --verbose: the listener's counters (half-open, SYN cookies, drops,
+        # rate-limited replies), as netstat -s would give them.
+        log.info("listener: %s", " ".join(f"{k}={v}" for k, v in sorted(server.stats().items())))
         server.close()
         await server.wait_closed()
     return 0
