@@ -189,3 +189,101 @@ def test_a_failing_protocol_callback_aborts_its_connection_only(run: Any) -> Non
         assert len(seen) == 1 and isinstance(seen[0]["exception"], RuntimeError)
 
     run(main())
+
+
+# ------------------------------------------------------------------ rate limits
+
+from rudp.core.endpoint import Endpoint  # noqa: E402
+from rudp.core.ratelimit import RST_BURST, RST_RATE, ChallengeLimiter  # noqa: E402
+from rudp.core.seqnum import MASK  # noqa: E402
+from rudp.core.wire import RST, Segment, decode, encode  # noqa: E402
+
+PEER = ("198.51.100.7", 5555)
+
+
+def _send(ep: Endpoint, seg: Segment, t: float, addr: Any = PEER) -> None:
+    ep.datagram_received(encode(seg, False), addr, t)
+
+
+def _out(ep: Endpoint, t: float) -> list[Segment]:
+    return [decode(d) for d, _ in ep.datagrams_to_send(t)]
+
+
+def test_rsts_to_segments_that_match_nothing_are_rate_limited() -> None:
+    """A flood of stray ACKs draws at most RST_BURST RSTs at once, then
+    RST_RATE a second; the rest are counted."""
+    ep = Endpoint(Config(), seed=1)
+    for i in range(3000):
+        _send(ep, Segment(40000 + i % 1000, 80, i, i, ACK, 100), 0.0)
+    assert len(_out(ep, 0.0)) == RST_BURST
+    assert ep.counters["rst_rate_limited"] == 3000 - RST_BURST
+    for i in range(3000):
+        _send(ep, Segment(40000, 80, i, i, ACK, 100), 1.0)
+    assert len(_out(ep, 1.0)) == min(RST_BURST, int(RST_RATE * 1.0))
+
+
+def test_challenge_acks_fit_a_randomised_per_second_budget() -> None:
+    """RFC 5961 §7 and CVE-2016-5696: the endpoint's challenge ACK budget is
+    drawn each second between half and one and a half times the limit, so
+    an off-path attacker cannot count it; a connection adds its own 0.5 s."""
+    import random
+
+    limiter = ChallengeLimiter(random.Random(5), limit=100)
+    budgets = []
+    for second in range(20):
+        budgets.append(sum(limiter.allow(second + i / 1000) for i in range(400)))
+    assert all(50 <= b < 150 for b in budgets)
+    assert len(set(budgets)) > 10  # not a fixed number an attacker could count
+
+
+def _established(ep: Endpoint, sport: int, t: float) -> Any:
+    isn = 1000 * sport
+    _send(ep, Segment(sport, 80, isn, 0, SYN, 65535, b"", 1400), t)
+    (synack,) = [s for s in _out(ep, t) if s.dst_port == sport]
+    _send(ep, Segment(sport, 80, isn + 1, (synack.seq + 1) & MASK, ACK, 65535), t)
+    _out(ep, t)
+    return ep.connections[(PEER, 80, sport)], isn + 1, (synack.seq + 1) & MASK
+
+
+def test_in_window_rsts_to_many_connections_draw_a_bounded_number_of_challenges() -> None:
+    ep = Endpoint(Config(), seed=2, challenge_ack_limit=10)
+    ep.listen(80, max_half_open=1000, max_half_open_per_source=1000)
+    conns = [_established(ep, 20000 + i, 0.0) for i in range(60)]
+    for conn, rcv, _ in conns:
+        _send(ep, Segment(conn.remote_port, 80, rcv + 100, 0, RST, 0), 0.5)
+    challenges = [s for s in _out(ep, 0.5) if s.flags == ACK]
+    assert 5 <= len(challenges) < 15  # the endpoint's budget, not one per connection
+    assert all(conn.state is not CLOSED for conn, _, _ in conns)  # RFC 5961 §3.2
+
+
+def test_out_of_window_bare_acks_are_answered_once_per_interval_but_data_always() -> None:
+    ep = Endpoint(Config(), seed=3)
+    ep.listen(80)
+    conn, rcv, snd = _established(ep, 30000, 0.0)
+    far = rcv + 10_000_000  # far outside the window
+    for i in range(10):
+        _send(ep, Segment(30000, 80, far, snd, ACK, 65535), 1.0 + i / 100)
+    acks = sum(len(_out(ep, 1.0 + i / 100)) for i in range(10))
+    assert acks == 1 and conn.counters["refusal_acks_limited"] == 9
+    for i in range(5):  # old data again: the ACK may settle a retransmission
+        _send(ep, Segment(30000, 80, rcv - 100, snd, ACK, 65535, b"x" * 50), 1.2)
+        assert len(_out(ep, 1.2)) == 1
+
+
+def test_a_half_open_address_never_gets_more_than_three_times_what_it_sent() -> None:
+    """Anti-amplification (the rule of RFC 9000 §8.1): a spoofed SYN of 20
+    bytes gets its SYN,ACK (24 bytes, MSS only) and one retransmission; the
+    next would pass 60 bytes and is not sent."""
+    ep = Endpoint(Config(), seed=4)
+    ep.listen(80, syn_cookies="never")
+    syn = encode(Segment(40000, 80, 7, 0, SYN, 65535), False)
+    assert len(syn) == 20
+    ep.datagram_received(syn, PEER, 0.0)
+    sent = [d for d, _ in ep.datagrams_to_send(0.0)]
+    t = 0.0
+    while (t := ep.get_timer() or 0.0) and t < 120:
+        ep.handle_timer(t)
+        sent += [d for d, _ in ep.datagrams_to_send(t)]
+    assert sum(map(len, sent)) <= 3 * len(syn)
+    assert len(sent) == 2 and ep.counters["amplification_limited"] >= 1
+    assert not ep.connections  # the half-open entry timed out and left

@@ -24,7 +24,7 @@ from .state import CLOSED, ESTABLISHED, SYN_RCVD, TIME_WAIT, State
 from .isn import IsnGenerator
 from .connection import DEFAULT_PEER_MSS, ts_offset_for
 from .listener import ACCEPT, COOKIE, EVICT, Listener, source_of
-from .ratelimit import RST_BURST, RST_RATE, ChallengeLimiter, TokenBucket
+from .ratelimit import CHALLENGE_ACK_LIMIT, RST_BURST, RST_RATE, ChallengeLimiter, TokenBucket
 from .syncookies import decode_ts_options, encode_ts_options
 from .seqnum import MASK, seq_gt, ts_clock
 from .wire import ACK, FIN, RST, SYN, ChecksumError, DecodeError, Segment, decode, encode
@@ -72,6 +72,8 @@ class Endpoint:
     gives it a source to draw from instead (``random.SystemRandom()`` in the
     asyncio adapter), which also keys the ISN generator. ``isn`` replaces
     the ISN generator: ``isn(now, addr, local_port, remote_port)``.
+    ``challenge_ack_limit``: the mean of the per-second budget of challenge
+    ACKs for all connections together (RFC 5961 §7).
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Endpoint:
         seed: int | None = None,
         rng: random.Random | None = None,
         isn: Callable[[float, Address, int, int], int] | None = None,
+        challenge_ack_limit: int = CHALLENGE_ACK_LIMIT,
     ) -> None:
         self.config = config or Config()
         self._isn: Callable[[float, Address, int, int], int]
@@ -107,7 +110,7 @@ class Endpoint:
         self._faulted: set[Connection] = set()  # failed internally once already
         #: Half-open passive connections: [bytes received, bytes sent] (anti-amplification).
         self._unvalidated: dict[Connection, list[int]] = {}
-        self._challenges = ChallengeLimiter(self._rng)
+        self._challenges = ChallengeLimiter(self._rng, challenge_ack_limit)
         self._rst_limiter = TokenBucket(RST_RATE, RST_BURST)
         self._timers: list[tuple[float, int, Connection]] = []
         self._deadline: dict[Connection, float] = {}
