@@ -98,8 +98,15 @@ class Receiver:
             c.update_ts_recent(ts, rcv_nxt)
         if acks_all:  # as the fifth step would: SND.UNA moves up to SND.MAX
             self.ack_advance(snd_max, now, ts[1] if ts is not None and c.ts_ok else None)
-        c.update_window(rcv_nxt, c.snd_una, window << c.snd_wscale)
-        self.deliver(payload, now)
+        # The window update of §3.10.7.4, which this segment (newer than any
+        # that set the window: SND.WL1 < SEG.SEQ was checked) passes; with the
+        # window unchanged only SND.WL1/SND.WL2 move.
+        c.snd_wl1 = rcv_nxt
+        c.snd_wl2 = c.snd_una
+        wnd = window << c.snd_wscale
+        if wnd != c.snd_wnd:
+            c.update_window(rcv_nxt, c.snd_una, wnd)
+        self.deliver(payload, n, now)
         return True
 
     # -------------------------------------------------- §3.10.7.2, §3.10.7.3
@@ -432,12 +439,12 @@ class Receiver:
             c.output.ack_now = True  # out of order: ACK at once (RFC 5681 §4.2)
             return
         if rcvq.ooo:
-            self.deliver(payload, now)
+            self.deliver(payload, len(payload), now)
             for piece in rcvq.ooo.pop_ready(c.rcv_nxt):
                 self.queue(piece)
             c.output.ack_now = True  # a hole was (partly) filled: ACK at once (§4.2)
         elif payload:
-            self.deliver(payload, now)
+            self.deliver(payload, len(payload), now)
         if rcvq.ooo_fin is not None and rcvq.ooo_fin == c.rcv_nxt:
             rcvq.ooo_fin = None
             self.receive_fin()
@@ -452,14 +459,13 @@ class Receiver:
         c.rcv_nxt += n
         c.stats.bytes_received += n
 
-    def deliver(self, payload: bytes, now: float) -> None:
-        """The segment's in-order ``payload`` (possibly empty when it filled a
-        hole) arrived: queue it, tell the user, and decide when to ACK: at
+    def deliver(self, payload: bytes, n: int, now: float) -> None:
+        """The segment's in-order ``payload`` of ``n`` bytes (possibly none
+        when it filled a hole) arrived: queue it, tell the user, and decide when to ACK: at
         least every second full-sized segment, else within the delayed-ACK
         time (RFC 5681 §4.2, RFC 9293 §3.8.6.3). Queueing is ``queue``,
         inlined: this runs for every data segment."""
         c = self.c
-        n = len(payload)
         if n:
             rcvq = c.rcvq
             rcvq.chunks.append(bytes(payload))  # no-op for bytes; a bytearray is not kept
