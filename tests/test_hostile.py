@@ -287,3 +287,51 @@ def test_a_half_open_address_never_gets_more_than_three_times_what_it_sent() -> 
     assert sum(map(len, sent)) <= 3 * len(syn)
     assert len(sent) == 2 and ep.counters["amplification_limited"] >= 1
     assert not ep.connections  # the half-open entry timed out and left
+
+
+def test_backlog_bounds_the_accept_queue_even_for_handshakes_already_under_way() -> None:
+    """Found by fuzzing: the backlog was checked only when a SYN arrived, so
+    half-open connections admitted earlier all joined a full accept queue.
+    Now the completing ACK is dropped while the queue is full (as Linux), the
+    connection stays half open, and accept() makes room for it."""
+    ep = Endpoint(Config(), seed=1)
+    listener = ep.listen(80, backlog=2, max_half_open=8, max_half_open_per_source=8)
+    synacks = {}
+    for i in range(8):
+        _send(ep, Segment(40000 + i, 80, 1000, 0, SYN, 65535, b"", 1432), 0.0)
+    for s in _out(ep, 0.0):
+        synacks[s.dst_port] = s
+    for port, sa in synacks.items():
+        _send(ep, Segment(port, 80, 1001, (sa.seq + 1) & MASK, ACK, 65535), 0.01)
+    _out(ep, 0.01)
+    assert len(listener.accept_queue) == 2 and listener.half_open == 6
+    assert listener.counters["listen_overflow"] == 6
+    listener.accept()
+    port = next(p for p in synacks if (PEER, 80, p) in ep.connections
+                and ep.connections[(PEER, 80, p)].state is not CLOSED
+                and ep.connections[(PEER, 80, p)] in listener.pending)
+    _send(ep, Segment(port, 80, 1001, (synacks[port].seq + 1) & MASK, ACK, 65535), 0.02)
+    assert len(listener.accept_queue) == 2 and listener.half_open == 5
+
+
+def test_close_in_fin_wait_2_schedules_the_fin_wait_2_timeout() -> None:
+    """Found by fuzzing: close() after a half-close whose FIN was ACKed armed
+    the FIN_WAIT_2 timeout without waking the connection, so the endpoint
+    never scheduled it and the connection sat in FIN_WAIT_2 for ever."""
+    ep = Endpoint(Config(), seed=1)
+    listener = ep.listen(80)
+    (synack,) = (_send(ep, Segment(40000, 80, 1000, 0, SYN, 65535, b"", 1432), 0.0), _out(ep, 0.0))[1]
+    _send(ep, Segment(40000, 80, 1001, (synack.seq + 1) & MASK, ACK, 65535), 0.0)
+    conn = listener.accept()
+    assert conn is not None
+    conn.shutdown()
+    (fin,) = _out(ep, 0.0)
+    _send(ep, Segment(40000, 80, 1001, (fin.seq + 1) & MASK, ACK, 65535), 0.01)
+    assert _out(ep, 0.01) == [] and ep.get_timer() is None  # FIN_WAIT_2, nothing to time
+    conn.close()
+    _out(ep, 0.02)
+    assert ep.get_timer() == 0.01 + Config().fin_wait_2_timeout  # from the last input
+    t = ep.get_timer()
+    ep.handle_timer(t)
+    _out(ep, t)
+    assert conn.state is CLOSED and not ep.connections

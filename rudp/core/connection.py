@@ -319,6 +319,7 @@ class Connection:
         self.shutdown()
         if self.state is FIN_WAIT_2 and self.config.fin_wait_2_timeout is not None:
             self.timers.close = self.now + self.config.fin_wait_2_timeout
+            self.wake()  # the owner must schedule the new deadline
 
     def abort(self) -> None:
         """ABORT (RFC 9293 §3.10.5): RST in synchronized states, queued data discarded."""

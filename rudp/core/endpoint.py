@@ -241,8 +241,11 @@ class Endpoint:
                     counters["time_wait_reopened"] += 1
                     self._remove(conn)
                 else:
-                    if state is SYN_RCVD and conn in self._unvalidated:
-                        self._unvalidated[conn][0] += len(data)
+                    if state is SYN_RCVD and conn.listener is not None:
+                        if self._listen_overflow(conn, flags):
+                            continue
+                        if conn in self._unvalidated:
+                            self._unvalidated[conn][0] += len(data)
                     # Connection.receive, its parts called directly: this is
                     # the per-segment path.
                     inp = conn.input
@@ -312,6 +315,18 @@ class Endpoint:
             # Until the handshake completes the address is unvalidated: it may
             # be spoofed, so it gets at most 3x what it sent (RFC 9000 §8.1's rule).
             self._unvalidated[conn] = [size, 0]
+
+    def _listen_overflow(self, conn: Connection, flags: int) -> bool:
+        """The ACK that would complete a passive open while the accept queue is
+        full is dropped, as Linux does: the connection stays half open and its
+        SYN,ACK retransmission asks again later, so ``backlog`` bounds the queue."""
+        listener = conn.listener
+        if listener is None or not flags & ACK or flags & RST:
+            return False
+        if len(listener.accept_queue) < listener.backlog:
+            return False
+        listener.counters["listen_overflow"] += 1
+        return True
 
     def _send_cookie(
         self, listener: Listener, seg: Segment, addr: Address, size: int, now: float
