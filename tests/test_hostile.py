@@ -335,3 +335,46 @@ def test_close_in_fin_wait_2_schedules_the_fin_wait_2_timeout() -> None:
     ep.handle_timer(t)
     _out(ep, t)
     assert conn.state is CLOSED and not ep.connections
+
+
+def test_no_idle_tail_loss_probe_wakeups_after_an_rto() -> None:
+    """Found by fuzzing: after a fast retransmit and then an RTO, the TLP timer
+    re-armed every 10 ms and fired without sending (send_tlp needs SND.NXT ==
+    SND.MAX, which go-back-N breaks), ~100 wakeups a second towards a silent
+    peer. RFC 8985 §7.2 schedules a probe only for a flight with no loss
+    recovery under way; now every wakeup is a backed-off RTO that sends."""
+    ep = Endpoint(Config(), seed=1)
+    listener = ep.listen(80)
+    now = [0.0]
+
+    def send(seg: Segment) -> list[Segment]:
+        _send(ep, seg, now[0])
+        return _out(ep, now[0])
+
+    def ts(last: Segment) -> tuple[int, int]:
+        return (int(now[0] * 1000) + 7, last.ts[0] if last.ts else 0)
+
+    (sa,) = send(Segment(40000, 80, 1000, 0, SYN, 65535, b"", 1432, 7, True, (), (7, 0)))
+    send(Segment(40000, 80, 1001, (sa.seq + 1) & MASK, ACK, 65535, ts=ts(sa)))
+    conn = listener.accept()
+    assert conn is not None
+    conn.send(bytes(30000))
+    sent = _out(ep, 0.0)
+    now[0] = 0.01
+    first = sent[0]
+    una = (first.seq + len(first.payload)) & MASK
+    for i in range(4):  # the first segment's ACK, then 3 duplicates with SACK
+        sack = () if i == 0 else (((una + 1420) & MASK, (una + 1420 * (i + 1)) & MASK),)
+        send(Segment(40000, 80, 1001, una, ACK, 65535, sack=sack, ts=ts(first)))
+    assert conn.recovery.in_recovery
+    wakeups = idle = 0
+    log = []
+    while (t := ep.get_timer()) is not None and t < 30:
+        now[0] = t
+        timers = (conn.timers.rtx, conn.timers.tlp, conn.timers.delack, conn.timers.persist)
+        ep.handle_timer(t)
+        wakeups += 1
+        got = _out(ep, t)
+        idle += not got
+        log.append((t, timers, len(got)))
+    assert idle == 0 and wakeups == conn.stats.timeouts < 12, log

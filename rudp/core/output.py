@@ -415,12 +415,17 @@ class Sender:
         if (
             not c.config.tail_loss_probe
             or srtt is None
-            or timers.tlp is not None
             or self.tlp_out
             or c.recovery.in_recovery
             or timers.rtx is None
+            or c.snd_nxt != c.snd_max  # resending after an RTO
             or c.state not in _TLP_STATES
         ):
+            # No probe for this flight (§7.2: not while recovery, fast or after
+            # an RTO, is under way): a timer armed earlier would fire for nothing.
+            timers.tlp = None
+            return
+        if timers.tlp is not None:
             return
         pto = 2 * srtt
         if c.snd_max - c.snd_una <= c.smss:
