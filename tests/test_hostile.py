@@ -16,13 +16,15 @@ from rudp.tools.sim import LinkConfig
 
 try:
     from scripted import (  # type: ignore[import-not-found]
-        BASE, LOCAL_SEQ, REMOTE_SEQ, deliver, new_conn, recv, seg,
+        BASE, LOCAL_SEQ, REMOTE_SEQ, deliver, established, new_conn, recv, seg,
     )
     from simapps import (  # type: ignore[import-not-found]
         SERVER, PORT, EchoServer, Net, half_close_client, payload,
     )
 except ImportError:  # pragma: no cover - when tests/ is imported as a package
-    from tests.scripted import BASE, LOCAL_SEQ, REMOTE_SEQ, deliver, new_conn, recv, seg
+    from tests.scripted import (
+        BASE, LOCAL_SEQ, REMOTE_SEQ, deliver, established, new_conn, recv, seg,
+    )
     from tests.simapps import SERVER, PORT, EchoServer, Net, half_close_client, payload
 
 
@@ -57,6 +59,30 @@ def test_mss_floor_leaves_room_for_data_beside_every_option() -> None:
     assert MIN_MSS - 40 > 0
     with pytest.raises(ValueError):
         Config(mss=MIN_MSS - 1)
+
+
+@pytest.mark.parametrize("wscale", [15, 100, 255])
+def test_window_scale_above_14_is_taken_as_14(wscale: int) -> None:
+    """RFC 7323 §2.3: a shift above 14 is used as 14 (a 32-bit window could
+    otherwise exceed the sequence space's half)."""
+    conn = established(BASE.replace(window_scale=True), wscale=wscale)
+    assert conn.ws_ok and conn.snd_wscale == 14
+
+
+def test_sack_blocks_outside_what_we_sent_change_nothing() -> None:
+    """RFC 2018 §4: SACK blocks below SND.UNA, beyond SND.MAX, inverted or
+    wrapping around are ignored; the scoreboard only holds what we sent."""
+    conn = established(BASE.replace(sack=True), sack_permitted=True)
+    conn.send(bytes(5000))
+    recv(conn, 0.1)
+    una, top = conn.snd_una, conn.snd_max
+    bogus = (((una - 5000) & 0xFFFFFFFF, (una - 10) & 0xFFFFFFFF),  # below SND.UNA
+             ((top + 10) & 0xFFFFFFFF, (top + 5000) & 0xFFFFFFFF),  # beyond SND.MAX
+             ((una + 900) & 0xFFFFFFFF, (una + 100) & 0xFFFFFFFF),  # inverted
+             (0, 0xFFFFFFFF))  # the whole sequence space
+    deliver(conn, seg(REMOTE_SEQ + 1, una, window=65535, sack=bogus), 0.2)
+    assert conn.recovery.sacks.ranges == [] and conn.recovery.sacks.sacked == 0
+    assert not conn.recovery.in_recovery
 
 
 # ------------------------------------------------------------ fault isolation
