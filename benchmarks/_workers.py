@@ -1,7 +1,8 @@
 """Benchmark worker processes for benchmarks/run.py (one role per process).
 
 Run as ``python benchmarks/_workers.py ROLE 'JSON-PARAMS'``; ``ROLE`` is
-``server`` (receiver) or ``client`` (sender). The worker prints one JSON object
+``server`` (receiver), ``client`` (sender) or, for the SYN flood,
+``flooder``. The worker prints one JSON object
 per line on stdout (``{"event": "ready", "port": N}``, ``{"event": "result",
 ...}``, ``{"event": "error", "error": "..."}``) and takes commands, one per line,
 on stdin (``mark``: report RSS/CPU/counters now; ``go``: start the measured
@@ -10,7 +11,8 @@ so a dead orchestrator never leaves load running.
 
 Every measurement is taken inside the worker with time.perf_counter and
 resource.getrusage around the measured phase only (never process start-up).
-Only 127.0.0.1 is used.
+Only 127.0.0.1 is used, apart from the SYN flood's kernel anchor, whose server
+runs inside a network namespace made for it (10.200.0.2, see _synflood.py).
 """
 
 from __future__ import annotations
@@ -880,6 +882,136 @@ async def memory_client(p: Params, control: Control) -> None:
     await forever()  # hold them open until the orchestrator stops us
 
 
+# -- SYN flood: echo server, legitimate client, flooder (benchmarks/_synflood.py) --
+
+
+async def synflood_server(p: Params, control: Control) -> None:
+    """An echo server with default options: rudp on 127.0.0.1, or kernel TCP
+    (backlog 128) at the namespace address the process was moved into."""
+    errors: list[str] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError) as exc:
+            if len(errors) < 5:
+                errors.append(repr(exc))
+        finally:
+            writer.close()
+
+    if p["impl"] == "rudp":
+        import rudp
+
+        server: Any = await rudp.start_server(handler, p["host"], 0, **stream_options(p))
+    else:
+        server = await asyncio.start_server(handler, p["host"], 0, backlog=128)
+
+    def mark() -> None:
+        stats = server.stats() if p["impl"] == "rudp" else {}
+        emit("mark", t=time.perf_counter(), cpu=cpu_seconds(), rss=rss_bytes(), stats=stats,
+             handler_errors=errors[:5])
+
+    control.handlers["mark"] = mark
+    await asyncio.sleep(0.2)  # let the loop settle before any baseline
+    emit("ready", port=server.sockets[0].getsockname()[1])
+    await forever()
+
+
+async def synflood_client(p: Params, control: Control) -> None:
+    """Legitimate connections, one started every ``period_s`` whether or not
+    the previous one has finished (so slow handshakes neither thin out the
+    samples nor hide their own delay): handshake (timed), a 32-byte echo,
+    close. A no-flood phase, then (after ``go``) the phase under flood; each
+    ends once its last attempt has finished, with a summary."""
+    import _synflood
+
+    impl, host, port = p["impl"], p["host"], int(p["port"])
+    timeout, period = float(p["connect_timeout"]), float(p["period_s"])
+    msg = b"legitimate client, 32 bytes...\n"
+    closing: set[asyncio.Task[None]] = set()
+    if impl == "rudp":
+        import rudp
+
+    async def close(writer: asyncio.StreamWriter) -> None:
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), timeout)
+        except (ConnectionError, OSError, asyncio.TimeoutError):
+            pass
+
+    async def attempt(t_phase: float) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        rec: dict[str, Any] = {"t": round(t0 - t_phase, 3), "ok": False, "connect_ms": None, "error": None}
+        try:
+            if impl == "rudp":
+                opened = rudp.open_connection(host, port, connect_timeout=timeout, **stream_options(p))
+                reader, writer = await asyncio.wait_for(opened, timeout + 1.0)  # backstop only
+            else:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            rec["error"] = f"connect: {type(exc).__name__}"
+            return rec
+        t1 = time.perf_counter()
+        rec["connect_ms"] = (t1 - t0) * 1e3
+        try:
+            writer.write(msg)
+            data = await asyncio.wait_for(reader.readexactly(len(msg)), timeout)
+            rec["ok"] = data == msg
+            if not rec["ok"]:
+                rec["error"] = "echo: wrong bytes"
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+            rec["error"] = f"echo: {type(exc).__name__}"
+        rec["total_ms"] = (time.perf_counter() - t0) * 1e3
+        task = asyncio.ensure_future(close(writer))  # not part of the attempt
+        closing.add(task)
+        task.add_done_callback(closing.discard)
+        return rec
+
+    async def phase(seconds: float) -> dict[str, Any]:
+        tasks: list[asyncio.Task[dict[str, Any]]] = []
+        t_phase, cpu0 = time.perf_counter(), cpu_seconds()
+        i = 0
+        while (start := t_phase + i * period) < t_phase + seconds:
+            delay = start - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(attempt(t_phase)))
+            i += 1
+        attempts = list(await asyncio.gather(*tasks))
+        failed = [a for a in attempts if not a["ok"]]
+        return {"summary": _synflood.phase_summary(attempts), "failed_samples": failed[:20],
+                "elapsed": time.perf_counter() - t_phase, "cpu_s": cpu_seconds() - cpu0}
+
+    await attempt(time.perf_counter())  # warm-up (imports, first socket): not counted
+    emit("baseline", **await phase(float(p["baseline_s"])))
+    await control.go.wait()
+    emit("result", **await phase(float(p["flood_s"])))
+    os._exit(0)
+
+
+async def synflood_flooder(p: Params, control: Control) -> None:
+    """Spoofed SYNs at the server until ``stop`` (see benchmarks/_synflood.py)."""
+    import functools
+
+    import _synflood
+
+    stop = threading.Event()
+    control.handlers["stop"] = stop.set
+    loop = asyncio.get_running_loop()
+    common: dict[str, Any] = {"max_seconds": float(p["max_seconds"]), "max_count": int(p["max_count"]),
+              "rate": float(p.get("rate") or 0.0), "on_start": lambda: emit("flooding")}
+    if p["impl"] == "rudp":
+        fn = functools.partial(_synflood.flood_rudp, int(p["port"]), stop, tail=float(p["tail_s"]), **common)
+    else:
+        fn = functools.partial(_synflood.flood_kernel, p["host"], int(p["port"]), stop, **common)
+    # In a thread, so that the loop stays free to take ``stop`` from the orchestrator.
+    cpu0 = cpu_seconds()
+    res = await loop.run_in_executor(None, fn)
+    emit("result", cpu_s=cpu_seconds() - cpu0, **res)
+
+
 # -- entry point -----------------------------------------------------------------
 
 Role = Callable[[Params, Control], Coroutine[Any, Any, None]]
@@ -901,11 +1033,19 @@ ROLES["bulk", "kcp", "server"] = bulk_kcp_server
 ROLES["bulk", "kcp", "client"] = bulk_kcp_client
 ROLES["rr", "udp", "server"] = rr_udp_server
 ROLES["rr", "udp", "client"] = rr_udp_client
+for _impl in ("rudp", "tcp_netns"):
+    ROLES["synflood", _impl, "server"] = synflood_server
+    ROLES["synflood", _impl, "client"] = synflood_client
+    ROLES["synflood", _impl, "flooder"] = synflood_flooder
 
 
 def main(argv: list[str]) -> int:
     role, params = argv[1], json.loads(argv[2])
     kind = params["kind"]
+    if params.get("netns"):  # before any thread starts: the whole process moves
+        import _synflood
+
+        _synflood.enter_netns(params["netns"])
     fn = ROLES[kind, params["impl"], role]
     deadline = float(params.get("deadline", 120.0))
     # Backstop in a thread: fires even if the event loop is stuck.

@@ -2,7 +2,8 @@
 
 One command runs everything; every rudp number is measured next to its anchors
 in the same run, on the same loop, with sender and receiver in separate
-processes (benchmarks/_workers.py), over 127.0.0.1 only:
+processes (benchmarks/_workers.py), over 127.0.0.1 only (apart from the SYN
+flood's kernel anchor, in a network namespace of its own):
 
   bulk          one connection, SIZE bytes; MB/s at the receiver.
                 anchors: kernel TCP (asyncio streams); plain UDP with 64
@@ -21,6 +22,15 @@ processes (benchmarks/_workers.py), over 127.0.0.1 only:
                 anchor (for scale): kernel TCP + asyncio streams, userland only.
   cpu           CPU-seconds per GB for sender and receiver, taken from the bulk
                 runs (so --only cpu runs bulk).
+  synflood      a default echo server flooded with spoofed SYNs from random
+                127/8 sources (one Python process, as fast as it can) while a
+                client opens legitimate connections one after another:
+                success %, connect p50/p99 against a no-flood baseline, server
+                CPU and RSS growth, flood rate, bytes sent to flood sources per
+                byte received from them. One loop (uvloop when listed), once
+                per run unless --repeat is given (see _synflood.py).
+                anchor: the kernel's TCP listener with tcp_syncookies=1 in a
+                network namespace, flooded with raw spoofed SYNs (root only).
 
 Benchmarks report, they never fail on a number: the exit status is 0 unless
 the harness itself crashes; a run that errors or times out becomes an error
@@ -28,6 +38,7 @@ row. Results: a table on stdout, DIR/results.json, DIR/results.png.
 
 Usage: python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--loops uvloop,asyncio]
                                 [--repeat N] [--out DIR] [--timeout S] [--rudp-opt KEY=VALUE]
+                                [--synflood-rate SYN_PER_S]
 """
 
 from __future__ import annotations
@@ -56,8 +67,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKERS = os.path.join(HERE, "_workers.py")
 sys.path.insert(0, ROOT)  # rudp from this checkout, as the workers use it
+sys.path.insert(0, HERE)  # _synflood, also when run.py is imported
 
-BENCHMARKS = ("bulk", "bulk8", "rr", "connrate", "memory", "cpu")
+import _synflood
+
+BENCHMARKS = ("bulk", "bulk8", "rr", "connrate", "memory", "cpu", "synflood")
 LOOPS = ("uvloop", "asyncio")
 
 #: Human names of the implementations, as they appear in the table.
@@ -67,6 +81,7 @@ IMPL_LABEL = {
     "udp": "plain UDP",
     "aioquic": "aioquic",
     "kcp": "kcp",
+    "tcp_netns": "kernel TCP",  # the SYN-flood anchor: a netns listener with tcp_syncookies=1
 }
 
 Params = dict[str, Any]
@@ -88,18 +103,25 @@ class Sizes:
     connrate_concurrency: int
     connrate_max: int
     memory_count: int
+    synflood_baseline_s: float = 3.0  # legitimate connections without a flood
+    synflood_flood_s: float = 10.0  # and under the flood (which starts synflood_lead_s earlier)
+    synflood_lead_s: float = 1.0
+    synflood_tail_s: float = 3.5  # counting the answers to flood sources after the flood
+    synflood_repeat: int = 1
 
     @staticmethod
     def full() -> Sizes:
         return Sizes(repeat=3, bulk_bytes=100_000_000, bulk8_bytes=100_000_000, rr_count=2000,
                      rr_warmup=200, connrate_seconds=5.0, connrate_held=1000, connrate_concurrency=16,
-                     connrate_max=100_000, memory_count=10_000)
+                     connrate_max=100_000, memory_count=10_000, synflood_baseline_s=3.0,
+                     synflood_flood_s=10.0)
 
     @staticmethod
     def quick() -> Sizes:
         return Sizes(repeat=1, bulk_bytes=20_000_000, bulk8_bytes=20_000_000, rr_count=500,
                      rr_warmup=100, connrate_seconds=2.0, connrate_held=1000, connrate_concurrency=16,
-                     connrate_max=40_000, memory_count=2000)
+                     connrate_max=40_000, memory_count=2000, synflood_baseline_s=2.0,
+                     synflood_flood_s=6.0)
 
 
 # -- worker processes ----------------------------------------------------------------
@@ -299,6 +321,18 @@ def measure_memory(case: Case, server: Worker, start_client: Callable[..., Worke
     return m
 
 
+def run_synflood_case(case: Case) -> Metrics:
+    """The SYN-flood case: its own processes (server, client, flooder) and, for
+    the kernel anchor, its network namespace (benchmarks/_synflood.py).
+    _synflood.Unavailable when the anchor cannot run here."""
+    deadline = time.monotonic() + case.timeout
+
+    def make_worker(role: str, extra: Params) -> Worker:
+        return Worker(role, case.worker_params(**extra))
+
+    return _synflood.measure(case.impl, case.params, make_worker, deadline)
+
+
 def _mark(server: Worker, deadline: float) -> dict[str, Any]:
     server.send("mark")
     return server.expect("mark", deadline)
@@ -326,7 +360,8 @@ class Variant:
     params: Params = field(default_factory=dict, hash=False, compare=False)
 
 
-def variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any]) -> list[Variant]:
+def variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any],
+             synflood_rate: float = 0.0) -> list[Variant]:
     ro = {"rudp_options": rudp_options}
     out: list[Variant] = []
     if selected & {"bulk", "cpu"}:
@@ -349,6 +384,13 @@ def variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any]) -> 
     if "memory" in selected:
         out.append(Variant("memory", f"memory, {sizes.memory_count} idle", "memory", ("rudp", "tcp"),
                            {"count": sizes.memory_count, "concurrency": 64, **ro}))
+    if "synflood" in selected:
+        flood = sizes.synflood_flood_s
+        out.append(Variant("synflood", "SYN flood", "synflood", ("rudp", "tcp_netns"), {
+            "baseline_s": sizes.synflood_baseline_s, "flood_s": flood, "lead_s": sizes.synflood_lead_s,
+            "tail_s": sizes.synflood_tail_s, "period_s": 0.03, "connect_timeout": 3.0,
+            "max_seconds": sizes.synflood_lead_s + flood + 10.0, "max_count": 3_000_000,
+            "rate": synflood_rate, **ro}))
     return out
 
 
@@ -401,6 +443,8 @@ class Comparison:
     target: str = ""  # description shown in the table
     check: Callable[[float | None, float | None], bool | None] | None = None
     label: str = ""
+    anchor_check: bool = False  # also say in the notes whether the anchor meets the target
+    digits: int | None = None  # decimals in the table (default: fmt's)
 
 
 def _ratio_at_least(x: float) -> Callable[[float | None, float | None], bool | None]:
@@ -417,6 +461,10 @@ def _value_at_least(x: float) -> Callable[[float | None, float | None], bool | N
 
 def _value_at_most(x: float) -> Callable[[float | None, float | None], bool | None]:
     return lambda value, ratio: None if value is None else value <= x
+
+
+def _value_below(x: float) -> Callable[[float | None, float | None], bool | None]:
+    return lambda value, ratio: None if value is None else value < x
 
 
 COMPARISONS: tuple[Comparison, ...] = (
@@ -437,6 +485,20 @@ COMPARISONS: tuple[Comparison, ...] = (
                _value_at_most(16384)),
     Comparison("bulk", "send_cpu_s_per_gb", "CPU-s/GB", "tcp", "lower", label="cpu, sender"),
     Comparison("bulk", "recv_cpu_s_per_gb", "CPU-s/GB", "tcp", "lower", label="cpu, receiver"),
+    Comparison("synflood", "success_pct", "% ok", "tcp_netns", "higher", ">= 99% legit conns",
+               _value_at_least(99.0), label="{title}: legit success", anchor_check=True),
+    Comparison("synflood", "connect_ms_p50", "ms", "tcp_netns", "lower", label="{title}: connect p50"),
+    Comparison("synflood", "connect_ms_p99", "ms", "tcp_netns", "lower", label="{title}: connect p99"),
+    Comparison("synflood", "p99_vs_baseline", "x no-flood", "tcp_netns", "lower", "p99 <= 3x no-flood p99",
+               _value_at_most(3.0), label="{title}: p99 vs no flood", anchor_check=True),
+    Comparison("synflood", "server_cpu_s", "CPU-s", "tcp_netns", "lower", label="{title}: server CPU"),
+    Comparison("synflood", "rss_growth_mb", "MB", "tcp_netns", "lower", "< 10 MB RSS growth",
+               _value_below(10.0), label="{title}: server RSS growth", anchor_check=True),
+    Comparison("synflood", "flood_rate", "SYN/s", "tcp_netns", "higher", label="{title}: flood rate sent"),
+    Comparison("synflood", "syn_processed_pct", "% of SYNs", "tcp_netns", "higher",
+               label="{title}: SYNs that reached the server"),
+    Comparison("synflood", "bytes_ratio", "B out/B in", "tcp_netns", "lower", "<= 1 (no amplification)",
+               _value_at_most(1.0), label="{title}: bytes to flood sources", anchor_check=True, digits=3),
 )
 
 
@@ -461,11 +523,18 @@ def table_rows(results: Results, vlist: list[Variant], loops: list[str]) -> list
         if comp.variant not in titles:
             continue
         for loop in loops:
+            if not results.all_runs(comp.variant, loop, "rudp") and not (
+                    comp.anchor and results.all_runs(comp.variant, loop, comp.anchor)):
+                continue  # not run on this loop (synflood runs on one)
             rudp = results.median(comp.variant, loop, "rudp", comp.key)
             anchor = results.median(comp.variant, loop, comp.anchor, comp.key) if comp.anchor else None
             ratio = rudp / anchor if rudp is not None and anchor else None
             met = comp.check(rudp, ratio) if comp.check else None
             notes: list[str] = []
+            if comp.anchor_check and comp.check and anchor is not None and comp.anchor:
+                anchor_met = comp.check(anchor, None)
+                if anchor_met is not None:
+                    notes.append(f"{IMPL_LABEL[comp.anchor]} {'meets' if anchor_met else 'misses'} it")
             for impl in ("rudp", comp.anchor):
                 if impl is None:
                     continue
@@ -489,14 +558,19 @@ def table_rows(results: Results, vlist: list[Variant], loops: list[str]) -> list
                 "ratio": ratio,
                 "target": comp.target,
                 "met": met,
+                "digits": comp.digits,
                 "notes": "; ".join(notes),
             })
     return rows
 
 
+def fmt_cell(v: float | None, digits: int | None) -> str:
+    return fmt(v) if digits is None or v is None else f"{v:.{digits}f}"
+
+
 def anchor_cell(row: dict[str, Any]) -> str:
     if row["anchor_value"] is not None:
-        return fmt(row["anchor_value"])
+        return fmt_cell(row["anchor_value"], row.get("digits"))
     if row["anchor_skipped"]:
         return "skipped"
     return "ERR" if row["anchor"] != "-" else "-"
@@ -510,7 +584,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         met = {True: "yes", False: "NO", None: "-" if not r["target"] else "n/a"}[r["met"]]
         ratio = "-" if r["ratio"] is None else (f"{r['ratio']:.2f}x" if r["ratio"] < 100 else f"{r['ratio']:.0f}x")
         body.append([r["benchmark"], r["loop"], r["unit"] + (" ^" if r["better"] == "higher" else " v"),
-                     "ERR" if r["rudp"] is None else fmt(r["rudp"]), r["anchor"],
+                     "ERR" if r["rudp"] is None else fmt_cell(r["rudp"], r.get("digits")), r["anchor"],
                      anchor_cell(r),
                      ratio, r["target"], met, r["notes"]])
     widths = [max(len(header[i]), *(len(b[i]) for b in body)) if body else len(header[i])
@@ -529,10 +603,16 @@ def render_details(results: Results, vlist: list[Variant], loops: list[str]) -> 
         "connrate": ("conns_per_s", "server_conns_per_cpu_s", "client_conns_per_cpu_s", "latency_ms_median",
                      "errors"),
         "memory": ("bytes_per_conn", "client_bytes_per_conn", "connections", "open_seconds"),
+        "synflood": ("success_pct", "baseline_success_pct", "connect_ms_p50", "connect_ms_p99",
+                     "baseline_connect_ms_p50", "baseline_connect_ms_p99", "flood_rate", "syn_processed_pct",
+                     "server_cpu_s", "server_cpu_per_wall_s", "client_cpu_s", "flooder_cpu_s", "softirq_cpu_s",
+                     "other_cpu_s", "loadavg_1m", "rss_growth_mb", "bytes_ratio", "ip_bytes_ratio",
+                     "bytes_ratio_of_sent", "server_socket_drops"),
     }
     out: list[str] = []
     for v in vlist:
-        for loop in loops:
+        ran = [loop for loop in loops if any(results.all_runs(v.name, loop, i) for i in v.impls)]
+        for loop in ran or loops:
             for impl in v.impls:
                 runs = results.all_runs(v.name, loop, impl)
                 if impl in results.skipped:
@@ -701,6 +781,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per run before its processes are killed")
     p.add_argument("--rudp-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="rudp option for both sides, e.g. checksum=true (repeatable)")
+    p.add_argument("--synflood-rate", type=float, default=0.0, metavar="SYN_PER_S",
+                   help="pace the SYN flood (default 0: as fast as one Python process can)")
     args = p.parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()} or set(BENCHMARKS)
     unknown = only - set(BENCHMARKS)
@@ -727,6 +809,10 @@ def log(msg: str) -> None:
 
 
 def headline(v: Variant, m: Metrics) -> str:
+    if v.kind == "synflood":
+        return (f"legit {fmt(m.get('success_pct'))}% ok, connect p99 {fmt(m.get('connect_ms_p99'))} ms "
+                f"(no flood {fmt(m.get('baseline_connect_ms_p99'))} ms), flood {fmt(m.get('flood_rate'))} SYN/s, "
+                f"{fmt(m.get('bytes_ratio'))} B out per B in")
     key = {"bulk": "mb_per_s", "rr": "rtt_us_median", "connrate": "conns_per_s", "memory": "bytes_per_conn"}[v.kind]
     unit = {"bulk": "MB/s", "rr": "us", "connrate": "conn/s", "memory": "B/conn"}[v.kind]
     return f"{fmt(m.get(key))} {unit}"
@@ -742,8 +828,12 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         loops.remove("uvloop")
         notes.append("uvloop not installed: uvloop runs skipped")
     results.skipped = available_impls()
+    if "synflood" in args.only_set:
+        reason = _synflood.Netns.check()
+        if reason:
+            results.skipped["tcp_netns"] = reason
     notes += list(results.skipped.values())
-    vlist = variants(args.only_set, sizes, args.rudp_options)
+    vlist = variants(args.only_set, sizes, args.rudp_options, args.synflood_rate)
     os.makedirs(args.out, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t_start = time.monotonic()
@@ -766,15 +856,24 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         }
 
     for v in vlist:
-        for loop in loops:
-            for rep in range(repeat):
+        v_loops, v_repeat = loops, repeat
+        if v.kind == "synflood":  # long: one loop, once unless --repeat says otherwise
+            v_loops = ["uvloop"] if "uvloop" in loops else loops[:1]
+            v_repeat = args.repeat if args.repeat is not None else sizes.synflood_repeat
+        for loop in v_loops:
+            for rep in range(v_repeat):
                 for impl in v.impls:
                     if impl in results.skipped:
                         continue
                     case = Case(v.name, impl, loop, {"kind": v.kind, **v.params}, args.timeout)
                     t0 = time.monotonic()
                     try:
-                        m = run_case(case)
+                        m = run_synflood_case(case) if v.kind == "synflood" else run_case(case)
+                    except _synflood.Unavailable as exc:
+                        results.skipped[impl] = f"{IMPL_LABEL[impl]} ({v.name}) skipped: {exc}"
+                        notes.append(results.skipped[impl])
+                        log(f"[{v.name} {loop}] {IMPL_LABEL[impl]:10} skipped: {exc}")
+                        continue
                     except WorkerError as exc:
                         m = {"error": str(exc)[:500]}
                     except Exception as exc:  # a harness bug must not lose the other results
@@ -782,13 +881,18 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
                     m["wall_s"] = round(time.monotonic() - t0, 2)
                     results.add(v.name, loop, impl, m)
                     msg = f"ERROR {m['error']}" if "error" in m else headline(v, m)
-                    log(f"[{v.name} {loop} {rep + 1}/{repeat}] {IMPL_LABEL[impl]:10} {msg} ({m['wall_s']:.1f} s)")
+                    log(f"[{v.name} {loop} {rep + 1}/{v_repeat}] {IMPL_LABEL[impl]:10} {msg} ({m['wall_s']:.1f} s)")
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump(snapshot(), f, indent=1)
 
     data = snapshot()
     mi = data["machine"]
-    title = (f"rudp {mi['rudp_commit'] or ''}, {'quick' if args.quick else 'full'} run, median of {repeat}\n"
+    runs_of = f"median of {repeat}"
+    if any(v.kind == "synflood" for v in vlist):
+        flood_repeat = args.repeat if args.repeat is not None else sizes.synflood_repeat
+        runs_of = ("" if all(v.kind == "synflood" for v in vlist) else runs_of + ", ") + (
+            f"SYN flood median of {flood_repeat}" if flood_repeat > 1 else "SYN flood once")
+    title = (f"rudp {mi['rudp_commit'] or ''}, {'quick' if args.quick else 'full'} run, {runs_of}\n"
              f"{mi['cores']} cores {mi['cpu_model']}, Python {mi['python']}, uvloop {mi['uvloop']}")
     plot_note = plot(results, vlist, loops, os.path.join(args.out, "results.png"), title)
     if plot_note:
