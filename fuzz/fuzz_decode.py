@@ -56,7 +56,7 @@ def canonical_options_len(seg: Any) -> int:
     return int(
         4 * (seg.mss is not None)
         + 4 * (seg.wscale is not None)
-        + 4 * bool(seg.sack_permitted)
+        + 4 * bool(seg.sack_permitted and seg.ts is None)  # packed beside TS otherwise
         + 12 * (seg.ts is not None)
         + wire.sack_option_len(len(seg.sack))
     )

@@ -19,7 +19,8 @@ drop counter. Every loop is bounded by a count and by the deadline.
 
 Lines on stdout: "RELAY <port>" (ready; the client connects to that port),
 "DONE <json>" (the attack is over), "RELAY_STATS <json>" (at exit).
-Lines on stdin: "GO <lport> <rport> <client_iss> <server_iss>", then EOF to stop.
+Lines on stdin: "GO <lport> <rport> <client_iss> <server_iss>", then EOF to stop
+(or ``--linger`` seconds after DONE).
 """
 
 from __future__ import annotations
@@ -34,10 +35,16 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Callable
+from typing import Any
 
 from rudp.core.wire import (
-    ACK, FIN, RST, SYN, DecodeError, decode, internet_checksum,
+    ACK,
+    FIN,
+    RST,
+    SYN,
+    DecodeError,
+    decode,
+    internet_checksum,
 )
 
 MASK = 0xFFFFFFFF
@@ -64,6 +71,32 @@ def udp_queues(ports: set[int]) -> dict[int, tuple[int, int]]:
             if p in ports and addr == "0100007F":
                 out[p] = (int(parts[4].partition(":")[2], 16), int(parts[-1]))
     return out
+
+
+class Peer:
+    """A hostile peer's connection to the listener, from one of the plain sockets:
+    it completes the handshake (odd options), then sends segments that are
+    valid but unkind: data larger than the MSS, out of order, overlapping with
+    other bytes, beyond the window; lying SACK blocks, zero windows, partial,
+    duplicate and impossible ACKs; urgent data, data after its FIN, SYNs."""
+
+    __slots__ = ("index", "sport", "isn", "snd_nxt", "server_isn", "rcv_hi", "last_ack",
+                 "ts", "tsval", "server_tsval", "established", "fin_sent", "wscale")
+
+    def __init__(self, index: int, sport: int, isn: int, ts: bool, wscale: int | None) -> None:
+        self.index = index
+        self.sport = sport
+        self.isn = isn
+        self.snd_nxt = (isn + 1) & MASK
+        self.server_isn = 0
+        self.rcv_hi = 0  # highest end of the server's sequence space seen
+        self.last_ack = self.snd_nxt  # the server's latest ACK
+        self.ts = ts
+        self.tsval = 1
+        self.server_tsval = 0
+        self.established = False
+        self.fin_sent = False
+        self.wscale = wscale
 
 
 class Attack:
@@ -100,6 +133,8 @@ class Attack:
         self.by_category: collections.Counter[str] = collections.Counter()
         self.coverage: dict[str, set[int]] = collections.defaultdict(set)
         self.syns: set[tuple[int, int, int]] = set()  # (socket index, src port, seq); -1 = B
+        self.peers: dict[tuple[int, int], Peer] = {}
+        self.max_peers = args.hostile_peers
         # Set by GO.
         self.lport = self.rport = self.c_iss = self.s_iss = 0
 
@@ -158,12 +193,6 @@ class Attack:
             self.learned.update(lport=seg.src_port, rport=seg.dst_port, client_iss=seg.seq)
         elif not from_client and seg.flags & (SYN | ACK) == SYN | ACK:
             self.learned["server_iss"] = seg.seq
-
-    def relay_until(self, stop: Callable[[], bool], deadline: float) -> None:
-        fds = [self.a, self.b]
-        while not stop() and time.monotonic() < min(deadline, self.hard_deadline):
-            select.select(fds, [], [], 0.005)
-            self.pump()
 
     # ------------------------------------------------------------ building
 
@@ -314,7 +343,8 @@ class Attack:
         rng = self.rng
         mss = rng.choice(SPECIAL_MSS + (rng.getrandbits(16), 1432))
         ws = rng.choice((0, 2, 7, 14, 15, 16, 30, 100, 255))
-        self.coverage["mss"].add(mss)
+        if mss in SPECIAL_MSS:
+            self.coverage["mss"].add(mss)
         if ws > 14:
             self.coverage["wscale_over_14"].add(ws)
         opts = bytes((2, 4)) + U16.pack(mss) if rng.random() < 0.9 else b""
@@ -499,13 +529,186 @@ class Attack:
             return self.segment(src, dst, seq, ack, ACK | FIN, ts, self.payload())
         if kind == 7:
             n = rng.randrange(1, 4)
-            blocks = b"".join(U32.pack((peer_isn if rng.random() < 0.5 else own_isn) + rng.randrange(total + 2))
-                              for _ in range(2 * n))
+            blocks = b"".join(U32.pack(((peer_isn if rng.random() < 0.5 else own_isn)
+                                        + rng.randrange(total + 2)) & MASK) for _ in range(2 * n))
             return self.segment(src, dst, seq, ack, ACK, ts + bytes((1, 1, 5, 2 + 8 * n)) + blocks)
         if kind == 8:
             return self.segment(src, dst, seq, ack, ACK | 0x20, ts, self.payload(), urgent=rng.getrandbits(16))
         return self.segment(src, dst, seq, ack, rng.choice((ACK, SYN, RST, ACK | 0x08)),
                             self.bad_options(), self.payload(), csum=rng.choice((0, 1, 2)))
+
+
+    # ------------------------------------------------------------ hostile peers
+
+    def hostile_open(self) -> None:
+        rng = self.rng
+        index = rng.randrange(PLAIN_SOCKETS)
+        sport = rng.randrange(1, 1024)  # a range the other categories rarely draw
+        if (index, sport) in self.peers:
+            return
+        ts = rng.random() < 0.7
+        wscale = rng.choice((None, 0, 7, 14, 15, 255))
+        mss = rng.choice(SPECIAL_MSS + (1432, 536))
+        self.coverage["hostile_mss"].add(mss)
+        peer = Peer(index, sport, rng.getrandbits(32), ts, wscale)
+        opts = bytes((2, 4)) + U16.pack(mss)
+        if wscale is not None:
+            opts += bytes((1, 3, 3, wscale))
+        if rng.random() < 0.7:
+            opts += bytes((1, 1, 4, 2))
+        if ts:
+            opts += bytes((1, 1, 8, 10)) + U32.pack(peer.tsval) + U32.pack(0)
+        self.peers[(index, sport)] = peer
+        self.send_peer(peer, self.segment(sport, self.server_port, peer.isn, 0, SYN, opts,
+                                          window=rng.choice((0, 1, 1000, 65535))))
+        self.stats["hostile_opened"] += 1
+
+    def send_peer(self, peer: Peer, data: bytes) -> None:
+        try:
+            self.plain[peer.index].send(data)
+        except OSError:
+            self.stats["send_errors"] += 1
+            return
+        self.stats["to_server"] += 1
+        self.stats["plain_to_server"] += 1
+        self.stats["hostile_segments"] += 1
+
+    def drain_plain(self, limit: int = 64) -> None:
+        """Read what the server sent to the plain sockets: the SYN,ACKs and
+        segments of the hostile peers' connections (the rest is dropped)."""
+        for index, sock in enumerate(self.plain):
+            for _ in range(limit):
+                try:
+                    data = sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                self.stats["plain_received"] += 1
+                try:
+                    seg = decode(data)
+                except DecodeError:
+                    continue
+                peer = self.peers.get((index, seg.dst_port))
+                if peer is None:
+                    continue
+                if seg.ts is not None:
+                    peer.server_tsval = seg.ts[0]
+                if seg.flags & RST:
+                    del self.peers[(index, seg.dst_port)]
+                    self.stats["hostile_reset_by_server"] += 1
+                    continue
+                if not peer.established:
+                    if seg.flags & (SYN | ACK) == SYN | ACK and seg.ack == peer.snd_nxt:
+                        peer.established = True
+                        peer.server_isn = seg.seq
+                        peer.rcv_hi = (seg.seq + 1) & MASK
+                        peer.ts = peer.ts and seg.ts is not None
+                        self.stats["hostile_established"] += 1
+                        self.send_peer(peer, self.peer_segment(peer, ACK, b""))
+                    continue
+                end = (seg.seq + len(seg.payload) + (1 if seg.flags & FIN else 0)) & MASK
+                if 0 < (end - peer.rcv_hi) & MASK < 1 << 30:
+                    peer.rcv_hi = end
+                if seg.flags & ACK:
+                    peer.last_ack = seg.ack
+
+    def peer_segment(self, peer: Peer, flags: int, payload: bytes, *, seq: int | None = None,
+                     ack: int | None = None, window: int | None = None, sack: bytes = b"",
+                     urgent: int = 0, extra: bytes = b"") -> bytes:
+        rng = self.rng
+        opts = b""
+        if peer.ts:
+            if rng.random() < 0.05:
+                peer.tsval = rng.getrandbits(32)  # a jump, forward or back
+            else:
+                peer.tsval = (peer.tsval + 1) & MASK
+            tsecr = peer.server_tsval if rng.random() < 0.9 else rng.getrandbits(32)
+            opts = bytes((1, 1, 8, 10)) + U32.pack(peer.tsval) + U32.pack(tsecr)
+        opts += sack + extra
+        return self.segment(peer.sport, self.server_port, peer.snd_nxt if seq is None else seq,
+                            peer.rcv_hi if ack is None else ack, flags, opts[:40], payload,
+                            window=rng.choice((65535, 65535, 4096, 1)) if window is None else window,
+                            urgent=urgent, csum=rng.choice((0, 0, 1)))
+
+    def hostile_tick(self) -> None:
+        rng = self.rng
+        live = [p for p in self.peers.values() if p.established]
+        if not live:
+            return
+        peer = rng.choice(live)
+        action = rng.randrange(13)
+        self.coverage["hostile_action"].add(action)
+        self.stats["hostile_actions"] += 1
+        out: list[bytes] = []
+        if action == 0:  # in-order data, up to twice the MSS
+            payload = rng.randbytes(rng.randrange(1, 3000))
+            out.append(self.peer_segment(peer, ACK | 0x08, payload))
+            peer.snd_nxt = (peer.snd_nxt + len(payload)) & MASK
+        elif action == 1:  # out of order, inside or beyond the window
+            payload = rng.randbytes(rng.randrange(1, 1500))
+            seq = peer.snd_nxt + rng.randrange(1, 1 << rng.choice((12, 20, 23, 30)))
+            out.append(self.peer_segment(peer, ACK, payload, seq=seq & MASK))
+        elif action == 2:  # overlapping what was sent, with other bytes
+            back = rng.randrange(1, 3000)
+            payload = rng.randbytes(rng.randrange(1, 4000))
+            seq = (peer.snd_nxt - back) & MASK
+            out.append(self.peer_segment(peer, ACK, payload, seq=seq))
+            if len(payload) > back:
+                peer.snd_nxt = (seq + len(payload)) & MASK
+        elif action == 3:  # SACK blocks: lies about what arrived, up to 4
+            n = rng.randrange(1, 4 if peer.ts else 5)
+            edges = []
+            for _ in range(n):
+                left = (peer.server_isn + rng.randrange(1, max(2, (peer.rcv_hi - peer.server_isn) & MASK) + 100_000)) & MASK
+                right = (left + rng.choice((0, 1, rng.randrange(1, 100_000), -5))) & MASK
+                edges += [left, right]
+            sack = bytes((1, 1, 5, 2 + 8 * n)) + b"".join(U32.pack(e) for e in edges)
+            out.append(self.peer_segment(peer, ACK, b"", ack=peer.last_ack if rng.random() < 0.5 else None,
+                                         sack=sack))
+        elif action == 4:  # a zero window, or the largest one
+            out.append(self.peer_segment(peer, ACK, b"", window=rng.choice((0, 0, 65535))))
+        elif action == 5:  # ACKs of odd numbers: partial, old, unsent
+            base = peer.server_isn
+            ack = rng.choice(((base + rng.randrange(1 << 24)) & MASK, rng.getrandbits(32),
+                              (peer.rcv_hi + rng.randrange(1, 1 << 20)) & MASK, peer.last_ack))
+            out.append(self.peer_segment(peer, ACK, b"", ack=ack))
+        elif action == 6:  # urgent data
+            payload = rng.randbytes(rng.randrange(1, 500))
+            out.append(self.peer_segment(peer, ACK | 0x20 | 0x08, payload, urgent=rng.getrandbits(16)))
+            peer.snd_nxt = (peer.snd_nxt + len(payload)) & MASK
+        elif action == 7:  # FIN, and later data after it
+            if not peer.fin_sent:
+                out.append(self.peer_segment(peer, ACK | FIN, b""))
+                peer.snd_nxt = (peer.snd_nxt + 1) & MASK
+                peer.fin_sent = True
+            else:
+                out.append(self.peer_segment(peer, ACK, rng.randbytes(100)))
+        elif action == 8:  # a SYN on the established connection
+            out.append(self.peer_segment(peer, SYN, b"", seq=(peer.isn + rng.choice((0, 1, 1000))) & MASK))
+        elif action == 9:  # a huge segment: beyond the window, beyond the MSS
+            payload = rng.randbytes(rng.randrange(8000, 60000))
+            out.append(self.peer_segment(peer, ACK, payload))
+        elif action == 10:  # three duplicate ACKs
+            seg = self.peer_segment(peer, ACK, b"", ack=peer.last_ack)
+            out += [seg, seg, seg]
+        elif action == 11:  # a RST that is not exact: a challenge ACK
+            out.append(self.peer_segment(peer, RST, b"", seq=(peer.snd_nxt + rng.randrange(1, 5000)) & MASK))
+        else:  # options that are odd but well-formed, or not, on data
+            payload = rng.randbytes(rng.randrange(0, 200))
+            extra = self.bad_options() if rng.random() < 0.5 else self.good_options()
+            out.append(self.peer_segment(peer, ACK, payload, extra=extra[:28]))
+        for data in out:
+            self.send_peer(peer, data)
+
+    def hostile_close(self) -> None:
+        """RST each hostile connection: at our in-order edge and at the
+        server's latest ACK, one of which is its RCV.NXT."""
+        for peer in list(self.peers.values()):
+            if not peer.established:
+                continue
+            for seq in {peer.snd_nxt, peer.last_ack}:
+                self.send_peer(peer, self.segment(peer.sport, self.server_port, seq, 0, RST))
 
     # ------------------------------------------------------------ sending
 
@@ -628,14 +831,30 @@ class Attack:
     def attack(self) -> None:
         start = time.monotonic()
         deadline = min(start + self.max_seconds, self.hard_deadline)
+        # A few hostile peers first, before the SYN flood fills the listener's
+        # table: wait (bounded) for their handshakes.
+        for _ in range(min(8, self.max_peers)):
+            self.hostile_open()
+        until = min(start + 10, deadline)
+        while time.monotonic() < until and not all(p.established for p in self.peers.values()):
+            select.select(self.plain + [self.a, self.b], [], [], 0.005)
+            self.pump()
+            self.drain_plain()
         sent = 0
         while sent < self.count and time.monotonic() < deadline:
             if sent % CHECK_EVERY == 0:
                 self.pace(deadline)
             if sent % 32 == 0:
                 self.pump()
+                self.drain_plain()
+                if self.stats["hostile_opened"] < self.max_peers and self.rng.random() < 0.25:
+                    self.hostile_open()
+            if sent % 16 == 0:
+                self.hostile_tick()
             self.one()
             sent += 1
+        self.drain_plain()
+        self.hostile_close()
         # Reset every half-open connection our SYNs may have left (exact RCV.NXT).
         for n, (index, sport, seq) in enumerate(sorted(self.syns)):
             if n % CHECK_EVERY == 0:
@@ -670,13 +889,15 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--hard-deadline", type=float, default=100.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--hostile-peers", type=int, default=48)
+    parser.add_argument("--linger", type=float, default=60.0, help="seconds of relaying after DONE, at most")
     args = parser.parse_args()
     if args.seed is None:
         args.seed = int.from_bytes(os.urandom(4), "big")
     att = Attack(args)
     print(f"RELAY {att.a.getsockname()[1]}", flush=True)
-    stdin = sys.stdin.buffer.raw  # type: ignore[attr-defined]
-    os.set_blocking(stdin.fileno(), False)
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
     buf = b""
     eof = False
 
@@ -684,7 +905,7 @@ def main() -> None:
         nonlocal buf, eof
         for _ in range(16):
             try:
-                chunk = os.read(stdin.fileno(), 4096)
+                chunk = os.read(stdin, 4096)
             except BlockingIOError:
                 return
             if not chunk:
@@ -692,7 +913,7 @@ def main() -> None:
                 return
             buf += chunk
 
-    fds = [att.a, att.b, stdin]
+    fds: list[Any] = [att.a, att.b, stdin]
     while b"\n" not in buf and not eof and time.monotonic() < att.hard_deadline:
         ready, _, _ = select.select(fds, [], [], 0.005)
         if stdin in ready:
@@ -715,7 +936,8 @@ def main() -> None:
     }
     print("DONE " + json.dumps(done), flush=True)
     fds = [att.a, att.b, stdin]
-    while not eof and time.monotonic() < att.hard_deadline:
+    until = time.monotonic() + args.linger  # relay the end of the legitimate transfer
+    while not eof and time.monotonic() < until:
         ready, _, _ = select.select(fds, [], [], 0.005)
         if stdin in ready:
             read_stdin()

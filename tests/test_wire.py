@@ -248,12 +248,16 @@ def test_known_answer_encode_canonical_layout() -> None:
     options = bytes.fromhex(
         "020405b4"  # MSS 1460
         "01030307"  # NOP, WS 7
-        "01010402"  # NOP NOP, SACK-permitted
-        "0101080a1122334400000000"  # NOP NOP, TS
+        "0402080a1122334400000000"  # SACK-permitted, TS: packed as Linux sends them
         "0101050a0000000a00000014"  # NOP NOP, SACK (10, 20)
     )
-    assert data == raw_header(src=1000, dst=80, seq=1, ack=0, doff=5 + 9, flags=SYN, window=65535) + options
+    assert data == raw_header(src=1000, dst=80, seq=1, ack=0, doff=5 + 8, flags=SYN, window=65535) + options
     assert decode(data) == seg
+    # Either alone keeps its NOP NOP alignment.
+    alone = encode(seg._replace(ts=None, sack=()), checksum=False)
+    assert alone[20:] == bytes.fromhex("020405b4" "01030307" "01010402")
+    alone = encode(seg._replace(sack_permitted=False, sack=()), checksum=False)
+    assert alone[20:] == bytes.fromhex("020405b4" "01030307" "0101080a1122334400000000")
 
 
 def test_rfc1071_numerical_example() -> None:
@@ -516,7 +520,7 @@ OUT_OF_RANGE = {
     "sack edge": {"sack": ((0, 2**32),)},
     "5 sack blocks": {"sack": ((1, 2),) * 5},
     "options over 40 bytes": {"mss": 1, "ts": (1, 2), "sack": ((1, 2),) * 3},
-    "every option, 2 sack blocks": {"mss": 1, "wscale": 1, "sack_permitted": True, "ts": (1, 2), "sack": ((1, 2),) * 2},
+    "every option, 3 sack blocks": {"mss": 1, "wscale": 1, "sack_permitted": True, "ts": (1, 2), "sack": ((1, 2),) * 3},
 }
 
 
@@ -531,6 +535,8 @@ def test_encode_rejects_fields_that_do_not_fit(fields: dict[str, object], with_c
 
 def test_largest_option_sets_fit() -> None:
     seg = Segment(1, 2, 3, 4, ACK, 5, mss=1, wscale=1, sack_permitted=True, ts=(1, 2), sack=((1, 2),))
-    assert len(encode(seg)) == HEADER_LEN + 36
+    assert len(encode(seg)) == HEADER_LEN + 32  # SACK-permitted packed beside TS
+    seg = seg._replace(sack=((1, 2),) * 2)
+    assert len(encode(seg)) == HEADER_LEN + 40 and decode(encode(seg)) == seg
     seg = seg._replace(ts=None, sack=((1, 2),) * 3)
     assert len(encode(seg)) == HEADER_LEN + 40 and decode(encode(seg)) == seg

@@ -16,6 +16,7 @@ ride in the low bits of our TSval, which the ACK echoes (as Linux does).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from typing import Hashable
@@ -50,29 +51,32 @@ class CookieJar:
 
     def __init__(self, rng: random.Random) -> None:
         self._rng = rng
-        self._keys: dict[int, bytes] = {}  # absolute slot -> its key
+        # absolute slot -> BLAKE2s keyed with that slot's key, copied per use
+        # (cheaper than keying a new one for every SYN under a flood)
+        self._keys: dict[int, hashlib.blake2s] = {}
 
-    def _key(self, slot: int, create: bool) -> bytes | None:
+    def _key(self, slot: int, create: bool) -> hashlib.blake2s | None:
         key = self._keys.get(slot)
         if key is None and create:
-            key = self._rng.getrandbits(128).to_bytes(16, "big")
-            self._keys[slot] = key
+            secret = self._rng.getrandbits(128).to_bytes(16, "big")
+            key = self._keys[slot] = hashlib.blake2s(key=secret, digest_size=3)
             for old in [s for s in self._keys if s < slot - MAX_AGE]:
                 del self._keys[old]  # rotated out: its cookies no longer validate
         return key
 
     @staticmethod
-    def _mac(key: bytes, addr: Hashable, lport: int, rport: int, peer_isn: int, counter: int,
-             mss_index: int) -> int:
-        text = f"{addr!r}|{lport}|{rport}|{peer_isn}|{counter}|{mss_index}".encode()
-        return int.from_bytes(hashlib.blake2s(text, key=key, digest_size=3).digest(), "big")
+    def _mac(key: hashlib.blake2s, addr: Hashable, lport: int, rport: int, peer_isn: int,
+             counter: int, mss_index: int) -> int:
+        h = key.copy()
+        h.update(f"{addr!r}|{lport}|{rport}|{peer_isn}|{counter}|{mss_index}".encode())
+        return int.from_bytes(h.digest(), "big")
 
     def make(self, now: float, addr: Hashable, lport: int, rport: int, peer_isn: int,
              peer_mss: int) -> int:
         """The ISN for a SYN,ACK answering the SYN with ``peer_isn`` and ``peer_mss``."""
         slot = int(now // SLOT)
         counter = slot & 0x1F
-        mss_index = max(i for i, mss in enumerate(MSS_TABLE) if mss <= max(peer_mss, MSS_TABLE[0]))
+        mss_index = max(bisect.bisect_right(MSS_TABLE, peer_mss) - 1, 0)  # largest entry <= peer's
         key = self._key(slot, create=True)
         assert key is not None
         mac = self._mac(key, addr, lport, rport, peer_isn, counter, mss_index)

@@ -256,6 +256,8 @@ _TS_PREFIX = bytes((OPT_NOP, OPT_NOP, OPT_TIMESTAMPS, 10))
 _TS_OPT = struct.Struct(">4sII")
 _MSS_OPT = struct.Struct(">BBH")
 _SACK_PERMITTED_OPT = bytes((OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2))
+# SACK-permitted packed with timestamps, as Linux lays out its SYNs: 12 bytes, not 16.
+_SACK_PERMITTED_TS_OPT = struct.Struct(">BBBBII")
 _4B = struct.Struct(">4B")
 _U16 = struct.Struct(">H")
 _2U32 = struct.Struct(">II")
@@ -448,17 +450,21 @@ def _encode_options(
 ) -> bytes:
     """Options in canonical order, each NOP-aligned to 32 bits (RFC 7323 Appendix A).
 
-    MSS; NOP WS; NOP NOP SACK-permitted; NOP NOP TS; NOP NOP SACK.  Every piece
-    is a multiple of 4 bytes, so the area never needs EOL padding.
+    MSS; NOP WS; NOP NOP SACK-permitted; NOP NOP TS; NOP NOP SACK, except that
+    SACK-permitted and TS together are packed as Linux sends them (SACK-permitted
+    TS, 12 bytes), so our SYN,ACK is no larger than a Linux SYN. Every piece is a
+    multiple of 4 bytes, so the area never needs EOL padding.
     """
     parts: list[bytes] = []
     if mss is not None:
         parts.append(_MSS_OPT.pack(OPT_MSS, 4, mss))
     if wscale is not None:
         parts.append(_4B.pack(OPT_NOP, OPT_WSCALE, 3, wscale))
-    if sack_permitted:
+    if sack_permitted and ts is not None:
+        parts.append(_SACK_PERMITTED_TS_OPT.pack(OPT_SACK_PERMITTED, 2, OPT_TIMESTAMPS, 10, *ts))
+    elif sack_permitted:
         parts.append(_SACK_PERMITTED_OPT)
-    if ts is not None:
+    elif ts is not None:
         parts.append(_TS_OPT.pack(_TS_PREFIX, *ts))
     if sack:
         parts.append(_4B.pack(OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(sack)))
