@@ -404,3 +404,49 @@ def test_no_idle_tail_loss_probe_wakeups_after_an_rto() -> None:
         idle += not got
         log.append((t, timers, len(got)))
     assert idle == 0 and wakeups == conn.stats.timeouts < 12, log
+
+
+def test_acks_after_a_zero_window_probe_stay_inside_the_peers_window() -> None:
+    """Found by the live attack test: after a zero-window probe, SND.MAX is one
+    byte past the peer's RCV.NXT, and bare ACKs carried SEQ = SND.MAX; a peer
+    whose window is closed drops those (RFC 9293 §3.10.7.4: with RCV.WND = 0
+    only SEG.SEQ = RCV.NXT is acceptable), so it never learned that its own
+    data arrived, and both directions stalled. A bare ACK's SEQ is now kept
+    within SND.UNA + SND.WND, as Linux's tcp_acceptable_seq."""
+    from rudp.core.connection import Connection
+
+    cfg = Config(mss=1000, recv_buffer=10_000, timestamps=False, sack=False,
+                 window_scale=False, tail_loss_probe=False)
+    a = Connection(cfg, local_port=1, remote_port=2, addr="b", iss=1000)
+    b = Connection(cfg, local_port=2, remote_port=1, addr="a", iss=900_000)
+    a.connect(0.0)
+    b.listen(0.0)
+
+    def settle(t: float) -> None:
+        for _ in range(50):
+            moved = 0
+            for src, dst in ((a, b), (b, a)):
+                for s in src.segments_to_send(t):
+                    dst.receive(s, t)
+                    moved += 1
+            if not moved:
+                return
+
+    t = 0.0
+    settle(t)
+    a.send(b"x" * 20_000)  # b never reads: its window closes
+    for _ in range(20):
+        t += 0.05
+        settle(t)
+    assert a.snd_wnd == 0
+    t = a.get_timer() or t
+    a.handle_timer(t)  # the persist timer: a probe byte past the closed window
+    settle(t)
+    assert a.snd_max == b.rcv_nxt + 1
+    b.send(b"y" * 500)
+    settle(t)
+    for _ in range(3):  # a's delayed ACK
+        t = min(a.get_timer() or t + 0.05, t + 0.05)
+        a.handle_timer(t)
+        settle(t)
+    assert b.snd_una == b.snd_max and not b.counters["out_of_window"]

@@ -75,9 +75,13 @@ class Sender:
                 out.append(self.segment(c.snd_una - 1, ACK, b"", now))
             elif not out:
                 # A bare ACK carries SND.MAX, not a rewound SND.NXT, so that it
-                # stays inside the peer's window after a timeout (as BSD's
-                # tcp_output does); otherwise both sides can drop each other's ACKs.
-                out.append(self.segment(c.snd_max, ACK, b"", now))
+                # stays inside the peer's window after a timeout; but never
+                # beyond the window's right edge (Linux's tcp_acceptable_seq):
+                # a zero-window probe's byte sits past a closed window, and an
+                # ACK there would fail the peer's acceptance test (§3.10.7.4).
+                seq = c.snd_max
+                edge = c.snd_una + c.snd_wnd
+                out.append(self.segment(seq if seq <= edge else edge, ACK, b"", now))
         self.keepalive_probe = False
         self.arm_timers(now)
         return out
