@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 # 1500-byte path - IPv6 (40) - UDP (8) - fixed TCP header (20). Options are
 # subtracted per segment by the sender (RFC 9293 §3.7.1, RFC 6691).
@@ -99,7 +98,7 @@ class Config:
     def replace(self, **changes: object) -> "Config":
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
-    @functools.cached_property
+    @property
     def rcv_wscale(self) -> int:
         """Smallest shift that lets the 16-bit window cover the buffer (RFC 7323 §2.3)."""
         shift = 0

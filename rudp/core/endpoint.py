@@ -345,7 +345,7 @@ class Endpoint:
         if cfg.timestamps and seg.ts is not None:
             peer_wscale = seg.wscale if cfg.window_scale else None
             sack = cfg.sack and seg.sack_permitted
-            wscale = cfg.rcv_wscale if peer_wscale is not None else None
+            wscale = listener.rcv_wscale if peer_wscale is not None else None
             tsval = ts_clock(now, ts_offset_for(cookie))
             ts = (encode_ts_options(tsval, peer_wscale, sack), seg.ts[0])
         reply = encode(Segment(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & MASK, SYN | ACK,

@@ -44,7 +44,7 @@ class Listener:
 
     __slots__ = ("port", "config", "pressure_config", "backlog", "max_half_open",
                  "max_half_open_per_source", "syn_cookies", "accept_queue", "pending",
-                 "per_source", "counters", "cookies")
+                 "per_source", "counters", "cookies", "rcv_wscale")
 
     def __init__(
         self,
@@ -76,6 +76,7 @@ class Listener:
         self.per_source: Counter[Hashable] = Counter()  # half-open connections per source
         self.counters: Counter[str] = Counter()
         self.cookies = CookieJar(rng)
+        self.rcv_wscale = config.rcv_wscale  # what cookie SYN,ACKs offer, computed once
 
     @property
     def half_open(self) -> int:
