@@ -450,3 +450,27 @@ def test_acks_after_a_zero_window_probe_stay_inside_the_peers_window() -> None:
         a.handle_timer(t)
         settle(t)
     assert b.snd_una == b.snd_max and not b.counters["out_of_window"]
+
+
+def test_under_pressure_new_half_open_connections_give_up_sooner() -> None:
+    """RFC 4987 §3.3 (as Linux lowers tcp_synack_retries): once half the
+    half-open table is taken, a new SYN_RCVD entry gets one SYN,ACK
+    retransmission instead of five, so it lives ~3 s instead of ~63 s."""
+    from rudp.core.listener import PRESSURE_SYN_RETRIES
+
+    ep = Endpoint(Config(), seed=6)
+    listener = ep.listen(80, max_half_open=8, max_half_open_per_source=8, syn_cookies="never")
+    for i in range(5):  # 4 fill half the table; the 5th arrives under pressure
+        _send(ep, Segment(41000 + i, 80, 7, 0, SYN, 65535, b"", 1400), 0.0)
+    _out(ep, 0.0)
+    conns = [ep.connections[(PEER, 80, 41000 + i)] for i in range(5)]
+    assert [c.config.syn_retries for c in conns] == [5] * 4 + [PRESSURE_SYN_RETRIES]
+    gone_at = None
+    t = 0.0
+    while (t := ep.get_timer() or 0.0) and t < 100:
+        ep.handle_timer(t)
+        _out(ep, t)
+        if gone_at is None and (PEER, 80, 41004) not in ep.connections:
+            gone_at = t
+    assert gone_at is not None and gone_at <= 1.0 + 2.0  # RTO 1 s, one retry at 2x
+    assert listener.counters["syn_received"] == 5 and not ep.connections
