@@ -461,33 +461,6 @@ class Connection:
         attribute because the per-segment paths read it often."""
         self.smss = min(self.peer_mss, self.config.mss) - (TS_OPTION_LEN if self.ts_ok else 0)
 
-    def update_ts_recent(self, ts: tuple[int, int] | None, seq: int) -> None:
-        """RFC 7323 §4.3: TS.Recent takes SEG.TSval when SEG.SEQ <= Last.ACK.sent
-        and the value does not go backwards (the wraparound test is
-        seq_diff(tsval, TS.Recent) >= 0, inlined)."""
-        if (
-            ts is not None
-            and self.ts_ok
-            and seq <= self.last_ack_sent
-            and (ts[0] - self.ts_recent) & MASK < 0x80000000
-        ):
-            self.ts_recent = ts[0]
-
-    def update_window(self, seq: int, ack: int, wnd: int) -> None:
-        """The send window update of RFC 9293 §3.10.7.4 (fifth): SND.WL1 and
-        SND.WL2 keep an old segment from setting it; a window that opened
-        ends the persist timer's backoff."""
-        wl1 = self.snd_wl1
-        if wl1 < seq or (wl1 == seq and self.snd_wl2 <= ack):
-            if wnd > self.snd_wnd and self.timers.persist is not None:
-                self.timers.persist = None
-                self.output.persist_backoff = 0
-            self.snd_wnd = wnd
-            self.snd_wl1 = seq
-            self.snd_wl2 = ack
-            if wnd > self.max_snd_wnd:
-                self.max_snd_wnd = wnd
-
     def window_right_edge(self) -> int:
         """RCV.NXT plus the free receive buffer: where the window could end now."""
         free = self.config.recv_buffer - self.rcvq.queued - self.rcvq.ooo.nbytes

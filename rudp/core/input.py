@@ -95,7 +95,7 @@ class Receiver:
         c.now = c.last_rcv = now
         c.stats.segments_received += 1
         if ts is not None and ts[0] != c.ts_recent:  # (else there is nothing to update)
-            c.update_ts_recent(ts, rcv_nxt)
+            self.update_ts_recent(ts, rcv_nxt)
         if acks_all:  # as the fifth step would: SND.UNA moves up to SND.MAX
             self.ack_advance(snd_max, now, ts[1] if ts is not None and c.ts_ok else None)
         # The window update of §3.10.7.4, which this segment (newer than any
@@ -105,9 +105,40 @@ class Receiver:
         c.snd_wl2 = c.snd_una
         wnd = window << c.snd_wscale
         if wnd != c.snd_wnd:
-            c.update_window(rcv_nxt, c.snd_una, wnd)
+            self.update_window(rcv_nxt, c.snd_una, wnd)
         self.deliver(payload, n, now)
         return True
+
+    # ------------------------------------------------------ shared rules
+
+    def update_ts_recent(self, ts: tuple[int, int] | None, seq: int) -> None:
+        """RFC 7323 §4.3: TS.Recent takes SEG.TSval when SEG.SEQ <= Last.ACK.sent
+        and the value does not go backwards (the wraparound test is
+        seq_diff(tsval, TS.Recent) >= 0, inlined)."""
+        c = self.c
+        if (
+            ts is not None
+            and c.ts_ok
+            and seq <= c.last_ack_sent
+            and (ts[0] - c.ts_recent) & MASK < 0x80000000
+        ):
+            c.ts_recent = ts[0]
+
+    def update_window(self, seq: int, ack: int, wnd: int) -> None:
+        """The send window update of RFC 9293 §3.10.7.4 (fifth): SND.WL1 and
+        SND.WL2 keep an old segment from setting it; a window that opened
+        ends the persist timer's backoff."""
+        c = self.c
+        wl1 = c.snd_wl1
+        if wl1 < seq or (wl1 == seq and c.snd_wl2 <= ack):
+            if wnd > c.snd_wnd and c.timers.persist is not None:
+                c.timers.persist = None
+                c.output.persist_backoff = 0
+            c.snd_wnd = wnd
+            c.snd_wl1 = seq
+            c.snd_wl2 = ack
+            if wnd > c.max_snd_wnd:
+                c.max_snd_wnd = wnd
 
     # -------------------------------------------------- §3.10.7.2, §3.10.7.3
 
@@ -214,7 +245,7 @@ class Receiver:
                 # The peer retransmitted its SYN: our SYN,ACK was lost; send it
                 # again, echoing this SYN's timestamp so the peer's RTT sample is
                 # not inflated by its own backoff (RFC 7323 §4.3).
-                c.update_ts_recent(seg.ts, seq)
+                self.update_ts_recent(seg.ts, seq)
                 c.snd_nxt = c.iss
                 return
             # Simultaneous open (§3.5 Figure 8, line 7): the peer's SYN,ACK repeats
@@ -234,19 +265,7 @@ class Receiver:
         # First: sequence number check.
         if not self.acceptable(seq, len(payload) + fin + (1 if flags & SYN else 0), flags & RST):
             if c.rcv_adv > c.rcv_nxt or seq != c.rcv_nxt:
-                # §3.10.7.4: "send an acknowledgment" unless RST. Data or a FIN
-                # may be a retransmission the ACK settles: always. A bare ACK
-                # or a SYN cannot be, and could loop: rate-limited (RFC 5961
-                # §7, as Linux's tcp_oow_rate_limited).
-                if flags & SYN:
-                    self.refuse_with_ack("syn_challenged", now, challenge=True)
-                elif flags & RST:
-                    c.counters["out_of_window"] += 1
-                elif payload or fin:
-                    c.counters["out_of_window"] += 1
-                    c.output.ack_now = True
-                else:
-                    self.refuse_with_ack("out_of_window", now, challenge=False)
+                self.refuse_unacceptable(flags, bool(payload or fin), now)
                 return
             # Zero window: still process ACK/RST at RCV.NXT (§3.10.7.4), drop
             # the text; a FIN takes no buffer and is kept.
@@ -256,7 +275,7 @@ class Receiver:
                 c.output.ack_now = True
                 if not flags & RST:
                     fin = 0
-        c.update_ts_recent(seg.ts, seq)  # RFC 7323 §4.3
+        self.update_ts_recent(seg.ts, seq)  # RFC 7323 §4.3
         if flags & (RST | SYN):
             self.rst_or_syn(flags, seq, now)  # second and fourth
             return
@@ -266,18 +285,38 @@ class Receiver:
             return
         if not self.check_ack(seg, seq, len(payload), fin, now) or c.state is CLOSED:
             return
-        # Seventh: segment text.
         if payload or fin:
-            if c.state in CAN_RECEIVE_TEXT:
-                if payload and c.user_closed:
-                    # RFC 1122 §4.2.2.13: the user cannot receive any more.
-                    c.counters["data_after_close"] += 1
-                    c.abort()
-                    return
-                self.receive_text(seq, payload, fin, now)
-            elif payload:
-                c.counters["data_after_fin"] += 1
-                c.output.ack_now = True
+            self.text_step(seq, payload, fin, now)  # seventh and eighth
+
+    def refuse_unacceptable(self, flags: int, has_text: bool, now: float) -> None:
+        """A segment that failed the sequence check (RFC 9293 §3.10.7.4, first):
+        "send an acknowledgment" unless it is a RST. Data or a FIN may be a
+        retransmission the ACK settles: always. A bare ACK or a SYN cannot be,
+        and could loop: rate-limited (RFC 5961 §7, as Linux's tcp_oow_rate_limited)."""
+        c = self.c
+        if flags & SYN:
+            self.refuse_with_ack("syn_challenged", now, challenge=True)
+        elif flags & RST:
+            c.counters["out_of_window"] += 1
+        elif has_text:
+            c.counters["out_of_window"] += 1
+            c.output.ack_now = True
+        else:
+            self.refuse_with_ack("out_of_window", now, challenge=False)
+
+    def text_step(self, seq: int, payload: bytes, fin: int, now: float) -> None:
+        """Seventh: segment text, in the states that take it (RFC 9293 §3.10.7.4)."""
+        c = self.c
+        if c.state in CAN_RECEIVE_TEXT:
+            if payload and c.user_closed:
+                # RFC 1122 §4.2.2.13: the user cannot receive any more.
+                c.counters["data_after_close"] += 1
+                c.abort()
+                return
+            self.receive_text(seq, payload, fin, now)
+        elif payload:
+            c.counters["data_after_fin"] += 1
+            c.output.ack_now = True
 
     def acceptable(self, seq: int, seg_len: int, rst: int) -> bool:
         """The segment acceptability test (RFC 9293 §3.10.7.4, first check)."""
@@ -380,7 +419,7 @@ class Receiver:
             # zero-window probe and signals no loss: probes back off, they are
             # never fast-retransmitted (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17).
             rec.on_dupack(c.smss, c.sack_ok)
-        c.update_window(seq, ack, wnd)
+        self.update_window(seq, ack, wnd)
         if c.sack_ok and seg.sack:
             for left, right in seg.sack:
                 rec.on_sack_block(c.unwrap_snd(left), c.unwrap_snd(right), c.snd_una, c.snd_max)
