@@ -194,6 +194,24 @@ def test_kernel_client_to_rudp_server_echo(netns: str, loop: str, checksum: bool
     _assert_clean(r)
 
 
+def test_kernel_client_through_a_syn_cookie(netns: str) -> None:
+    """The kernel's TCP connects to a rudp server answering every SYN with a
+    SYN cookie (syn_cookies="always", RFC 4987 §3.6): the kernel's ACK brings
+    the cookie back, window scale and SACK-permitted come back from the
+    TSval it echoes, and 1 MB echoes both ways with the options in force."""
+    size = 1_000_000
+    r = run_scenario(netns, "kernel_client_echo", size=size, checksum=True, loop="asyncio",
+                     syn_cookies="always")
+    assert r["listener"]["cookies_sent"] >= 1 and r["listener"]["cookies_validated"] == 1
+    assert r["listener"].get("cookies_rejected", 0) == 0
+    ws_ok, sack_ok, ts_ok, snd_wscale = r["rudp_options"]
+    assert ws_ok and sack_ok and ts_ok and snd_wscale > 0  # all carried by the cookie
+    assert r["rudp_received"] == size and r["rudp_digest_ok"]
+    assert r["kernel_received"] == size and r["kernel_digest_ok"]
+    assert r["rudp_final_state"] == "CLOSED" and r["kernel_final_state"] == "TIME_WAIT"
+    _assert_clean(r)
+
+
 def test_rudp_client_to_kernel_listener_half_close(netns: str) -> None:
     """rudp client -> bridge -> kernel listener: 2 MB up, write_eof, the kernel reads
     EOF and replies with 2 MB and closes; rudp reads it all and EOF."""
@@ -556,7 +574,7 @@ def _trace_line(rec: Any) -> str:
 
 
 async def scenario_kernel_client_echo(size: int, checksum: bool = True, loss: float = 0.0, seed: int = 0,
-                                      **_: Any) -> dict[str, Any]:
+                                      syn_cookies: str = "auto", **_: Any) -> dict[str, Any]:
     import rudp
 
     bridge = await _bridge(checksum=checksum, loss=loss, seed=seed)
@@ -577,11 +595,12 @@ async def scenario_kernel_client_echo(size: int, checksum: bool = True, loss: fl
             writer.close()
             await asyncio.wait_for(writer.wait_closed(), STEP)
             ctx.mark("rudp_closed")
-            done.set_result({"n": n, "digest": h.hexdigest(), "eof": reader.at_eof(), "state": conn.state.value})
+            done.set_result({"n": n, "digest": h.hexdigest(), "eof": reader.at_eof(), "state": conn.state.value,
+                             "options": [conn.ws_ok, conn.sack_ok, conn.ts_ok, conn.snd_wscale]})
         except BaseException as exc:
             done.set_exception(exc)
 
-    server = await rudp.start_server(echo, "127.0.0.1", 0, checksum=checksum)
+    server = await rudp.start_server(echo, "127.0.0.1", 0, checksum=checksum, syn_cookies=syn_cookies)
     ctx.endpoints.append(server.endpoint.endpoint)
     port = server.sockets[0].getsockname()[1]
     bridge.route(port, ("127.0.0.1", port))
@@ -599,10 +618,12 @@ async def scenario_kernel_client_echo(size: int, checksum: bool = True, loss: fl
     ctx.mark("kernel_eof")
     srv = await asyncio.wait_for(done, STEP)
     kstate = await wait_kernel_state(kport, port, {"TIME_WAIT"})
+    listener_stats = server.stats()
     writer.close()
     server.close()
     bridge.close()
     return ctx.report(
+        listener=listener_stats, rudp_options=srv["options"],
         rudp_received=srv["n"], rudp_digest_ok=srv["digest"] == want, rudp_saw_eof=srv["eof"],
         rudp_final_state=srv["state"], kernel_received=n, kernel_digest_ok=h.hexdigest() == want,
         kernel_saw_eof=reader.at_eof(), kernel_final_state=kstate,
