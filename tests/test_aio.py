@@ -300,13 +300,16 @@ def test_ipv6_echo(run: Run) -> None:
     async def main() -> None:
         server, port = await start_echo("::1")
         async with server:
-            reader, writer = await rudp.open_connection("::1", port)
-            writer.write(data)
-            writer.write_eof()
-            assert await reader.read() == data
-            assert writer.get_extra_info("peername")[0] == "::1"
-            writer.close()
-            await writer.wait_closed()
+            # Any spelling of the address works: the connection is keyed by the
+            # canonical one, which replies come from.
+            for host in ("::1", "0:0:0:0:0:0:0:1"):
+                reader, writer = await rudp.open_connection(host, port, connect_timeout=10)
+                writer.write(data)
+                writer.write_eof()
+                assert await reader.read() == data
+                assert writer.get_extra_info("peername")[0] == "::1"
+                writer.close()
+                await writer.wait_closed()
 
     run(main())
 

@@ -70,7 +70,10 @@ async def _resolve(host: str, port: int, family: int) -> tuple[int, Any]:
     else:
         fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
         if family in (0, fam):
-            return fam, ((host, port) if fam == socket.AF_INET else (host, port, 0, 0))
+            # The canonical spelling: replies come from "::1", not "0:0:0:0:0:0:0:1",
+            # and the connection is found by the address datagrams arrive from.
+            text = str(ip)
+            return fam, ((text, port) if fam == socket.AF_INET else (text, port, 0, 0))
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
     if not infos:
