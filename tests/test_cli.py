@@ -116,3 +116,36 @@ def test_listen_with_stdin_from_dev_null(loop: str, tmp_path: Path) -> None:
     assert client.returncode == 0, client.stderr.decode()
     assert listener.returncode == 0
     assert (tmp_path / "out").read_bytes() == b"hello via rudp\n"
+
+
+def test_listen_reports_a_peer_reset_and_exits_1(tmp_path: Path) -> None:
+    """A peer that aborts (RST): the listener says so on stderr and exits 1,
+    as ``rudp connect`` does, instead of an unhandled-exception traceback."""
+    import asyncio
+
+    import rudp
+
+    port = free_udp_port()
+    listener = subprocess.Popen(
+        [PY, "-m", "rudp", "listen", str(port), "--host", "127.0.0.1"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+    async def abort_after_hello() -> None:
+        reader, writer = await rudp.open_connection("127.0.0.1", port, connect_timeout=10)
+        writer.write(b"hello\n")
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        writer.transport.abort()
+        await asyncio.sleep(0.3)
+
+    try:
+        time.sleep(0.5)
+        asyncio.run(abort_after_hello())
+        assert listener.wait(timeout=30) == 1
+        err = listener.stderr.read().decode() if listener.stderr else ""
+    finally:
+        listener.kill()
+        listener.wait()
+    assert "rudp: " in err and "reset" in err, err
+    assert "Traceback" not in err and "Unhandled exception" not in err, err

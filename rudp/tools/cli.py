@@ -80,6 +80,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _listen(args: argparse.Namespace) -> int:
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    failed: list[BaseException] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if done.done():
@@ -87,6 +88,8 @@ async def _listen(args: argparse.Namespace) -> int:
             return
         try:
             await _pipe(reader, writer)
+        except ConnectionError as exc:  # the peer reset: say so and exit 1, as connect does
+            failed.append(exc)
         finally:
             if not done.done():
                 done.set_result(None)
@@ -103,6 +106,9 @@ async def _listen(args: argparse.Namespace) -> int:
         log.info("listener: %s", " ".join(f"{k}={v}" for k, v in sorted(server.stats().items())))
         server.close()
         await server.wait_closed()
+    if failed:
+        print(f"rudp: {failed[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
