@@ -31,19 +31,6 @@ _TS_MASK = (1 << _TS_BITS) - 1
 _NO_WSCALE = 0xF
 
 
-class CookieOptions:
-    """What a valid cookie gives back: the peer's MSS (rounded down to the
-    table), and its window scale and SACK-permitted when timestamps carried them."""
-
-    __slots__ = ("mss", "wscale", "sack_permitted", "timestamps")
-
-    def __init__(self, mss: int, wscale: int | None, sack_permitted: bool, timestamps: bool) -> None:
-        self.mss = mss
-        self.wscale = wscale
-        self.sack_permitted = sack_permitted
-        self.timestamps = timestamps
-
-
 class CookieJar:
     """Makes and checks cookies for one listener."""
 
