@@ -271,6 +271,19 @@ _TS_WORD = int.from_bytes(_TS_PREFIX, "big")
 _DOFF_BITS = _DOFF_MASK << _DOFF_SHIFT
 _TS_DOFF_BITS = (_HEADER_TS_LEN // 4) << _DOFF_SHIFT
 
+# The two 40-byte SYN layouts that make up nearly every SYN (and every SYN of
+# a flood that copies a real stack), recognised by byte compares so that a SYN
+# costs a struct unpack rather than an option walk: Linux's (MSS, SACK-permitted
+# TS, NOP WS) and ours as `encode` lays it out (MSS, NOP WS, SACK-permitted TS).
+_SYN_HLEN = HEADER_LEN + 20
+_MSS_KIND = bytes((OPT_MSS, 4))
+_SACK_PERMITTED_TS_KINDS = bytes((OPT_SACK_PERMITTED, 2, OPT_TIMESTAMPS, 10))
+_NOP_WSCALE_KIND = bytes((OPT_NOP, OPT_WSCALE, 3))
+_SYN_LINUX_OPTS = struct.Struct(">2sH4sII3sB")
+_SYN_OURS_OPTS = struct.Struct(">2sH3sB4sII")
+_SYN_OURS = struct.Struct(HEADER_STRUCT.format + _SYN_OURS_OPTS.format[1:])
+_SYN_DOFF_BITS = (_SYN_HLEN // 4) << _DOFF_SHIFT
+
 
 # --- checksum ----------------------------------------------------------------
 
@@ -373,6 +386,18 @@ def _parse_options(data: bytes, end: int) -> _Options:
     return mss, wscale, sack_permitted, sack, ts
 
 
+def _syn_options(data: bytes) -> tuple[int, int, int, int] | None:
+    """(mss, wscale, tsval, tsecr) if the 20-byte options area is one of the two
+    usual SYN layouts (MSS, SACK-permitted, timestamps, window scale), else None."""
+    _, mss, kinds, tsval, tsecr, nop_ws, wscale = _SYN_LINUX_OPTS.unpack_from(data, HEADER_LEN)
+    if kinds == _SACK_PERMITTED_TS_KINDS and nop_ws == _NOP_WSCALE_KIND:
+        return mss, wscale, tsval, tsecr
+    _, mss, nop_ws, wscale, kinds, tsval, tsecr = _SYN_OURS_OPTS.unpack_from(data, HEADER_LEN)
+    if kinds == _SACK_PERMITTED_TS_KINDS and nop_ws == _NOP_WSCALE_KIND:
+        return mss, wscale, tsval, tsecr
+    return None
+
+
 def decode(data: bytes, verify_checksum: bool = True) -> Segment:
     """Decode one segment (RFC 9293 §3.1); raise `DecodeError` for anything invalid.
 
@@ -404,6 +429,12 @@ def decode(data: bytes, verify_checksum: bool = True) -> Segment:
     if hlen == HEADER_LEN + _TS_OPT.size and data[HEADER_LEN : HEADER_LEN + 4] == _TS_PREFIX:
         ts = _2U32.unpack_from(data, HEADER_LEN + 4)
         return segment_of((src, dst, seq, ack, flags, window, data[hlen:], None, None, False, (), ts, urgent))
+    if hlen == _SYN_HLEN and data[HEADER_LEN : HEADER_LEN + 2] == _MSS_KIND:
+        syn = _syn_options(data)
+        if syn is not None:
+            mss, wscale, tsval, tsecr = syn
+            return segment_of((src, dst, seq, ack, flags, window, data[hlen:], mss, wscale, True, (),
+                               (tsval, tsecr), urgent))
     options = _parse_options(data, hlen)
     return segment_of((src, dst, seq, ack, flags, window, data[hlen:], *options, urgent))
 
@@ -482,6 +513,13 @@ def encode(seg: Segment, checksum: bool = True) -> bytes:
     if not 0 <= flags <= _FLAGS_MASK:
         raise ValueError(f"flags {flags:#x} do not fit in {_FLAGS_WIDTH} bits")
     try:
+        if wscale is not None and sack_permitted and ts is not None and mss is not None and not sack \
+                and not checksum:
+            # A SYN or SYN,ACK with every option (the handshake, and each SYN
+            # cookie under a flood): one pack, in `_encode_options`' layout.
+            return _SYN_OURS.pack(src, dst, seq, ack, _SYN_DOFF_BITS | flags << _FLAGS_SHIFT, window,
+                                  0, urgent, _MSS_KIND, mss, _NOP_WSCALE_KIND, wscale,
+                                  _SACK_PERMITTED_TS_KINDS, *ts) + payload
         if mss is None and wscale is None and not sack_permitted and not sack:
             options = b"" if ts is None else _TS_OPT.pack(_TS_PREFIX, *ts)
         else:
