@@ -27,7 +27,7 @@ from .listener import ACCEPT, COOKIE, EVICT, Listener, source_of
 from .ratelimit import CHALLENGE_ACK_LIMIT, RST_BURST, RST_RATE, ChallengeLimiter, TokenBucket
 from .syncookies import decode_ts_options, encode_ts_options
 from .seqnum import MASK, seq_gt, ts_clock
-from .wire import ACK, FIN, RST, SYN, ChecksumError, DecodeError, Segment, decode, encode
+from .wire import ACK, FIN, RST, SYN, ChecksumError, DecodeError, Segment, decode, encode, segment_of
 
 logger = logging.getLogger("rudp")
 
@@ -337,20 +337,23 @@ class Endpoint:
         §3.7.1, RFC 7323, RFC 2018); window scale and SACK only with
         timestamps, whose TSval carries them back."""
         cfg = listener.config
-        peer_mss = seg.mss if seg.mss is not None else DEFAULT_PEER_MSS
-        cookie = listener.cookies.make(now, addr, seg.dst_port, seg.src_port, seg.seq, peer_mss)
+        src_port, dst_port, peer_isn = seg[0], seg[1], seg[2]
+        peer_mss = seg.mss
+        cookie = listener.cookies.make(now, addr, dst_port, src_port, peer_isn,
+                                       DEFAULT_PEER_MSS if peer_mss is None else peer_mss)
         wscale: int | None = None
         sack = False
         ts: tuple[int, int] | None = None
-        if cfg.timestamps and seg.ts is not None:
+        peer_ts = seg.ts
+        if peer_ts is not None and cfg.timestamps:
             peer_wscale = seg.wscale if cfg.window_scale else None
             sack = cfg.sack and seg.sack_permitted
             wscale = listener.rcv_wscale if peer_wscale is not None else None
             tsval = ts_clock(now, ts_offset_for(cookie))
-            ts = (encode_ts_options(tsval, peer_wscale, sack), seg.ts[0])
-        reply = encode(Segment(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & MASK, SYN | ACK,
-                               min(cfg.recv_buffer, 0xFFFF), b"", min(cfg.mss, 0xFFFF), wscale,
-                               sack, (), ts), self.config.checksum)
+            ts = (encode_ts_options(tsval, peer_wscale, sack), peer_ts[0])
+        reply = encode(segment_of((dst_port, src_port, cookie, (peer_isn + 1) & MASK, _SYN_ACK,
+                                   listener.syn_ack_window, b"", listener.syn_ack_mss, wscale, sack,
+                                   (), ts, 0)), self.config.checksum)
         if len(reply) > 3 * size:  # anti-amplification: at most 3x what the address sent
             self.counters["amplification_limited"] += 1
             return

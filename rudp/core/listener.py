@@ -44,7 +44,8 @@ class Listener:
 
     __slots__ = ("port", "config", "pressure_config", "backlog", "max_half_open",
                  "max_half_open_per_source", "syn_cookies", "accept_queue", "pending",
-                 "per_source", "counters", "cookies", "rcv_wscale")
+                 "per_source", "counters", "cookies", "rcv_wscale", "syn_ack_window",
+                 "syn_ack_mss")
 
     def __init__(
         self,
@@ -76,7 +77,10 @@ class Listener:
         self.per_source: Counter[Hashable] = Counter()  # half-open connections per source
         self.counters: Counter[str] = Counter()
         self.cookies = CookieJar(rng)
-        self.rcv_wscale = config.rcv_wscale  # what cookie SYN,ACKs offer, computed once
+        # What cookie SYN,ACKs offer, computed once (a SYN,ACK's window is never scaled).
+        self.rcv_wscale = config.rcv_wscale
+        self.syn_ack_window = min(config.recv_buffer, 0xFFFF)
+        self.syn_ack_mss = min(config.mss, 0xFFFF)
 
     @property
     def half_open(self) -> int:

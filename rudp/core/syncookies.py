@@ -55,7 +55,7 @@ class CookieJar:
     def _mac(key: hashlib.blake2s, addr: Hashable, lport: int, rport: int, peer_isn: int,
              counter: int, mss_index: int) -> int:
         h = key.copy()
-        h.update(f"{addr!r}|{lport}|{rport}|{peer_isn}|{counter}|{mss_index}".encode())
+        h.update(_mac_input(addr, lport, rport, peer_isn, counter, mss_index))
         return int.from_bytes(h.digest(), "big")
 
     def make(self, now: float, addr: Hashable, lport: int, rport: int, peer_isn: int,
@@ -64,10 +64,11 @@ class CookieJar:
         slot = int(now // SLOT)
         counter = slot & 0x1F
         mss_index = max(bisect.bisect_right(MSS_TABLE, peer_mss) - 1, 0)  # largest entry <= peer's
-        key = self._key(slot, create=True)
+        key = self._keys.get(slot) or self._key(slot, create=True)
         assert key is not None
-        mac = self._mac(key, addr, lport, rport, peer_isn, counter, mss_index)
-        return counter << 27 | mss_index << 24 | mac
+        h = key.copy()
+        h.update(_mac_input(addr, lport, rport, peer_isn, counter, mss_index))
+        return counter << 27 | mss_index << 24 | int.from_bytes(h.digest(), "big")
 
     def check(self, now: float, addr: Hashable, lport: int, rport: int, peer_isn: int,
               cookie: int) -> int | None:
@@ -87,6 +88,12 @@ class CookieJar:
     def recently_used(self, now: float) -> bool:
         """Whether a cookie made now could still validate: worth checking ACKs then."""
         return bool(self._keys) and max(self._keys) >= int(now // SLOT) - MAX_AGE
+
+
+def _mac_input(addr: Hashable, lport: int, rport: int, peer_isn: int, counter: int,
+               mss_index: int) -> bytes:
+    """What the MAC covers: the 4-tuple, the peer's ISN, the clock and the MSS index."""
+    return f"{addr!r}|{lport}|{rport}|{peer_isn}|{counter}|{mss_index}".encode()
 
 
 def encode_ts_options(tsval: int, wscale: int | None, sack_permitted: bool) -> int:
