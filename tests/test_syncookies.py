@@ -167,3 +167,65 @@ def test_cookie_connection_transfers_data_both_ways_over_a_lossy_link() -> None:
     (srv,) = server.apps
     assert client.sha_ok and srv.sha_ok and not client.errors and not srv.errors
     assert server.endpoint.listeners[PORT].counters["cookies_validated"] == 1
+
+
+# --- the flood path answers exactly as the full path -------------------------
+
+_LINUX_LAYOUT = "020405b4" "0402080a" "{ts}" "00000000" "010303{ws}"
+
+
+def _plain_syn(rng: random.Random, linux: bool) -> tuple[bytes, int, int, int]:
+    """A 40-byte SYN in Linux's layout or ours, random ports, ISN, MSS, scale, TSval."""
+    mss, ws, tsval = rng.choice([0, 1, 88, 536, 1460, 65535, rng.randrange(65536)]), \
+        rng.choice([0, 7, 14, 15, 255]), rng.getrandbits(32)
+    seg = Segment(rng.randrange(1, 65536), PORT, rng.getrandbits(32), 0, SYN, rng.randrange(65536),
+                  b"", mss, ws, True, (), (tsval, 0))
+    data = encode(seg, False)
+    if linux:
+        data = data[:20] + bytes.fromhex(_LINUX_LAYOUT.format(ts=f"{tsval:08x}", ws=f"{ws:02x}"))
+        data = data[:22] + mss.to_bytes(2, "big") + data[24:]
+    assert decode(data) == seg
+    return data, seg.src_port, seg.seq, mss
+
+
+@pytest.mark.parametrize("mode", ["always", "auto"])
+@pytest.mark.parametrize("linux", [True, False])
+def test_flood_path_sends_and_counts_what_the_full_path_does(mode: str, linux: bool) -> None:
+    """Endpoint._plain_syn_cookie answers a usual SYN from its bytes; twin endpoints
+    (same seed, so the same cookie keys), one fed through it and one through the
+    full decode-and-admit path, send the same bytes and count the same."""
+    rng = random.Random(5)
+    fast, full = endpoint(mode=mode), endpoint(mode=mode)
+    fast_listener, full_listener = fast.listeners[PORT], full.listeners[PORT]
+    if mode == "auto":  # a full half-open table: cookies from now on
+        for ep in (fast, full):
+            ep.listeners[PORT].max_half_open = 0
+    for i in range(300):
+        data, _, _, _ = _plain_syn(rng, linux)
+        addr = (f"127.{rng.randrange(256)}.{rng.randrange(256)}.1", rng.randrange(1, 65536))
+        now = 1000.0 + i * 0.7
+        assert fast._plain_syn_cookie(data, addr, now)
+        full._syn_to_listener(full_listener, decode(data), addr, len(data), now)
+        assert fast.datagrams_to_send(now) == full.datagrams_to_send(now)
+    assert fast_listener.counters == full_listener.counters
+    assert fast_listener.counters["cookies_sent"] == 300
+
+
+def test_flood_path_leaves_everything_else_to_the_full_path() -> None:
+    """Not a plain SYN (other flags, a checksum, payload, other options), not a
+    cookie (a half-open slot is free, or an existing connection), checksums or
+    options off in the config: the full path decides."""
+    rng = random.Random(6)
+    data, src, _, _ = _plain_syn(rng, True)
+    ep = endpoint()
+    assert ep._plain_syn_cookie(data, PEER, 0.0)
+    for other in (data[:13] + bytes([SYN | ACK]) + data[14:], data[:16] + b"\x12\x34" + data[18:],
+                  data + b"x", data[:20] + bytes.fromhex("020405b401010101" + "00" * 12)):
+        assert not ep._plain_syn_cookie(other, PEER, 0.0)
+    assert not endpoint(mode="auto")._plain_syn_cookie(data, PEER, 0.0)  # a slot is free
+    for cfg in (FULL.replace(timestamps=False), FULL.replace(sack=False), FULL.replace(checksum=True)):
+        assert not endpoint(cfg)._plain_syn_cookie(data, PEER, 0.0)
+    ep = endpoint(mode="auto")
+    ep.datagram_received(data, PEER, 0.0)  # becomes a half-open connection
+    ep.listeners[PORT].max_half_open = 1
+    assert not ep._plain_syn_cookie(data, PEER, 0.0)  # its retransmitted SYN goes to it

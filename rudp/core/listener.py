@@ -45,7 +45,7 @@ class Listener:
     __slots__ = ("port", "config", "pressure_config", "backlog", "max_half_open",
                  "max_half_open_per_source", "syn_cookies", "accept_queue", "pending",
                  "per_source", "counters", "cookies", "rcv_wscale", "syn_ack_window",
-                 "syn_ack_mss")
+                 "syn_ack_mss", "full_options")
 
     def __init__(
         self,
@@ -81,6 +81,8 @@ class Listener:
         self.rcv_wscale = config.rcv_wscale
         self.syn_ack_window = min(config.recv_buffer, 0xFFFF)
         self.syn_ack_mss = min(config.mss, 0xFFFF)
+        #: Set by the endpoint: cookie SYN,ACKs may come from the raw-bytes path.
+        self.full_options = False
 
     @property
     def half_open(self) -> int:
@@ -109,6 +111,15 @@ class Listener:
         if len(self.pending) >= self.max_half_open:
             return COOKIE if mode == "auto" else EVICT
         return ACCEPT
+
+    def answers_with_cookie(self, source: Hashable) -> bool:
+        """Whether :meth:`admit` would say COOKIE for ``source`` (it counts
+        nothing in that case either)."""
+        mode = self.syn_cookies
+        if mode == "always":
+            return True
+        return mode == "auto" and (self.per_source[source] >= self.max_half_open_per_source
+                                   or len(self.pending) >= self.max_half_open)
 
     def config_for_new(self) -> Config:
         """Options for a new half-open connection: fewer SYN,ACK retries under pressure."""

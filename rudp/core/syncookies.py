@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import random
+import struct
 from typing import Hashable
 
 from .seqnum import MASK, seq_gt
@@ -29,6 +30,7 @@ MSS_TABLE = (88, 536, 1024, 1220, 1300, 1400, 1432, 1460)
 _TS_BITS = 5  # TSval bits that carry options: SACK-permitted, then 4 of window scale
 _TS_MASK = (1 << _TS_BITS) - 1
 _NO_WSCALE = 0xF
+_MAC_HEAD = struct.Struct(">HHIBB")
 
 
 class CookieJar:
@@ -92,8 +94,12 @@ class CookieJar:
 
 def _mac_input(addr: Hashable, lport: int, rport: int, peer_isn: int, counter: int,
                mss_index: int) -> bytes:
-    """What the MAC covers: the 4-tuple, the peer's ISN, the clock and the MSS index."""
-    return f"{addr!r}|{lport}|{rport}|{peer_isn}|{counter}|{mss_index}".encode()
+    """What the MAC covers: the 4-tuple, the peer's ISN, the clock and the MSS index
+    (a UDP address as "host:port", which the port's digits at the end make unique)."""
+    head = _MAC_HEAD.pack(lport, rport, peer_isn, counter, mss_index)
+    if type(addr) is tuple and len(addr) == 2:
+        return head + f"{addr[0]}:{addr[1]}".encode()
+    return head + repr(addr).encode()
 
 
 def encode_ts_options(tsval: int, wscale: int | None, sack_permitted: bool) -> int:

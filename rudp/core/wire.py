@@ -282,7 +282,9 @@ _NOP_WSCALE_KIND = bytes((OPT_NOP, OPT_WSCALE, 3))
 _SYN_LINUX_OPTS = struct.Struct(">2sH4sII3sB")
 _SYN_OURS_OPTS = struct.Struct(">2sH3sB4sII")
 _SYN_OURS = struct.Struct(HEADER_STRUCT.format + _SYN_OURS_OPTS.format[1:])
+_SYN_LINUX = struct.Struct(HEADER_STRUCT.format + _SYN_LINUX_OPTS.format[1:])
 _SYN_DOFF_BITS = (_SYN_HLEN // 4) << _DOFF_SHIFT
+_PLAIN_SYN_CONTROL = _SYN_DOFF_BITS | 0x02 << _FLAGS_SHIFT  # SYN alone, reserved bits 0
 
 
 # --- checksum ----------------------------------------------------------------
@@ -396,6 +398,37 @@ def _syn_options(data: bytes) -> tuple[int, int, int, int] | None:
     if kinds == _SACK_PERMITTED_TS_KINDS and nop_ws == _NOP_WSCALE_KIND:
         return mss, wscale, tsval, tsecr
     return None
+
+
+def parse_plain_syn(data: bytes) -> tuple[int, int, int, int, int, int] | None:
+    """(src_port, dst_port, seq, mss, wscale, tsval) of a 40-byte SYN with no
+    other flag, no checksum, no payload and the options of one of the two usual
+    SYN layouts (MSS, SACK-permitted, timestamps with TSecr 0, window scale);
+    None for anything else, which `decode` then handles in full. The SYN-flood
+    path: `decode` would give the same values (a test pins it)."""
+    if len(data) != _SYN_HLEN:
+        return None
+    src, dst, seq, ack, control, _, csum, _, mss_kind, mss, kinds, tsval, tsecr, nop_ws, wscale = \
+        _SYN_LINUX.unpack(data)
+    if control != _PLAIN_SYN_CONTROL or csum or mss_kind != _MSS_KIND:
+        return None
+    if kinds != _SACK_PERMITTED_TS_KINDS or nop_ws != _NOP_WSCALE_KIND:
+        _, _, _, _, _, _, _, _, _, _, nop_ws, wscale, kinds, tsval, tsecr = _SYN_OURS.unpack(data)
+        if kinds != _SACK_PERMITTED_TS_KINDS or nop_ws != _NOP_WSCALE_KIND:
+            return None
+    return None if tsecr else (src, dst, seq, mss, wscale, tsval)
+
+
+def encode_syn_ack(src: int, dst: int, seq: int, ack: int, window: int, mss: int, wscale: int,
+                   ts: tuple[int, int]) -> bytes:
+    """A SYN,ACK with MSS, window scale, SACK-permitted and timestamps and no
+    checksum: what `encode` makes of that segment (the SYN-cookie flood path)."""
+    try:
+        return _SYN_OURS.pack(src, dst, seq, ack, _SYN_DOFF_BITS | (SYN | ACK) << _FLAGS_SHIFT, window,
+                              0, 0, _MSS_KIND, mss, _NOP_WSCALE_KIND, wscale,
+                              _SACK_PERMITTED_TS_KINDS, *ts)
+    except struct.error as e:
+        raise ValueError(f"segment field out of range: {e}") from None
 
 
 def decode(data: bytes, verify_checksum: bool = True) -> Segment:
