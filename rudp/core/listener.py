@@ -30,8 +30,11 @@ EVICT = "evict"  # make room by dropping the oldest half-open connection, then a
 DROP = "drop"
 
 #: SYN,ACK retransmissions for connections that start while the half-open
-#: queue is at least half full (Linux lowers tcp_synack_retries the same way).
-PRESSURE_SYN_RETRIES = 1
+#: queue is at least half full: none, so such an entry lives one RTO and an
+#: address that may be spoofed gets one SYN,ACK per SYN, never more bytes than
+#: it sent (a real peer's retransmitted SYN is answered again). Linux lowers
+#: tcp_synack_retries under pressure in the same spirit.
+PRESSURE_SYN_RETRIES = 0
 
 
 def source_of(addr: Hashable) -> Hashable:
