@@ -639,15 +639,23 @@ def test_syn_flood_bounded_and_legit_clients_get_through(syn_cookies: str) -> No
     elif syn_cookies == "auto":
         assert seen[0] == max_half_open
         assert counters["cookies_sent"] >= spoofed - max_half_open
-    if syn_cookies != "never":
-        # The table was full (or never used): the clients came in on cookies.
+    if syn_cookies == "always":
         assert counters["cookies_validated"] == len(legit) and not counters["cookies_rejected"]
+    elif syn_cookies == "auto":
+        # The table was full: the first client came in on a cookie. Entries made
+        # under pressure live one RTO (no SYN,ACK retransmission), so later
+        # clients may find a free slot.
+        assert 1 <= counters["cookies_validated"] <= len(legit) and not counters["cookies_rejected"]
     else:
         assert counters["half_open_evicted"] >= spoofed - max_half_open
         assert counters["cookies_sent"] == 0
     # Anti-amplification: no spoofed address got more than 3x what it sent.
     for raw, syn in attackers:
         assert sum(map(len, raw.received)) <= 3 * len(syn)
+    if syn_cookies != "never":  # (an evicted entry's RST comes on top)
+        # Under pressure (half the table taken) each SYN got one SYN,ACK, no larger.
+        for raw, syn in attackers[max_half_open // 2:]:
+            assert sum(map(len, raw.received)) <= len(syn)
     assert sum(1 for raw, _ in attackers if raw.received) >= max_half_open
     # Every half-open entry of the flood timed out or was evicted, and left.
     assert listener.half_open == 0 and not server.endpoint.connections
