@@ -12,9 +12,11 @@ import time
 from typing import Any
 
 from .. import aio
+from ..aio import introspect
 from ..core import events
 from ..core.config import Config
 from ..core.endpoint import Endpoint
+from . import perf, ss
 from .proxy import LossyProxy
 from .sim import LinkConfig, Simulator
 from .stdio import StdinReader
@@ -94,6 +96,7 @@ async def _listen(args: argparse.Namespace) -> int:
             if not done.done():
                 done.set_result(None)
 
+    introspect.expose()  # `rudp ss` lists this process's connections
     server = await aio.start_server(handle, args.host, args.port, **_options(args))
     name = server.sockets[0].getsockname()
     log = logging.getLogger("rudp")
@@ -234,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("host")
     p.add_argument("port", type=int)
     common(p)
+    p = sub.add_parser("perf", help="measure throughput, like iperf3 (-s server, -c HOST client)")
+    perf.add_arguments(p)
+    p = sub.add_parser("ss", help="list the rudp connections and listeners of this machine, like ss -tani")
+    p.add_argument("--json", action="store_true", help="one JSON object for machines")
+    p.add_argument("-l", "--listening", action="store_true", help="listeners only")
     p = sub.add_parser("demo", help="a transfer through a lossy path, reported")
     p.add_argument("--size", type=int, default=4_000_000)
     p.add_argument("--loss", type=float, default=0.02)
@@ -251,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             return int(_run(_listen(args), args.loop))
         if args.command == "connect":
             return int(_run(_connect(args), args.loop))
+        if args.command == "perf":
+            return int(_run(perf.main(args, parser), args.loop))
+        if args.command == "ss":
+            return ss.main(args.json, args.listening, sys.stdout)
         if args.sim:
             return _sim_demo(args)
         return int(_run(_demo(args), args.loop))
