@@ -241,6 +241,22 @@ def expose(loop: asyncio.AbstractEventLoop | None = None) -> str:
         return path
 
 
+def expose_or_warn() -> str | None:
+    """``expose()`` for programs that expose by default (the ``rudp`` command,
+    the examples): a directory that cannot be used is a warning, not an error."""
+    try:
+        return expose()
+    except OSError as exc:
+        logger.warning("rudp ss: cannot expose this process's connections: %s", exc)
+        return None
+
+
+def close() -> None:
+    """Stop serving ``rudp ss`` and remove this process's socket."""
+    with _lock:
+        _exposed.teardown()
+
+
 def exposed_path() -> str | None:
     """The socket this process serves ``rudp ss`` on, if any."""
     return _exposed.path

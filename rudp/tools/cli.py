@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -96,7 +97,7 @@ async def _listen(args: argparse.Namespace) -> int:
             if not done.done():
                 done.set_result(None)
 
-    introspect.expose()  # `rudp ss` lists this process's connections
+    introspect.expose_or_warn()  # `rudp ss` lists this process's connections
     server = await aio.start_server(handle, args.host, args.port, **_options(args))
     name = server.sockets[0].getsockname()
     log = logging.getLogger("rudp")
@@ -219,6 +220,31 @@ def _sim_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _terminable(coro: Any) -> Any:
+    """Run ``coro``; SIGTERM cancels it, so that its ``finally`` blocks run
+    (connections closed, the `rudp ss` socket removed at exit), and the exit
+    status is 143 as for a process the signal killed."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = []
+
+    def on_term() -> None:
+        terminated.append(True)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        pass
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if terminated:
+            return 128 + signal.SIGTERM
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rudp", description="TCP over UDP for asyncio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log state changes to stderr")
@@ -256,11 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "listen":
-            return int(_run(_listen(args), args.loop))
+            return int(_run(_terminable(_listen(args)), args.loop))
         if args.command == "connect":
             return int(_run(_connect(args), args.loop))
         if args.command == "perf":
-            return int(_run(perf.main(args, parser), args.loop))
+            return int(_run(_terminable(perf.main(args, parser)), args.loop))
         if args.command == "ss":
             return ss.main(args.json, args.listening, sys.stdout)
         if args.sim:

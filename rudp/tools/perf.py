@@ -440,47 +440,82 @@ def print_summary(out: TextIO, sender: list[dict[str, Any]], receiver: list[dict
 # ---------------------------------------------------------------- control
 
 
-async def _read_json(reader: asyncio.StreamReader, timeout: float | None) -> Any:
-    try:
-        line = await asyncio.wait_for(reader.readline(), timeout)
-    except ValueError:  # longer than the reader's limit
-        raise PerfError("control message too long") from None
-    except asyncio.TimeoutError:
-        raise PerfError("the peer sent no control message in time") from None
-    if not line.endswith(b"\n"):
-        raise PerfError("the control connection closed")
-    try:
-        return json.loads(line)
-    except ValueError:
-        raise PerfError("malformed control message") from None
+class Control:
+    """The control connection's incoming JSON lines, read by one task: a
+    message that arrives early (the peer's results while our streams still
+    run) waits in the queue, and ``closed`` says the peer went away."""
+
+    _END = object()
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._reader = reader
+        self._task = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                line = await self._reader.readline()
+                if not line.endswith(b"\n"):
+                    break  # EOF
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    msg = PerfError("malformed control message")
+                self._queue.put_nowait(msg)
+        except ValueError:  # longer than the reader's limit
+            self._queue.put_nowait(PerfError("control message too long"))
+        except (ConnectionError, OSError) as exc:
+            self._queue.put_nowait(PerfError(f"the control connection failed: {exc}"))
+        finally:
+            self._queue.put_nowait(self._END)
+            if not self.closed.done():
+                self.closed.set_result(None)
+
+    async def get(self, timeout: float | None) -> Any:
+        """The next message; PerfError if it is malformed, late or missing."""
+        try:
+            msg = await asyncio.wait_for(self._queue.get(), timeout)
+        except asyncio.TimeoutError:
+            raise PerfError("the peer sent no control message in time") from None
+        if msg is self._END:
+            self._queue.put_nowait(msg)
+            raise PerfError("the control connection closed")
+        if isinstance(msg, PerfError):
+            raise msg
+        return msg
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
 
 
 def _send_json(writer: asyncio.StreamWriter, obj: Any) -> None:
     writer.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
 
 
-async def _wait_streams(streams: list[Stream], control: asyncio.StreamReader,
+async def _wait_streams(streams: list[Stream], control_closed: asyncio.Future[None],
                         limit: float | None) -> None:
     """Every stream done, or raise: one failed, the control connection
     closed, or the test overran ``limit`` seconds."""
-    lost = asyncio.ensure_future(control.read(1))
-    try:
-        done_all = asyncio.gather(*(s.done for s in streams))
-        finished, _ = await asyncio.wait({done_all, lost}, timeout=limit,
-                                         return_when=asyncio.FIRST_COMPLETED)
-        if done_all in finished:
-            done_all.result()
-            return
-        done_all.cancel()
-        for s in streams:
-            if s.done.done() and not s.done.cancelled():
-                s.done.exception()  # consumed: reported below
-        if lost in finished:
-            raise PerfError("the peer closed the control connection during the test")
-        raise PerfError("the test overran its time limit")
-    finally:
-        if not lost.done():
-            lost.cancel()
+    done_all = asyncio.gather(*(s.done for s in streams))
+    finished, _ = await asyncio.wait({done_all, control_closed}, timeout=limit,
+                                     return_when=asyncio.FIRST_COMPLETED)
+    if done_all in finished:
+        done_all.result()
+        return
+    done_all.cancel()
+    for s in streams:
+        if s.done.done() and not s.done.cancelled():
+            s.done.exception()  # retrieved: the PerfError below says what happened
+    if control_closed in finished:
+        raise PerfError("the peer closed the control connection during the test")
+    raise PerfError("the test overran its time limit")
 
 
 def _split(total: int | None, n: int) -> list[int | None]:
@@ -515,16 +550,20 @@ class PerfServer:
         self.busy = False
         self.tests = 0
         self.finished: asyncio.Future[None] | None = None
+        #: Set once the server listens: its (host, port).
+        self.ready: asyncio.Future[tuple[str, int]] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.finished = loop.create_future()
+        self.ready = loop.create_future()
         server = await aio.start_server(self._control, self.host, self.port,
                                         limit=CONTROL_LINE_LIMIT, nodelay=True)
         sockname = server.sockets[0].getsockname()
         self.bind_host = sockname[0]
         self.port = sockname[1]
         self._banner(f"Server listening on {sockname[1]} (rudp, {_loop_name()})")
+        self.ready.set_result((self.bind_host, self.port))
         try:
             await self.finished
         finally:
@@ -554,18 +593,26 @@ class PerfServer:
             self.out.flush()
         finally:
             writer.close()
-            try:
-                await writer.wait_closed()
-            except (ConnectionError, OSError):
-                pass
+            try:  # bounded: a client that vanished must not hold the server
+                await asyncio.wait_for(writer.wait_closed(), SETUP_TIMEOUT)
+            except (ConnectionError, OSError, asyncio.TimeoutError):
+                writer.transport.abort()
             if self.busy is False and not self.once:
                 self._banner(f"Server listening on {self.port} (rudp, {_loop_name()})")
 
     async def _test(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                     peer: Any) -> None:
+        control = Control(reader)
+        try:
+            await self._run_test(control, writer, peer)
+        finally:
+            await control.stop()
+
+    async def _run_test(self, control: Control, writer: asyncio.StreamWriter,
+                        peer: Any) -> None:
         loop = asyncio.get_running_loop()
         try:
-            params = Params.from_json(await _read_json(reader, SETUP_TIMEOUT))
+            params = Params.from_json(await control.get(SETUP_TIMEOUT))
         except PerfError as exc:
             _send_json(writer, {"error": str(exc)})
             raise
@@ -613,12 +660,12 @@ class PerfServer:
                 for s, budget in zip(ordered, _split(params.bytes, params.streams)):
                     s.start_sending(params.seconds, budget)
             try:
-                await _wait_streams(ordered, reader, _time_limit(params))
+                await _wait_streams(ordered, control.closed, _time_limit(params))
             finally:
                 await reporter.stop()
             mine = [s.result() for s in ordered]
             _send_json(writer, {"results": mine})
-            theirs = await _read_json(reader, SETUP_TIMEOUT)
+            theirs = await control.get(SETUP_TIMEOUT)
             other = _results(theirs, params.streams)
             sender, receiver = (mine, other) if sending else (other, mine)
             print_summary(self.out, sender, receiver, summarize(sender, receiver))
@@ -658,13 +705,14 @@ async def run_client(host: str, port: int, params: Params, out: TextIO,
     except (ConnectionError, TimeoutError, OSError) as exc:
         raise PerfError(f"cannot reach the server at {host} port {port}: {exc}") from None
     streams: list[Stream] = []
+    control = Control(reader)
     try:
         if text:
             text.write(f"Connecting to host {host}, port {port} (rudp, {_loop_name()})\n")
             if params.reverse:
                 text.write("Reverse mode, remote host is sending\n")
         _send_json(writer, params.to_json())
-        reply = await _read_json(reader, SETUP_TIMEOUT)
+        reply = await control.get(SETUP_TIMEOUT)
         if not isinstance(reply, dict) or "error" in reply or not isinstance(reply.get("port"), int):
             err = reply.get("error") if isinstance(reply, dict) else None
             raise PerfError(f"server: {err}" if err else "malformed reply from the server")
@@ -683,7 +731,7 @@ async def run_client(host: str, port: int, params: Params, out: TextIO,
                 local = tr.get_extra_info("sockname") if tr else ("?", "?")
                 text.write(f"[{i + 1:3d}] local {local[0]} port {local[1]} (tcp {conn.local_port if conn else '?'}) "
                            f"connected to {host} port {data_port}\n")
-        start = await _read_json(reader, SETUP_TIMEOUT)
+        start = await control.get(SETUP_TIMEOUT)
         if not isinstance(start, dict) or start.get("start") is not True:
             err = start.get("error") if isinstance(start, dict) else None
             raise PerfError(f"server: {err}" if err else "the server did not start the test")
@@ -694,18 +742,25 @@ async def run_client(host: str, port: int, params: Params, out: TextIO,
             for s, budget in zip(streams, _split(params.bytes, params.streams)):
                 s.start_sending(params.seconds, budget)
         try:
-            await _wait_streams(streams, reader, _time_limit(params))
+            await _wait_streams(streams, control.closed, _time_limit(params))
         except ConnectionError as exc:
             raise PerfError(f"a data connection failed: {exc}") from None
         finally:
             await reporter.stop()
         mine = [s.result() for s in streams]
         _send_json(writer, {"results": mine})
-        other = _results(await _read_json(reader, SETUP_TIMEOUT), params.streams)
+        other = _results(await control.get(SETUP_TIMEOUT), params.streams)
+        # The server closes first; closing once its FIN is in means both
+        # FINs are acknowledged before this process exits.
+        try:
+            await asyncio.wait_for(asyncio.shield(control.closed), SETUP_TIMEOUT)
+        except asyncio.TimeoutError:
+            pass
     finally:
         for s in streams:
             if not s.done.done():
                 s.abort()
+        await control.stop()
         writer.close()
         try:
             await writer.wait_closed()
@@ -749,14 +804,14 @@ def parse_size(text: str) -> int:
 
 
 async def main_server(host: str | None, port: int, once: bool, out: TextIO) -> int:
-    introspect.expose()  # `rudp ss` sees the tests as they run
+    introspect.expose_or_warn()  # `rudp ss` sees the tests as they run
     await PerfServer(host, port, out, once=once).run()
     return 0
 
 
 async def main_client(host: str, port: int, params: Params, json_output: bool,
                       out: TextIO) -> int:
-    introspect.expose()
+    introspect.expose_or_warn()
     try:
         result = await run_client(host, port, params, out, json_output)
     except PerfError as exc:
