@@ -29,8 +29,7 @@ async def _with_server(body: Callable[[int, io.StringIO], Any]) -> Any:
     srv = PerfServer("127.0.0.1", 0, out)
     task = asyncio.ensure_future(srv.run())
     try:
-        assert srv.ready is None or True
-        while srv.ready is None:
+        while srv.ready is None:  # run() has not started yet
             await asyncio.sleep(0)
         _, port = await srv.ready
         return await body(port, out)

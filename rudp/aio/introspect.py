@@ -42,6 +42,13 @@ ENV_DIR = "RUDP_SS_DIR"
 #: How long one driver on another thread's loop may take to answer.
 _CROSS_LOOP_TIMEOUT = 2.0
 
+#: Listener counters every snapshot carries, zero until they count something.
+LISTENER_COUNTERS = (
+    "syn_received", "accepted", "cookies_sent", "cookies_validated", "cookies_rejected",
+    "syn_dropped_backlog", "syn_dropped_per_source", "half_open_evicted", "listen_overflow",
+    "rst_sent", "rst_rate_limited", "amplification_limited", "malformed",
+)
+
 _drivers: weakref.WeakSet[EndpointDriver] = weakref.WeakSet()
 _lock = threading.Lock()
 
@@ -93,6 +100,7 @@ def driver_snapshot(driver: EndpointDriver) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for listener in ep.listeners.values():
         entry: dict[str, Any] = {"state": "LISTEN", "local": local, "peer": "*:*"}
+        entry.update(dict.fromkeys(LISTENER_COUNTERS, 0))  # counters start absent
         entry.update(ep.listener_stats(listener))
         entry["recv_queue"] = entry.get("accept_queue", 0)
         entry["send_queue"] = entry.get("backlog", 0)
@@ -127,7 +135,7 @@ async def snapshot() -> dict[str, Any]:
             def take(d: EndpointDriver = driver, f: Any = fut) -> None:
                 try:
                     f.set_result(driver_snapshot(d))
-                except Exception as exc:  # noqa: BLE001 - reported, not raised
+                except Exception as exc:  # reported through the future, not raised here
                     f.set_exception(exc)
 
             try:
@@ -137,8 +145,10 @@ async def snapshot() -> dict[str, Any]:
             waits.append(fut)
     for fut in waits:
         try:
-            sockets.extend(await asyncio.wait_for(asyncio.wrap_future(fut), _CROSS_LOOP_TIMEOUT))
-        except Exception:  # noqa: BLE001 - a busy or dying loop: leave it out
+            got: list[dict[str, Any]] = await asyncio.wait_for(
+                asyncio.wrap_future(fut), _CROSS_LOOP_TIMEOUT)
+            sockets.extend(got)
+        except Exception:  # a busy or dying loop: leave it out
             logger.debug("rudp ss: a loop on another thread did not answer", exc_info=True)
     return {"pid": os.getpid(), "process": _process_name(), "argv": list(sys.argv),
             "sockets": sockets}
@@ -154,7 +164,7 @@ class _Answer(asyncio.Protocol):
         try:
             data = json.dumps(await snapshot(), separators=(",", ":")).encode() + b"\n"
             transport.write(data)  # type: ignore[attr-defined]
-        except Exception:  # noqa: BLE001 - never break the program we observe
+        except Exception:  # never break the program we observe
             logger.exception("rudp ss: snapshot failed")
         finally:
             transport.close()
@@ -178,10 +188,13 @@ class _Exposed:
 
     def teardown(self) -> None:
         """Stop serving (the loop that served may be closed already)."""
-        loop, server, sock = self.loop, self.server, self.sock
-        self.loop = self.server = self.sock = None
-        if server is not None and loop is not None and not loop.is_closed():
-            server.close()
+        loop, server, sock, task = self.loop, self.server, self.sock, self.task
+        self.loop = self.server = self.sock = self.task = None
+        if loop is not None and not loop.is_closed():
+            if task is not None and not task.done():
+                task.cancel()  # closed before it started serving
+            if server is not None:
+                server.close()
         if sock is not None:
             sock.close()
         self._unlink()
@@ -235,7 +248,15 @@ def expose(loop: asyncio.AbstractEventLoop | None = None) -> str:
         _exposed.path, _exposed.sock, _exposed.loop = path, sock, loop
 
         async def serve() -> None:
-            _exposed.server = await loop.create_unix_server(_Answer, sock=sock)
+            try:
+                server = await loop.create_unix_server(_Answer, sock=sock)
+            except OSError as exc:  # the socket was closed meanwhile
+                logger.debug("rudp ss: not serving %s: %s", path, exc)
+                return
+            if _exposed.sock is sock:
+                _exposed.server = server
+            else:
+                server.close()
 
         _exposed.task = loop.create_task(serve())
         return path

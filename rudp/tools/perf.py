@@ -504,7 +504,8 @@ async def _wait_streams(streams: list[Stream], control_closed: asyncio.Future[No
     """Every stream done, or raise: one failed, the control connection
     closed, or the test overran ``limit`` seconds."""
     done_all = asyncio.gather(*(s.done for s in streams))
-    finished, _ = await asyncio.wait({done_all, control_closed}, timeout=limit,
+    waiting: set[asyncio.Future[Any]] = {done_all, control_closed}
+    finished, _ = await asyncio.wait(waiting, timeout=limit,
                                      return_when=asyncio.FIRST_COMPLETED)
     if done_all in finished:
         done_all.result()

@@ -65,7 +65,7 @@ def collect(directory: str | None = None) -> list[dict[str, Any]]:
         return []
     out = []
     for name in names:
-        stem, dot, ext = name.partition(".")
+        stem, _, ext = name.partition(".")
         if ext != "sock" or not stem.isdigit():
             continue
         path = os.path.join(directory, name)
