@@ -173,3 +173,35 @@ def test_cli_server_and_client(loop: str, tmp_path: Any) -> None:
     assert b"Traceback" not in err, err.decode()
     assert out.count(b"Accepted connection from 127.0.0.1") == 2
     assert not list((tmp_path / "ss").glob("*.sock")), "the ss socket is removed at exit"
+
+
+def test_busy_server_and_vanished_client(run: Callable[..., Any]) -> None:
+    """A second client during a test is told the server is busy; a client
+    that goes away mid-setup costs the server that test only."""
+
+    async def body(port: int, out: io.StringIO) -> None:
+        first = asyncio.ensure_future(run_client(
+            "127.0.0.1", port, new_params(1, False, 1.0, None, "newreno", False),
+            io.StringIO(), True))
+        for _ in range(500):  # bounded: until the first test is accepted
+            if "Accepted connection" in out.getvalue():
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(perf.PerfError, match="busy"):
+            await run_client("127.0.0.1", port, new_params(1, False, 1.0, None, "newreno", False),
+                             io.StringIO(), True)
+        assert (await first)["bytes"] > 0
+        # Valid parameters, then the client vanishes before its data connections.
+        reader, writer = await rudp.open_connection("127.0.0.1", port)
+        writer.write(json.dumps(Params("b" * 32).to_json()).encode() + b"\n")
+        assert "port" in json.loads(await reader.readline())
+        writer.transport.abort()
+        for _ in range(500):
+            if "test from 127.0.0.1 failed" in out.getvalue():
+                break
+            await asyncio.sleep(0.01)
+        res = await run_client("127.0.0.1", port, new_params(1, False, None, MB, "newreno", False),
+                               io.StringIO(), True)
+        assert res["bytes"] == MB
+
+    run(_with_server(body), timeout=60)

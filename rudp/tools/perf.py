@@ -644,10 +644,10 @@ class PerfServer:
             raise PerfError(str(exc)) from None
         try:
             _send_json(writer, {"port": data_server.sockets[0].getsockname()[1]})
-            try:
-                await asyncio.wait_for(asyncio.shield(all_in), SETUP_TIMEOUT)
-            except asyncio.TimeoutError:
-                raise PerfError("the client's data connections did not arrive") from None
+            waiting: set[asyncio.Future[Any]] = {all_in, control.closed}
+            await asyncio.wait(waiting, timeout=SETUP_TIMEOUT, return_when=asyncio.FIRST_COMPLETED)
+            if not all_in.done():
+                raise PerfError("the client's data connections did not arrive")
             ordered = [streams[i] for i in range(params.streams)]
             for s in ordered:
                 conn = s.conn
