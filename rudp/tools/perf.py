@@ -307,8 +307,8 @@ class Reporter:
         self._start = self._last_t = loop.time()
         self._last = [{"bytes": 0, "retransmits": 0} for _ in self.streams]
         if self.out is not None:
-            cols = "  Retr  Cwnd          RTT" if self.sending else ""
-            self._print(f"[ ID] Interval           Transfer     Bitrate         {cols}")
+            head = "[ ID] Interval".ljust(26) + "Transfer".ljust(16) + "Bitrate".ljust(16)
+            self._print(head + ("  Retr          Cwnd        RTT" if self.sending else ""))
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
@@ -421,7 +421,7 @@ def summarize(sender: list[dict[str, Any]], receiver: list[dict[str, Any]]) -> d
 def print_summary(out: TextIO, sender: list[dict[str, Any]], receiver: list[dict[str, Any]],
                   summary: dict[str, Any]) -> None:
     out.write("- " * 30 + "\n")
-    out.write("[ ID] Interval           Transfer     Bitrate          Retr\n")
+    out.write("[ ID] Interval".ljust(26) + "Transfer".ljust(16) + "Bitrate".ljust(16) + "   Retr\n")
 
     def line(ident: str, r: dict[str, Any], role: str, retr: bool) -> None:
         retr_text = f"  {int(r.get('retransmits') or 0):5d}" if retr else "       "
