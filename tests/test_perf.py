@@ -162,6 +162,10 @@ def test_cli_server_and_client(loop: str, tmp_path: Any) -> None:
         assert proc.returncode == 2
         assert b"unknown congestion control 'nope'" in proc.stderr
         assert b"Traceback" not in proc.stderr
+        proc = subprocess.run([PY, "-m", "rudp", "perf", "-s", "-p", str(port), "-B", "127.0.0.1"],
+                              capture_output=True, timeout=60, env=env)
+        assert proc.returncode == 1 and b"cannot listen on 127.0.0.1" in proc.stderr
+        assert b"Traceback" not in proc.stderr
         proc = subprocess.run(client[:-1] + [str(free_udp_port()), "-t", "1"],
                               capture_output=True, timeout=60, env=env)
         assert proc.returncode == 1 and b"cannot reach the server" in proc.stderr

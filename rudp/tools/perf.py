@@ -806,7 +806,12 @@ def parse_size(text: str) -> int:
 
 async def main_server(host: str | None, port: int, once: bool, out: TextIO) -> int:
     introspect.expose_or_warn()  # `rudp ss` sees the tests as they run
-    await PerfServer(host, port, out, once=once).run()
+    try:
+        await PerfServer(host, port, out, once=once).run()
+    except OSError as exc:  # the port is taken, the address is not ours, ...
+        print(f"rudp perf: cannot listen on {host or '0.0.0.0'} port {port}: {exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
