@@ -47,6 +47,7 @@ def run(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
     closed) and exits with status 130 instead of a traceback.
     """
     factory = loop_factory(loop)
+    main = _exposed(main)
     try:
         if factory is None:
             return asyncio.run(main)
@@ -60,6 +61,14 @@ def run(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         raise SystemExit(130) from None
+
+
+async def _exposed(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` with this process's connections listed by ``rudp ss``."""
+    from rudp.aio import introspect
+
+    introspect.expose_or_warn()
+    return await main
 
 
 def loop_name() -> str:

@@ -20,6 +20,7 @@ from ..core.connection import Connection
 from ..core.state import State
 from ..core.endpoint import Endpoint
 from ..core.listener import Listener
+from . import introspect
 from .transport import RudpTransport
 from .udpio import UdpSocket
 
@@ -93,6 +94,7 @@ class EndpointDriver:
             self._socket_closed, gso=gso,
         )
         self._peer = self.udp.peer
+        introspect.register(self)  # listed by `rudp ss` (once per socket, weakly)
 
     def _datagrams_received(self, batch: list[tuple[bytes, Any]], now: float) -> None:
         self.endpoint.datagrams_received([(data, (a[0], a[1])) for data, a in batch], now)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
 
 class Stats:
     __slots__ = (
@@ -60,3 +65,39 @@ class Stats:
             "zero_window_probes": self.zero_window_probes,
             "keepalives_sent": self.keepalives_sent,
         }
+
+
+def connection_info(conn: Connection) -> dict[str, object]:
+    """One connection's state and counters in one dict, as Linux's
+    ``tcp_get_info`` gives ``ss -i``: read on demand, never per segment.
+
+    ``bytes_acked`` counts data bytes (not SYN or FIN) the peer acknowledged,
+    ``bytes_received`` in-order data bytes, as ``tcpi_bytes_acked`` and
+    ``tcpi_bytes_received`` do (RFC 4898). RTTs are None before the first
+    sample; ``ssthresh`` is None while it is still "arbitrarily high"
+    (RFC 5681 §3.1).
+    """
+    rtt = conn.rtt
+    cc = conn.cc
+    sndbuf = conn.sndbuf
+    srtt = rtt.srtt
+    info: dict[str, object] = {
+        "state": conn.state.value,
+        "local_port": conn.local_port,
+        "remote_port": conn.remote_port,
+        "rtt_ms": None if srtt is None else round(srtt * 1000, 3),
+        "rttvar_ms": None if srtt is None else round(rtt.rttvar * 1000, 3),
+        "rto_ms": round(rtt.rto * 1000, 3),
+        "congestion_control": conn.config.congestion_control,
+        "cwnd": cc.cwnd,
+        "ssthresh": cc.ssthresh if cc.ssthresh < 1 << 61 else None,
+        "mss": conn.smss,
+        "snd_wnd": conn.snd_wnd,
+        "rcv_wnd": max(0, conn.rcv_adv - conn.rcv_nxt),
+        "in_recovery": conn.recovery.in_recovery,
+        "bytes_acked": max(0, sndbuf.seq + sndbuf.dead - conn.iss - 1),
+        "send_queue": len(sndbuf),
+        "recv_queue": conn.rcvq.queued,
+    }
+    info.update(conn.stats.as_dict())
+    return info

@@ -7,14 +7,17 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 import sys
 import time
 from typing import Any
 
 from .. import aio
+from ..aio import introspect
 from ..core import events
 from ..core.config import Config
 from ..core.endpoint import Endpoint
+from . import perf, ss
 from .proxy import LossyProxy
 from .sim import LinkConfig, Simulator
 from .stdio import StdinReader
@@ -94,6 +97,7 @@ async def _listen(args: argparse.Namespace) -> int:
             if not done.done():
                 done.set_result(None)
 
+    introspect.expose_or_warn()  # `rudp ss` lists this process's connections
     server = await aio.start_server(handle, args.host, args.port, **_options(args))
     name = server.sockets[0].getsockname()
     log = logging.getLogger("rudp")
@@ -216,6 +220,31 @@ def _sim_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+async def _terminable(coro: Any) -> Any:
+    """Run ``coro``; SIGTERM cancels it, so that its ``finally`` blocks run
+    (connections closed, the `rudp ss` socket removed at exit), and the exit
+    status is 143 as for a process the signal killed."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    terminated = []
+
+    def on_term() -> None:
+        terminated.append(True)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+        pass
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if terminated:
+            return 128 + signal.SIGTERM
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rudp", description="TCP over UDP for asyncio")
     parser.add_argument("-v", "--verbose", action="store_true", help="log state changes to stderr")
@@ -234,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("host")
     p.add_argument("port", type=int)
     common(p)
+    p = sub.add_parser("perf", help="measure throughput, like iperf3 (-s server, -c HOST client)")
+    perf.add_arguments(p)
+    p = sub.add_parser("ss", help="list the rudp connections and listeners of this machine, like ss -tani")
+    p.add_argument("--json", action="store_true", help="one JSON object for machines")
+    p.add_argument("-l", "--listening", action="store_true", help="listeners only")
     p = sub.add_parser("demo", help="a transfer through a lossy path, reported")
     p.add_argument("--size", type=int, default=4_000_000)
     p.add_argument("--loss", type=float, default=0.02)
@@ -248,9 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "listen":
-            return int(_run(_listen(args), args.loop))
+            return int(_run(_terminable(_listen(args)), args.loop))
         if args.command == "connect":
             return int(_run(_connect(args), args.loop))
+        if args.command == "perf":
+            return int(_run(_terminable(perf.main(args, parser)), args.loop))
+        if args.command == "ss":
+            return ss.main(args.json, args.listening, sys.stdout)
         if args.sim:
             return _sim_demo(args)
         return int(_run(_demo(args), args.loop))
