@@ -12,7 +12,9 @@ so a dead orchestrator never leaves load running.
 Every measurement is taken inside the worker with time.perf_counter and
 resource.getrusage around the measured phase only (never process start-up).
 Only 127.0.0.1 is used, apart from the SYN flood's kernel anchor, whose server
-runs inside a network namespace made for it (10.200.0.2, see _synflood.py).
+runs inside a network namespace made for it (10.200.0.2, see _synflood.py),
+and the lossy-link benchmark, whose sender and receiver run in namespaces of
+their own joined through a router namespace (10.211.x.x, see _lossy.py).
 """
 
 from __future__ import annotations
@@ -1012,6 +1014,121 @@ async def synflood_flooder(p: Params, control: Control) -> None:
     emit("result", cpu_s=cpu_seconds() - cpu0, **res)
 
 
+# -- lossy link: one transfer through the router namespace (see _lossy.py) ----
+
+#: Offsets in struct tcp_info (linux/tcp.h); the RTO counters exist since Linux 6.7.
+_TCPI_U32 = {"rto_us": 8, "lost": 32, "retrans": 36, "rtt_us": 68, "snd_cwnd": 80, "total_retrans": 100,
+             "segs_out": 136, "data_segs_out": 156}
+_TCPI_U64 = {"bytes_sent": 200, "bytes_retrans": 208}
+_TCPI_U16 = {"total_rto": 240, "total_rto_recoveries": 242}
+
+
+def tcp_info(sock: Any) -> dict[str, int]:
+    """The sender's struct tcp_info, only the fields the kernel filled in."""
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 512)
+    out = {"tcp_info_len": len(raw), "ca_state": raw[1], "backoff": raw[4]}
+    for fields, fmt, size in ((_TCPI_U32, "=I", 4), (_TCPI_U64, "=Q", 8), (_TCPI_U16, "=H", 2)):
+        for name, off in fields.items():
+            if off + size <= len(raw):
+                out[name] = struct.unpack_from(fmt, raw, off)[0]
+    return out
+
+
+async def lossy_receiver(p: Params, control: Control) -> None:
+    """Reads one connection to its end: bytes, first/last read times and the
+    longest gap between reads that delivered new in-order bytes."""
+    done = asyncio.Event()
+    res: dict[str, Any] = {}
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        n = reads = 0
+        t_first = t_last = None
+        gap = 0.0
+        try:
+            while data := await reader.read(1 << 18):
+                now = time.perf_counter()
+                if t_last is None:
+                    t_first = now
+                else:
+                    gap = max(gap, now - t_last)
+                t_last = now
+                n += len(data)
+                reads += 1
+        except (ConnectionError, OSError) as exc:
+            res["error"] = f"receiver: {type(exc).__name__}: {exc}"
+        res.update(bytes=n, reads=reads, t_first=t_first, t_last=t_last, max_gap=gap)
+        done.set()
+        writer.close()  # our FIN tells the sender everything arrived
+        try:
+            await asyncio.wait_for(writer.wait_closed(), 5.0)
+        except (ConnectionError, OSError, asyncio.TimeoutError):
+            pass
+
+    if p["impl"] == "rudp":
+        import rudp
+
+        server: Any = await rudp.start_server(handler, p["host"], 0, **lossy_rudp_options(p))
+    else:
+        server = await asyncio.start_server(handler, p["host"], 0)
+    cpu0 = cpu_seconds()
+    emit("ready", port=server.sockets[0].getsockname()[1])
+    await done.wait()
+    if "error" in res:
+        emit("error", error=res["error"])
+        return
+    emit("result", cpu=cpu_seconds() - cpu0, **res)
+    await asyncio.sleep(0.5)  # the FIN's retransmissions, if the orchestrator lets us
+    server.close()
+
+
+def lossy_rudp_options(p: Params) -> dict[str, Any]:
+    opts = stream_options(p)
+    if p.get("rudp_cc"):
+        opts["congestion_control"] = p["rudp_cc"]
+    return opts
+
+
+async def lossy_sender(p: Params, control: Control) -> None:
+    """Connects, writes ``size`` bytes, half-closes and waits for the
+    receiver's FIN; reports its start time and the stack's loss counters."""
+    host, port, size = p["host"], int(p["port"]), int(p["size"])
+    cpu0 = cpu_seconds()
+    if p["impl"] == "tcp":
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # per socket: the namespace's default controller is whatever the host's is
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, p["tcp_cc"].encode())
+        sock.setblocking(False)
+        await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), 30.0)
+        reader, writer = await asyncio.open_connection(sock=sock)
+    else:
+        import rudp
+
+        reader, writer = await asyncio.wait_for(rudp.open_connection(host, port, **lossy_rudp_options(p)), 30.0)
+    t0 = time.perf_counter()
+    remaining = size
+    while remaining > 0:
+        chunk = CHUNK if remaining >= len(CHUNK) else CHUNK[:remaining]
+        writer.write(chunk)
+        remaining -= len(chunk)
+        await writer.drain()
+    writer.write_eof()
+    while await reader.read(1 << 16):  # the receiver's FIN: it has everything
+        pass
+    t1 = time.perf_counter()
+    cpu1 = cpu_seconds()
+    info: dict[str, Any] = {}
+    if p["impl"] == "tcp":
+        sk = writer.get_extra_info("socket")
+        info["tcp_info"] = tcp_info(sk)
+        info["cc"] = sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, 16).split(b"\0")[0].decode()
+    else:
+        info["stats"] = writer.get_extra_info("stats")
+        conn = writer.get_extra_info("connection")
+        info["cc"] = type(conn.cc).__name__ if conn is not None else "?"
+    closed = await close_writers([writer], 5.0)
+    emit("result", bytes=size, t0=t0, t_end=t1, cpu=cpu1 - cpu0, close_ok=closed, **info)
+
+
 # -- entry point -----------------------------------------------------------------
 
 Role = Callable[[Params, Control], Coroutine[Any, Any, None]]
@@ -1037,6 +1154,9 @@ for _impl in ("rudp", "tcp_netns"):
     ROLES["synflood", _impl, "server"] = synflood_server
     ROLES["synflood", _impl, "client"] = synflood_client
     ROLES["synflood", _impl, "flooder"] = synflood_flooder
+for _impl in ("rudp", "tcp"):
+    ROLES["lossy", _impl, "server"] = lossy_receiver
+    ROLES["lossy", _impl, "client"] = lossy_sender
 
 
 def main(argv: list[str]) -> int:

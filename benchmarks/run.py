@@ -31,6 +31,14 @@ flood's kernel anchor, in a network namespace of its own):
                 per run unless --repeat is given (see _synflood.py).
                 anchor: the kernel's TCP listener with tcp_syncookies=1 in a
                 network namespace, flooded with raw spoofed SYNs (root only).
+  lossy         (not in the default set: run it with --only lossy; root only)
+                one connection through a router namespace with a rate limit
+                (tbf, 25 ms queue), random loss both ways and, in some
+                scenarios, a fixed added RTT: goodput, RTOs, retransmitted %,
+                queue drops, longest receiver stall, CPU-s, per scenario.
+                anchors: the kernel's TCP with CUBIC and with BBR, same path,
+                runs alternating (see _lossy.py). Markdown table on stdout,
+                DIR/lossy.json, and --json FILE.
 
 Benchmarks report, they never fail on a number: the exit status is 0 unless
 the harness itself crashes; a run that errors or times out becomes an error
@@ -39,12 +47,15 @@ row. Results: a table on stdout, DIR/results.json, DIR/results.png.
 Usage: python benchmarks/run.py [--quick] [--only NAME[,NAME]] [--loops uvloop,asyncio]
                                 [--repeat N] [--out DIR] [--timeout S] [--rudp-opt KEY=VALUE]
                                 [--synflood-rate SYN_PER_S]
+                                [--rudp-cc default,NAME] [--tcp-cc cubic,bbr]
+                                [--lossy-scenarios KEY,KEY] [--lossy-bytes N] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import datetime
 import importlib.metadata
 import importlib.util
@@ -69,9 +80,12 @@ WORKERS = os.path.join(HERE, "_workers.py")
 sys.path.insert(0, ROOT)  # rudp from this checkout, as the workers use it
 sys.path.insert(0, HERE)  # _synflood, also when run.py is imported
 
+import _lossy
 import _synflood
 
-BENCHMARKS = ("bulk", "bulk8", "rr", "connrate", "memory", "cpu", "synflood")
+BENCHMARKS = ("bulk", "bulk8", "rr", "connrate", "memory", "cpu", "synflood", "lossy")
+#: What runs without --only: the lossy-link benchmark takes ~15 minutes and root, so it is asked for by name.
+DEFAULT_BENCHMARKS = tuple(b for b in BENCHMARKS if b != "lossy")
 LOOPS = ("uvloop", "asyncio")
 
 #: Human names of the implementations, as they appear in the table.
@@ -783,12 +797,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="rudp option for both sides, e.g. checksum=true (repeatable)")
     p.add_argument("--synflood-rate", type=float, default=0.0, metavar="SYN_PER_S",
                    help="pace the SYN flood (default 0: as fast as one Python process can)")
+    p.add_argument("--rudp-cc", "--cc", dest="rudp_cc", default="default", metavar="NAME[,NAME]",
+                   help="lossy: rudp congestion controllers to run ('default': rudp's own default)")
+    p.add_argument("--tcp-cc", default="cubic,bbr", metavar="NAME[,NAME]",
+                   help="lossy: kernel TCP controllers (anchors), set per socket")
+    p.add_argument("--lossy-scenarios", default="", metavar="KEY[,KEY]",
+                   help="lossy: only these scenarios, e.g. 20M-1,100M-0,20M+20ms-1,nolimit-1")
+    p.add_argument("--lossy-bytes", type=int, default=None, metavar="N",
+                   help="lossy: bytes per transfer in every scenario (default: per scenario)")
+    p.add_argument("--json", default=None, metavar="FILE",
+                   help="lossy: also write its results as JSON to FILE ('-': stdout, after the table)")
     args = p.parse_args(argv)
-    only = {s.strip() for s in args.only.split(",") if s.strip()} or set(BENCHMARKS)
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or set(DEFAULT_BENCHMARKS)
     unknown = only - set(BENCHMARKS)
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}; choose from {', '.join(BENCHMARKS)}")
     args.only_set = only
+    args.lossy_requested = "lossy" in only
+    args.timeout_given = any(a == "--timeout" or a.startswith("--timeout=") for a in (argv or sys.argv[1:]))
     loops = [s.strip() for s in args.loops.split(",") if s.strip()]
     bad = set(loops) - set(LOOPS)
     if bad:
@@ -918,9 +944,119 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def lossy_plan(args: argparse.Namespace, notes: list[str]) -> _lossy.Plan:
+    """What the lossy-link benchmark runs, from the command line."""
+    scns = _lossy.scenarios(args.quick)
+    if args.lossy_scenarios:
+        want = [k.strip() for k in args.lossy_scenarios.split(",") if k.strip()]
+        by_key = {s.key: s for s in _lossy.scenarios(False)}
+        unknown = [k for k in want if k not in by_key]
+        if unknown:
+            raise SystemExit(f"unknown lossy scenario(s) {', '.join(unknown)}; choose from {', '.join(by_key)}")
+        quick_size = {s.key: s.size for s in scns}
+        scns = [by_key[k] for k in want]
+        if args.quick:  # the quick sizes where the quick list has the scenario, else half
+            scns = [dataclasses.replace(s, size=quick_size.get(s.key, s.size // 2)) for s in scns]
+    if args.lossy_bytes:
+        scns = [dataclasses.replace(s, size=args.lossy_bytes) for s in scns]
+    tcp_ccs, skipped = _lossy.tcp_controllers([c.strip() for c in args.tcp_cc.split(",") if c.strip()])
+    notes += skipped.values()
+    rudp_ccs = [c.strip() for c in args.rudp_cc.split(",") if c.strip()] or ["default"]
+    stacks = [_lossy.Stack("tcp", c) for c in tcp_ccs] + [_lossy.Stack("rudp", c) for c in rudp_ccs]
+    # rudp and the anchors alternate: cubic, rudp, bbr, rudp-2, ...
+    order: list[_lossy.Stack] = []
+    anchors, rudps = stacks[:len(tcp_ccs)], stacks[len(tcp_ccs):]
+    for i in range(max(len(anchors), len(rudps))):
+        order += anchors[i:i + 1] + rudps[i:i + 1]
+    loop = "uvloop" if "uvloop" in args.loop_list and importlib.util.find_spec("uvloop") else args.loop_list[0]
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    timeout = args.timeout if args.timeout_given else None
+    return _lossy.Plan(scns, order, repeat, loop, timeout, args.rudp_options)
+
+
+def run_lossy(args: argparse.Namespace) -> dict[str, Any]:
+    """benchmarks/_lossy.py from the command line: the table, DIR/lossy.json, --json."""
+    notes: list[str] = []
+    reason = _lossy.check_basics()
+    missing = {} if reason else _lossy.ensure_tools(log)
+    if not reason and "ethtool" in missing:
+        reason = missing["ethtool"] + ": offloads cannot be turned off"
+    for tool in ("iptables", "ping"):
+        if tool in missing:
+            notes.append(missing[tool] + (": the RTT scenarios are skipped" if tool == "iptables"
+                                          else ": the path RTT is not checked"))
+    plan = lossy_plan(args, notes)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    t0 = time.monotonic()
+    results: list[dict[str, Any]] = []
+    if reason:
+        log(f"[lossy] skipped: {reason}")
+        notes.append(f"lossy skipped: {reason}")
+    else:
+        log(f"[lossy] {len(plan.scenarios)} scenarios x {len(plan.stacks)} stacks x {plan.repeat} on {plan.loop}: "
+            + ", ".join(s.label for s in plan.stacks))
+        results = _lossy.run(plan, lambda role, params: Worker(role, params), log, notes)
+    rows = _lossy.summary_rows(results, plan.stacks)
+    anchors = [s.cc for s in plan.stacks if s.impl == "tcp"]
+    table = _lossy.render_markdown(rows, anchors)
+    mi = machine_info()
+    title = (f"lossy link: rudp {mi['rudp_commit'] or ''} vs kernel TCP, "
+             f"{'quick' if args.quick else 'full'} run, median of {plan.repeat}, {plan.loop}; "
+             f"{mi['cores']} cores, kernel {mi['kernel']}, Python {mi['python']}")
+    data = {
+        "started": started,
+        "wall_seconds": round(time.monotonic() - t0, 1),
+        "title": title,
+        "machine": mi,
+        "rudp_config": rudp_config(),
+        "rudp_options": args.rudp_options,
+        "plan": {"repeat": plan.repeat, "loop": plan.loop, "timeout": plan.timeout,
+                 "stacks": [s.label for s in plan.stacks], "scenarios": [s.key for s in plan.scenarios]},
+        "notes": notes,
+        "table": rows,
+        "table_markdown": table,
+        "scenarios": results,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "lossy.json")
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+    print(title)
+    print()
+    for res in results:
+        rtt = res.get("path_rtt") or {}
+        if "avg_ms" in rtt:
+            print(f"- {res['scenario']['name']}: path RTT (ping, no load) {rtt['avg_ms']:.2f} ms "
+                  f"(min {rtt['min_ms']:.2f}, max {rtt['max_ms']:.2f})")
+    print()
+    print(table)
+    print()
+    print("goodput: MB/s (10^6 bytes) at the receiver, first write to last read; x NAME: rudp / kernel TCP NAME; "
+          "RTOs, retrans % (of data segments), max stall (longest gap between reads delivering new bytes), "
+          "CPU-s (sender + receiver): medians; queue drops: the router's tbf on the data path; "
+          "loss drops: the random-loss filter, both directions")
+    for row in rows:
+        for err in row["errors"]:
+            print(f"error: {row['key']} {row['stack']}: {err}")
+    for n in notes:
+        print(f"note: {n}")
+    print(f"\nwrote {path} ({data['wall_seconds']:.0f} s)")
+    if args.json == "-":
+        print(json.dumps(data, indent=1))
+    elif args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=1)
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    run_all(args)
+    others = args.only_set - {"lossy"}
+    if others:
+        args.only_set = others
+        run_all(args)
+    if args.lossy_requested:
+        run_lossy(args)
     return 0
 
 
