@@ -27,6 +27,7 @@ import collections
 import errno
 import json
 import os
+import resource
 import select
 import socket
 import struct
@@ -174,7 +175,7 @@ def serve(queue: int, delay: float, stop: threading.Event, ready: bool = True) -
     poller = select.epoll()
     poller.register(q.sock.fileno(), select.EPOLLIN)
     packets = verdicts = 0
-    late_max = 0.0
+    late_max = late_sum = 0.0
     try:
         while not stop.is_set():
             wait = held[0][0] - time.monotonic() if held else 0.2
@@ -191,6 +192,7 @@ def serve(queue: int, delay: float, stop: threading.Event, ready: bool = True) -
             last = None
             while held and held[0][0] <= now:
                 due, last = held.popleft()
+                late_sum += now - due
                 late_max = max(late_max, now - due)
             if last is not None:
                 q.accept_through(last)
@@ -200,7 +202,10 @@ def serve(queue: int, delay: float, stop: threading.Event, ready: bool = True) -
             q.accept_through(held[-1][1])
         q.close()
         poller.close()
-    return {"packets": packets, "verdicts": verdicts, "late_max_ms": late_max * 1000}
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"packets": packets, "verdicts": verdicts, "late_max_ms": late_max * 1000,
+            "late_mean_ms": late_sum * 1000 / packets if packets else 0.0,
+            "cpu_s": ru.ru_utime + ru.ru_stime}
 
 
 def main(argv: list[str]) -> int:

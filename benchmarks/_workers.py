@@ -1018,7 +1018,7 @@ async def synflood_flooder(p: Params, control: Control) -> None:
 
 #: Offsets in struct tcp_info (linux/tcp.h); the RTO counters exist since Linux 6.7.
 _TCPI_U32 = {"rto_us": 8, "lost": 32, "retrans": 36, "rtt_us": 68, "snd_cwnd": 80, "total_retrans": 100,
-             "segs_out": 136, "data_segs_out": 156}
+             "segs_out": 136, "min_rtt_us": 148, "data_segs_out": 156}
 _TCPI_U64 = {"bytes_sent": 200, "bytes_retrans": 208}
 _TCPI_U16 = {"total_rto": 240, "total_rto_recoveries": 242}
 

@@ -962,6 +962,14 @@ def lossy_plan(args: argparse.Namespace, notes: list[str]) -> _lossy.Plan:
     tcp_ccs, skipped = _lossy.tcp_controllers([c.strip() for c in args.tcp_cc.split(",") if c.strip()])
     notes += skipped.values()
     rudp_ccs = [c.strip() for c in args.rudp_cc.split(",") if c.strip()] or ["default"]
+    try:
+        from rudp.core.congestion import CONTROLLERS
+
+        for cc in [c for c in rudp_ccs if c != "default" and c not in CONTROLLERS]:
+            rudp_ccs.remove(cc)
+            notes.append(f"rudp {cc} skipped: not a registered controller (have: {', '.join(sorted(CONTROLLERS))})")
+    except ImportError:
+        pass
     stacks = [_lossy.Stack("tcp", c) for c in tcp_ccs] + [_lossy.Stack("rudp", c) for c in rudp_ccs]
     # rudp and the anchors alternate: cubic, rudp, bbr, rudp-2, ...
     order: list[_lossy.Stack] = []
