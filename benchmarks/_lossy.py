@@ -296,7 +296,7 @@ class Topology:
                     out[f"loss_drops_{direction}"] = int(q.get("drops", 0))
         return out
 
-    def start_delay(self, rtt_ms: float, log: Callable[[str], None]) -> None:
+    def start_delay(self, rtt_ms: float) -> None:
         """Half the RTT each way: every forwarded packet through the NFQUEUE delay line."""
         if shutil.which("iptables") is None:
             raise Unavailable("iptables not installed: the delay line cannot be set up")
@@ -325,15 +325,16 @@ class Topology:
             self.delay = None
         return counters
 
-    def ping(self, count: int = 20) -> dict[str, float] | None:
-        """RTT sender -> receiver through the router, or None without ping."""
+    def ping(self, count: int = 20) -> dict[str, Any] | None:
+        """RTT sender -> receiver through the router (min/avg/max ms, or the
+        error), or None without ping."""
         if shutil.which("ping") is None:
             return None
         r = self.ns(self.sender, "ping", "-n", "-q", "-c", str(count), "-i", "0.05", "-W", "2", RECEIVER_ADDR,
                     check=False, timeout=30)
         m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", r.stdout)
         if not m:
-            return {"error": (r.stdout + r.stderr).strip()[-200:]}  # type: ignore[dict-item]
+            return {"error": (r.stdout + r.stderr).strip()[-200:]}
         return {"min_ms": float(m.group(1)), "avg_ms": float(m.group(2)), "max_ms": float(m.group(3))}
 
     def teardown(self) -> None:
@@ -481,10 +482,6 @@ def median(runs: list[Metrics], key: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-COLUMNS = ("scenario", "stack", "goodput MB/s", "ratios", "RTOs", "retrans %", "queue drops",
-           "loss drops", "max stall ms", "CPU-s", "runs ok")
-
-
 def _f(v: float | None, digits: int = 2) -> str:
     if v is None:
         return "-"
@@ -509,6 +506,8 @@ def summary_rows(results: list[dict[str, Any]], stacks: list[Stack]) -> list[dic
                 "scenario": res["scenario"]["name"],
                 "key": res["scenario"]["key"],
                 "stack": s.label,
+                # the controller the runs reported (rudp: its class, e.g. NewReno for "default")
+                "cc": statistics.mode([r["cc"] for r in runs if r.get("cc")] or [None]),
                 "goodput_mb_s": goodput[s.label],
                 "ratios": {},
                 "rtos": median(runs, "rtos"),
@@ -537,7 +536,8 @@ def render_markdown(rows: list[dict[str, Any]], anchors: list[str]) -> str:
     for r in rows:
         ratios = [("-" if r["ratios"].get(cc) is None else f"{r['ratios'][cc]:.2f}x") if r["ratios"] else ""
                   for cc in anchors]
-        cells = [r["scenario"], r["stack"], _f(r["goodput_mb_s"]), *ratios, _f(r["rtos"], 1),
+        stack = r["stack"] + (f" ({r['cc']})" if r["stack"].endswith(" default") and r.get("cc") else "")
+        cells = [r["scenario"], stack, _f(r["goodput_mb_s"]), *ratios, _f(r["rtos"], 1),
                  _f(r["retrans_pct"]), _f(r["queue_drops"]), _f(r["loss_drops"]), _f(r["max_stall_ms"], 0),
                  _f(r["cpu_s"]), f"{r['runs_ok']}/{r['runs']}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -570,7 +570,7 @@ def run(plan: Plan, make_worker: Callable[[str, dict[str, Any]], Any], log: Call
             try:
                 topo.impair(scn, loss=False)
                 if scn.rtt_ms:
-                    topo.start_delay(scn.rtt_ms, log)
+                    topo.start_delay(scn.rtt_ms)
                 rtt = topo.ping()
                 res["path_rtt"] = rtt
                 topo.add_loss(scn.loss_pct)

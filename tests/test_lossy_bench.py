@@ -22,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import _lossy  # noqa: E402
+import _lossy
 
 
 def _unavailable() -> str | None:
@@ -30,7 +30,7 @@ def _unavailable() -> str | None:
     if reason:
         return reason
     try:
-        r = subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=10)
+        r = subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`ip netns` failed: {exc}"
     return None if r.returncode == 0 else f"`ip netns` is not available: {r.stderr.decode().strip()}"
@@ -76,7 +76,7 @@ def test_quick_scenario_runs(tmp_path: Path, loop_name: str) -> None:
     assert scn["delay_line"]["packets"] > 0
     header = "| scenario | stack | goodput MB/s | x cubic | RTOs | retrans % | queue drops | loss drops |"
     assert header in stdout
-    assert "| 20 Mbit/s +20 ms RTT, 1% loss | rudp default |" in stdout
+    assert "| 20 Mbit/s +20 ms RTT, 1% loss | rudp default (" in stdout
 
 
 def test_table_from_runs() -> None:
@@ -102,5 +102,5 @@ def test_table_from_runs() -> None:
     assert by["rudp default"]["loss_drops"] == 3
     table = _lossy.render_markdown(rows, ["cubic", "bbr"])
     assert table.splitlines()[0].startswith("| scenario | stack | goodput MB/s | x cubic | x bbr | RTOs |")
-    assert "| 20 Mbit/s, 1% loss | rudp default | 1.05 | 0.48x | 0.48x | 2.5 |" in table
+    assert "| 20 Mbit/s, 1% loss | rudp default | 1.05 | 0.48x | 0.48x | 2.5 |" in table  # no cc reported
     assert scn.key == "20M-1" and _lossy.Scenario(None, 1, 20, 1).key == "nolimit+20ms-1"
