@@ -386,15 +386,18 @@ class DelayLine:
                 pass
 
 
-def net_timeouts(topo: Topology) -> int | None:
-    """TcpExt TCPTimeouts of the sender's namespace (a cross-check of tcpi_total_rto)."""
-    r = topo.ns(topo.sender, "cat", "/proc/net/netstat", check=False)
+def net_counters(topo: Topology, ns: str) -> dict[str, int]:
+    """TcpExt and Udp counters of a namespace (/proc/net/netstat and snmp there)."""
+    r = topo.ns(ns, "cat", "/proc/net/netstat", "/proc/net/snmp", check=False)
     lines = r.stdout.splitlines()
+    out: dict[str, int] = {}
     for head, vals in zip(lines[::2], lines[1::2]):
-        if head.startswith("TcpExt:"):
-            table = dict(zip(head.split()[1:], vals.split()[1:]))
-            return int(table["TCPTimeouts"]) if "TCPTimeouts" in table else None
-    return None
+        prefix, _, keys = head.partition(":")
+        if prefix in ("TcpExt", "Udp") and vals.startswith(prefix + ":"):
+            for k, v in zip(keys.split(), vals.split()[1:]):
+                if v.lstrip("-").isdigit():
+                    out[f"{prefix}.{k}"] = int(v)
+    return out
 
 
 # -- one run -----------------------------------------------------------------------------------
@@ -412,7 +415,8 @@ def run_once(topo: Topology, scn: Scenario, stack: Stack, make_worker: Callable[
         base["rudp_cc"] = stack.cc
     workers: list[Any] = []
     q0 = topo.qdisc_counters()
-    timeouts0 = net_timeouts(topo) if stack.impl == "tcp" else None
+    ends = {"sender": topo.sender, "receiver": topo.receiver}
+    n0 = {side: net_counters(topo, ns) for side, ns in ends.items()}
     try:
         receiver = make_worker("server", {**base, "netns": topo.receiver, "host": RECEIVER_ADDR})
         workers.append(receiver)
@@ -425,7 +429,11 @@ def run_once(topo: Topology, scn: Scenario, stack: Stack, make_worker: Callable[
         for w in reversed(workers):
             w.stop()
     q1 = topo.qdisc_counters()
-    timeouts1 = net_timeouts(topo) if stack.impl == "tcp" else None
+    n1 = {side: net_counters(topo, ns) for side, ns in ends.items()}
+
+    def delta(side: str, key: str) -> int | None:
+        a, b = n0[side].get(key), n1[side].get(key)
+        return b - a if a is not None and b is not None else None
     if topo.delay is not None and not topo.delay.alive():
         raise RuntimeError("the delay line died during the run")
     elapsed = recv["t_last"] - sent["t0"]
@@ -440,7 +448,10 @@ def run_once(topo: Topology, scn: Scenario, stack: Stack, make_worker: Callable[
         "receiver_cpu_s": recv["cpu"],
         "cc": sent.get("cc"),
         "close_ok": sent.get("close_ok"),
+        # datagrams the kernel dropped at a full UDP socket buffer (rudp's own losses, not the link's)
+        "udp_rcvbuf_drops": {side: delta(side, "Udp.RcvbufErrors") for side in ends},
     }
+    m["udp_drops"] = sum(v for v in m["udp_rcvbuf_drops"].values() if v is not None)
     for key in ("queue_drops_data", "queue_drops_ack", "loss_drops_data", "loss_drops_ack",
                 "packets_data", "packets_ack"):
         if key in q0 and key in q1:
@@ -448,7 +459,7 @@ def run_once(topo: Topology, scn: Scenario, stack: Stack, make_worker: Callable[
     if stack.impl == "tcp":
         ti = sent["tcp_info"]
         m["tcp_info"] = ti
-        ns_rtos = timeouts1 - timeouts0 if timeouts0 is not None and timeouts1 is not None else None
+        ns_rtos = delta("sender", "TcpExt.TCPTimeouts")
         m["netns_tcp_timeouts"] = ns_rtos
         m["rtos"] = ti.get("total_rto", ns_rtos)
         m["retransmits"] = ti.get("total_retrans")
@@ -514,6 +525,7 @@ def summary_rows(results: list[dict[str, Any]], stacks: list[Stack]) -> list[dic
                 "retrans_pct": median(runs, "retrans_pct"),
                 "queue_drops": median(runs, "queue_drops_data"),
                 "loss_drops": statistics.median(drops) if drops else None,
+                "udp_drops": median(runs, "udp_drops"),
                 "max_stall_ms": median(runs, "max_stall_ms"),
                 "cpu_s": median(runs, "cpu_s"),
                 "runs": len(runs),
@@ -531,14 +543,15 @@ def summary_rows(results: list[dict[str, Any]], stacks: list[Stack]) -> list[dic
 def render_markdown(rows: list[dict[str, Any]], anchors: list[str]) -> str:
     ratio_cols = [f"x {cc}" for cc in anchors]
     head = ["scenario", "stack", "goodput MB/s", *ratio_cols, "RTOs", "retrans %", "queue drops",
-            "loss drops", "max stall ms", "CPU-s", "runs ok"]
+            "loss drops", "UDP buf drops", "max stall ms", "CPU-s", "runs ok"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         ratios = [("-" if r["ratios"].get(cc) is None else f"{r['ratios'][cc]:.2f}x") if r["ratios"] else ""
                   for cc in anchors]
         stack = r["stack"] + (f" ({r['cc']})" if r["stack"].endswith(" default") and r.get("cc") else "")
         cells = [r["scenario"], stack, _f(r["goodput_mb_s"]), *ratios, _f(r["rtos"], 1),
-                 _f(r["retrans_pct"]), _f(r["queue_drops"]), _f(r["loss_drops"]), _f(r["max_stall_ms"], 0),
+                 _f(r["retrans_pct"]), _f(r["queue_drops"]), _f(r["loss_drops"]),
+                 _f(r["udp_drops"]) if r["stack"].startswith("rudp") else "-", _f(r["max_stall_ms"], 0),
                  _f(r["cpu_s"]), f"{r['runs_ok']}/{r['runs']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

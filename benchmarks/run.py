@@ -1064,7 +1064,11 @@ def main(argv: list[str] | None = None) -> int:
         args.only_set = others
         run_all(args)
     if args.lossy_requested:
-        run_lossy(args)
+        try:
+            run_lossy(args)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the namespaces are gone already
+            log("interrupted")
+            return 130
     return 0
 
 
