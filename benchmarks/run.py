@@ -84,7 +84,7 @@ import _lossy
 import _synflood
 
 BENCHMARKS = ("bulk", "bulk8", "rr", "connrate", "memory", "cpu", "synflood", "lossy")
-#: What runs without --only: the lossy-link benchmark takes ~15 minutes and root, so it is asked for by name.
+#: What runs without --only: the lossy-link benchmark takes ~9 minutes and root, so it is asked for by name.
 DEFAULT_BENCHMARKS = tuple(b for b in BENCHMARKS if b != "lossy")
 LOOPS = ("uvloop", "asyncio")
 
