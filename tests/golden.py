@@ -54,11 +54,19 @@ def render(trace: Trace) -> str:
 # ------------------------------------------------------------------ scenarios
 
 
-def _transfer(seed: int, link: LinkConfig, size: int, config: Config = Config(), **kw: Any) -> Callable[[Config], Trace]:
+def _cfg(**kw: Any) -> Config:
+    """The scenarios' configuration: NewReno, unpaced, as when these traces
+    were first recorded, so they keep pinning the engine's loss recovery and
+    timers whatever the default controller is. CUBIC and BBR have scenarios
+    of their own below (``*_cubic_*``, ``*_bbr_*``)."""
+    return Config(**{"congestion_control": "newreno", **kw})
+
+
+def _transfer(seed: int, link: LinkConfig, size: int, config: Config | None = None, **kw: Any) -> Callable[[Config], Trace]:
     scfg = kw.pop("server_config", None)
 
     def run(overrides: Config) -> Trace:
-        cfg = _merge(config, overrides)
+        cfg = _merge(config or _cfg(), overrides)
         r = run_transfer(seed, link, size, cfg, trace=True,
                          server_config=_merge(scfg, overrides) if scfg else None, **kw)
         assert r.ok, r.summary()
@@ -75,7 +83,7 @@ def _merge(config: Config, overrides: Config) -> Config:
 def _ping_pong(seed: int, rounds: int, link: LinkConfig) -> Callable[[Config], Trace]:
     """Request/response: 64 bytes out, the echo back, again, ``rounds`` times."""
     def run(overrides: Config) -> Trace:
-        return ping_pong_trace(seed, rounds, _merge(Config(), overrides), link)
+        return ping_pong_trace(seed, rounds, _merge(_cfg(), overrides), link)
     return run
 
 
@@ -83,7 +91,7 @@ def _simultaneous_open(seed: int, loss: float) -> Callable[[Config], Trace]:
     """Both sides actively open to each other's port at the same instant
     (RFC 9293 §3.5 Figure 8), exchange data and close."""
     def run(overrides: Config) -> Trace:
-        cfg = _merge(Config(), overrides)
+        cfg = _merge(_cfg(), overrides)
         net = Net(seed)
         net.sim.trace = []
         a, b = net.host(CLIENT, cfg), net.host(SERVER, cfg)
@@ -108,7 +116,7 @@ def _simultaneous_open(seed: int, loss: float) -> Callable[[Config], Trace]:
 def _simultaneous_close(seed: int, loss: float) -> Callable[[Config], Trace]:
     """Data both ways, then both close() at the same instant (FINs cross)."""
     def run(overrides: Config) -> Trace:
-        cfg = _merge(Config(), overrides)
+        cfg = _merge(_cfg(), overrides)
         net = Net(seed)
         net.sim.trace = []
         a_data, b_data = payload(20_000, seed), payload(30_000, seed + 1)
@@ -139,7 +147,7 @@ def _simultaneous_close(seed: int, loss: float) -> Callable[[Config], Trace]:
 def _abort(seed: int) -> Callable[[Config], Trace]:
     """The client aborts in the middle of a transfer: RST (RFC 9293 §3.10.5)."""
     def run(overrides: Config) -> Trace:
-        cfg = _merge(Config(), overrides)
+        cfg = _merge(_cfg(), overrides)
         net = Net(seed)
         net.sim.trace = []
         net.host(CLIENT, cfg)
@@ -159,7 +167,7 @@ def _abort(seed: int) -> Callable[[Config], Trace]:
 def _refused(seed: int) -> Callable[[Config], Trace]:
     """A SYN to a port nobody listens on is answered with RST (§3.10.7.1)."""
     def run(overrides: Config) -> Trace:
-        cfg = _merge(Config(), overrides)
+        cfg = _merge(_cfg(), overrides)
         net = Net(seed)
         net.sim.trace = []
         net.host(CLIENT, cfg)
@@ -185,24 +193,24 @@ SCENARIOS: dict[str, Callable[[Config], Trace]] = {
     "bulk_clean_lan_1": _transfer(1, LAN, 300_000),
     "bulk_loss_2": _transfer(2, LinkConfig(delay=0.01, bandwidth=20e6, loss=0.02), 200_000),
     "bulk_loss_3": _transfer(3, LinkConfig(delay=0.02, bandwidth=10e6, loss=0.05), 150_000),
-    "bulk_loss_nosack_4": _transfer(4, LinkConfig(delay=0.01, loss=0.03), 150_000, Config(sack=False)),
-    "bulk_loss_nots_5": _transfer(5, LinkConfig(delay=0.01, loss=0.03), 150_000, Config(timestamps=False)),
+    "bulk_loss_nosack_4": _transfer(4, LinkConfig(delay=0.01, loss=0.03), 150_000, _cfg(sack=False)),
+    "bulk_loss_nots_5": _transfer(5, LinkConfig(delay=0.01, loss=0.03), 150_000, _cfg(timestamps=False)),
     "bulk_reorder_dup_6": _transfer(6, LinkConfig(delay=0.01, jitter=0.002, reorder=0.05,
                                                   duplicate=0.02, bandwidth=20e6), 200_000),
     "bulk_corrupt_7": _transfer(7, LinkConfig(delay=0.01, corrupt=0.02, loss=0.01), 100_000,
-                                Config(checksum=True)),
+                                _cfg(checksum=True)),
     "bulk_small_mss_8": _transfer(8, LinkConfig(delay=0.01, loss=0.02, mtu=600), 80_000,
-                                  Config(mss=536)),
+                                  _cfg(mss=536)),
     "bulk_mtu_sack_ts_9": _transfer(9, LinkConfig(delay=0.01, loss=0.03, mtu=1452), 200_000,
                                     reply_size=200_000),
     "two_way_10": _transfer(10, LinkConfig(delay=0.01, loss=0.02, bandwidth=20e6), 100_000,
                             reply_size=120_000),
     "request_response_11": _ping_pong(11, 60, LinkConfig(delay=0.002, jitter=0.001)),
     "request_response_loss_12": _ping_pong(12, 60, LinkConfig(delay=0.002, loss=0.03, jitter=0.001)),
-    "zero_window_13": _transfer(13, LinkConfig(delay=0.005), 30_000, Config(recv_buffer=8192),
+    "zero_window_13": _transfer(13, LinkConfig(delay=0.005), 30_000, _cfg(recv_buffer=8192),
                                 slow=(4096, 1.0)),
     "zero_window_loss_14": _transfer(14, LinkConfig(delay=0.005, loss=0.05), 40_000,
-                                     Config(recv_buffer=4096), slow=(1000, 0.2)),
+                                     _cfg(recv_buffer=4096), slow=(1000, 0.2)),
     "simultaneous_open_15": _simultaneous_open(15, 0.0),
     "simultaneous_open_loss_16": _simultaneous_open(16, 0.1),
     "simultaneous_close_17": _simultaneous_close(17, 0.0),
@@ -212,7 +220,15 @@ SCENARIOS: dict[str, Callable[[Config], Trace]] = {
     "wraparound_21": _transfer(21, LinkConfig(delay=0.01, loss=0.02), 100_000, isn=_near_wrap,
                                reply_size=50_000),
     "nodelay_small_writes_22": _transfer(22, LinkConfig(delay=0.01, loss=0.02), 30_000,
-                                         Config(nodelay=True), write="chunked"),
+                                         _cfg(nodelay=True), write="chunked"),
+    # The default controller, CUBIC with HyStart++ and pacing: a clean
+    # bottleneck with a queue of about a BDP, then random loss.
+    "bulk_cubic_23": _transfer(23, LinkConfig(delay=0.02, bandwidth=10e6, queue_limit=40),
+                               400_000, Config(congestion_control="cubic")),
+    "bulk_cubic_loss_24": _transfer(24, LinkConfig(delay=0.02, bandwidth=10e6, loss=0.02),
+                                    300_000, Config(congestion_control="cubic")),
+    "bulk_bbr_25": _transfer(25, LinkConfig(delay=0.02, bandwidth=10e6, queue_limit=40,
+                                            loss=0.01), 400_000, Config(congestion_control="bbr")),
 }
 
 #: The fast paths on (the default) and each one switched off alone.

@@ -41,8 +41,11 @@ class Config:
     default: it costs ~7 us per 1400-byte segment in pure Python (measured in
     benchmarks/bench_wire.py), while UDP's own checksum already guards the
     same bytes end to end."""
-    congestion_control: str = "newreno"
-    """Name of a registered congestion controller (see rudp.core.congestion)."""
+    congestion_control: str = "cubic"
+    """Name of a registered congestion controller (see rudp.core.congestion):
+    "cubic" (RFC 9438 with HyStart++), "bbr" (BBRv3) or "newreno"."""
+    pacing: bool = True
+    """Pace data at the controller's rate (rudp.core.pacing); NewReno never paces."""
     initial_window: int = 10
     """Initial congestion window in segments (RFC 6928)."""
     delayed_ack: float = 0.04

@@ -364,6 +364,8 @@ class Connection:
                 self.set_state(CLOSED)  # 2*MSL over (§3.10.8), or FIN_WAIT_2 gave up
                 self.wake()
                 return
+        if timers.due(timers.pace, now):
+            timers.pace = None  # the wake below sends what the pacer held back
         if timers.due(timers.tlp, now):
             timers.tlp = None
             out.tlp_fire = True

@@ -98,6 +98,8 @@ class Receiver:
             self.update_ts_recent(ts, rcv_nxt)
         if acks_all:  # as the fifth step would: SND.UNA moves up to SND.MAX
             self.ack_advance(snd_max, now, ts[1] if ts is not None and c.ts_ok else None)
+            if c.recovery.cc.wants_delivery:
+                self.report_delivery(snd_max, now)
         # The window update of §3.10.7.4, which this segment (newer than any
         # that set the window: SND.WL1 < SEG.SEQ was checked) passes; with the
         # window unchanged only SND.WL1/SND.WL2 move.
@@ -228,10 +230,17 @@ class Receiver:
     def sample_syn_rtt(self, seg: Segment, now: float) -> None:
         c = self.c
         if c.ts_ok and seg.ts is not None and seg.ts[1]:
-            c.rtt.sample(((c.ts_now(now) - seg.ts[1]) & MASK) / 1000)
+            self.rtt_sample(((c.ts_now(now) - seg.ts[1]) & MASK) / 1000, now)
         elif c.rtt_seq is not None:
-            c.rtt.sample(now - c.rtt_time)
+            self.rtt_sample(now - c.rtt_time, now)
         c.rtt_seq = None
+
+    def rtt_sample(self, rtt: float, now: float) -> None:
+        """One RTT measurement: to the RTO estimator and the congestion controller."""
+        c = self.c
+        c.rtt.sample(rtt)
+        if rtt >= 0:
+            c.recovery.cc.on_rtt_sample(rtt, now)
 
     # ------------------------------------------------------------ §3.10.7.4
 
@@ -426,6 +435,22 @@ class Receiver:
         if rec.detect_loss(c.snd_una, c.snd_max, c.sndbuf.end, c.smss, c.sack_ok,
                            c.config.dupack_threshold, c.ts_ok, now):
             c.rtt_seq = None  # Karn: nothing in flight may be timed now
+        if rec.cc.wants_delivery:
+            newest = c.snd_una
+            if c.sack_ok and seg.sack:
+                # RFC 2018 §4: the first block holds the segment that just arrived.
+                right = c.unwrap_snd(seg.sack[0][1])
+                if newest < right <= c.snd_max:
+                    newest = right
+            self.report_delivery(newest, now)
+
+    def report_delivery(self, newest: int, now: float) -> None:
+        """Tell a rate-based controller what this ACK delivered (its own
+        rate sampler works out the rest: rudp.core.ratesample)."""
+        c = self.c
+        rec = c.recovery
+        rec.cc.on_delivery(c.snd_una, newest, rec.sacks.sacked, c.stats.bytes_retransmitted,
+                           rec.pipe(c.snd_una, c.snd_nxt, c.sack_ok), now)
 
     def ack_advance(self, ack: int, now: float, tsecr: int | None) -> None:
         """SND.UNA moves forward: free the buffer, time the RTT, settle timers."""
@@ -445,9 +470,9 @@ class Receiver:
             # The acked data left after the previous progress: a longer sample
             # echoes a stale TS.Recent (RFC 7323 §4.3) and is discarded.
             if sample <= now - prev_progress + 0.001:
-                c.rtt.sample(sample)
+                self.rtt_sample(sample, now)
         elif c.rtt_seq is not None and ack > c.rtt_seq:
-            c.rtt.sample(now - c.rtt_time)
+            self.rtt_sample(now - c.rtt_time, now)
             c.rtt_seq = None
         c.recovery.on_ack(ack, acked, freed, tsecr, c.snd_nxt, c.sack_ok, c.smss, now)
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .pacing import UNPACED, Pacer
 from .seqnum import MASK
 from .state import CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, LISTEN, \
     SYN_RCVD, SYN_SENT, SYNCHRONIZED, TIME_WAIT
@@ -23,7 +24,8 @@ _TLP_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK}
 
 class Sender:
     __slots__ = ("c", "out", "ack_now", "rst_pending", "syn_wnd", "persist_backoff",
-                 "persist_probe", "tlp_fire", "tlp_out", "keepalive_probe")
+                 "persist_probe", "tlp_fire", "tlp_out", "keepalive_probe", "pacer", "pace_left",
+                 "pace_held")
 
     def __init__(self, conn: Connection) -> None:
         self.c = conn
@@ -36,6 +38,9 @@ class Sender:
         self.tlp_fire = False  # the tail loss probe timer fired
         self.tlp_out = False  # a probe is out and unanswered
         self.keepalive_probe = False  # the keep-alive timer asks for a probe
+        self.pacer = Pacer()
+        self.pace_left = UNPACED  # bytes the pacer lets out in this send_data
+        self.pace_held = False  # the pacer held data back in this send_data
 
     # ------------------------------------------------------------ entry point
 
@@ -153,6 +158,10 @@ class Sender:
             smss -= sack_option_len(len(self.sack_blocks()))
         rec = c.recovery
         cwnd = rec.send_window(smss)
+        rate = rec.cc.pacing_rate(c.rtt.srtt) if c.config.pacing else 0.0
+        allowed = self.pacer.allowance(rate, smss, now) if rate > 0.0 else UNPACED
+        self.pace_left = allowed
+        self.pace_held = False
         sws_override = False
         if self.persist_probe:
             self.persist_probe = False
@@ -165,7 +174,7 @@ class Sender:
             self.send_tlp(out, now, smss)
         # Loss recovery (RFC 6675 §5 step 4 / RFC 6582 §3.2 step 5).
         if rec.in_recovery:
-            while True:
+            while self.pace_left > 0 or self.pace_hold():
                 hole = rec.next_retransmission(c.snd_una, c.snd_max, c.snd_nxt, cwnd, smss,
                                                c.sack_ok)
                 if hole is None:
@@ -180,6 +189,17 @@ class Sender:
         ):
             self.send_full_segments(out, now, smss, cwnd)
         self.send_new_data(out, now, smss, cwnd, sws_override)
+        if allowed != UNPACED:
+            self.pacer.spent(allowed - self.pace_left)
+            c.timers.pace = self.pacer.release_time(now) if self.pace_held else None
+        else:
+            c.timers.pace = None
+
+    def pace_hold(self) -> bool:
+        """The pacer's allowance is spent: hold the rest back (False, so a
+        loop stops) and remember it, so the pace timer is armed."""
+        self.pace_held = True
+        return False
 
     def send_new_data(self, out: list[Segment], now: float, smss: int, cwnd: int,
                       sws_override: bool) -> None:
@@ -205,6 +225,9 @@ class Sender:
                     break  # the peer's window is full: the persist timer takes over
                 pipe = c.recovery.pipe(c.snd_una, c.snd_nxt, c.sack_ok)
                 if pipe and pipe + n > cwnd:
+                    break
+                if self.pace_left <= 0:
+                    self.pace_hold()
                     break
                 if n < smss and seq >= c.snd_max and not sws_override:
                     if n < left:
@@ -234,6 +257,10 @@ class Sender:
         room = cwnd - pipe if pipe else max(cwnd, smss)
         limit = min(buf.end - 1, una + c.snd_wnd)  # keep the last byte back
         count = min((limit - seq) // smss, room // smss)
+        pace_left = self.pace_left
+        if pace_left < count * smss:
+            count = -(-pace_left // smss)  # the last may overdraw (rudp.core.pacing)
+            self.pace_held = True
         if count <= 0:
             return
         ack = c.rcv_nxt & MASK
@@ -252,6 +279,13 @@ class Sender:
         finally:
             view.release()  # the buffer must stay resizable
         c.stats.segments_sent += count
+        cc = c.recovery.cc
+        if cc.wants_delivery:
+            flight = pipe
+            app_limited = seq + count * smss >= buf.end
+            for i in range(count):
+                s = seq + i * smss
+                cc.on_sent(s, s + smss, flight + i * smss, app_limited, now)
         self.sent(seq, count * smss, seq + count * smss, now)
 
     def send_tlp(self, out: list[Segment], now: float, smss: int) -> None:
@@ -308,6 +342,11 @@ class Sender:
         if n and end >= buf_end:
             flags |= PSH
         out.append(self.segment(seq, flags, payload, now))
+        cc = c.recovery.cc
+        if cc.wants_delivery and n:
+            rec = c.recovery
+            flight = rec.pipe(c.snd_una, c.snd_nxt, c.sack_ok)
+            cc.on_sent(seq, seq + n, flight, end >= buf_end and flight + n < cc.cwnd, now)
         self.sent(seq, n, end, now)
         return n
 
@@ -318,6 +357,7 @@ class Sender:
         c = self.c
         stats = c.stats
         snd_max = c.snd_max
+        self.pace_left -= n
         if seq < snd_max:
             old = (seq + n if seq + n < snd_max else snd_max) - seq  # bytes sent before
             stats.retransmits += 1

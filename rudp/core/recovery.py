@@ -92,6 +92,7 @@ class Recovery:
             # our first retransmission, so the original arrived and the
             # "loss" was reordering. Undo the reduction (RFC 4015 §3).
             self.cc.cwnd, self.cc.ssthresh = self.undo
+            self.cc.on_congestion_undone(now)
             self.undo = None
             self.in_recovery = False
             self.recover = ack

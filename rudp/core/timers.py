@@ -3,7 +3,8 @@
 RFC 9293 §3.8 names the timers: retransmission (RFC 6298), persist
 (§3.8.6.1), delayed ACK (§3.8.6.3), keep-alive (§3.8.4) and TIME-WAIT
 (§3.10.8, shared here with the FIN_WAIT_2 timeout); the tail loss probe
-comes from RFC 8985 §7. What each does on expiry is the connection's
+comes from RFC 8985 §7, and ``pace`` is when the pacer (rudp.core.pacing)
+lets held-back data leave. What each does on expiry is the connection's
 business; this object only keeps them and says which is due.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 
 class Timers:
-    __slots__ = ("rtx", "tlp", "persist", "delack", "keepalive", "close")
+    __slots__ = ("rtx", "tlp", "persist", "delack", "keepalive", "close", "pace")
 
     def __init__(self) -> None:
         self.rtx: float | None = None  # retransmission timeout
@@ -20,11 +21,12 @@ class Timers:
         self.delack: float | None = None  # delayed ACK
         self.keepalive: float | None = None
         self.close: float | None = None  # TIME_WAIT or FIN_WAIT_2 expiry
+        self.pace: float | None = None  # the pacer releases held-back data
 
     def earliest(self) -> float | None:
         """The first deadline of all, or None."""
         best = self.rtx
-        for t in (self.tlp, self.delack, self.persist, self.keepalive, self.close):
+        for t in (self.tlp, self.delack, self.persist, self.keepalive, self.close, self.pace):
             if t is not None and (best is None or t < best):
                 best = t
         return best
@@ -32,6 +34,7 @@ class Timers:
     def stop_all(self) -> None:
         """A finished connection has nothing left to time."""
         self.rtx = self.tlp = self.persist = self.delack = self.keepalive = self.close = None
+        self.pace = None
 
     @staticmethod
     def due(deadline: float | None, now: float) -> bool:
