@@ -51,7 +51,7 @@ def bulk(config: Config, link: LinkConfig, size: int, *, seed: int = 1,
                                                                 name="server"))
     net.link(CLIENT, SERVER, link, LinkConfig(delay=link.delay))
     server.endpoint.listen(PORT)
-    client = StreamApp(data, b"", name="client")
+    client = StreamApp(data, b"", write="all", name="client")
     conns: list[Any] = []
     ss_exit: list[float] = []
     net.sim.call_at(0.0, lambda: conns.append(net.hosts[CLIENT].connect(SERVER, PORT, client)))

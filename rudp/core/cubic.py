@@ -16,6 +16,7 @@ from .hystart import EXIT, HyStart
 C = 0.4  # RFC 9438 §5.1, segments / s^3
 BETA = 0.7  # §4.6 multiplicative decrease factor
 ALPHA = 3 * (1 - BETA) / (1 + BETA)  # §4.3 Reno-friendly additive increase
+SS_BETA = 0.5  # the decrease after a loss in slow start (see Cubic._reduce)
 #: HyStart++'s cap L on the bytes one ACK may add in slow start, in segments
 #: (RFC 9406 §4.2: 8 when not paced; kept even with pacing, against bursts
 #: from stretch ACKs).
@@ -28,7 +29,7 @@ class Cubic(CongestionControl):
     __slots__ = ("w_max", "k", "t_epoch", "cwnd_epoch", "w_est", "srtt", "_acc",
                  "hystart", "_prior", "_hystart_done")
 
-    def __init__(self, mss: int, initial_window: int) -> None:
+    def __init__(self, mss: int, initial_window: int, hystart: bool = True) -> None:
         super().__init__(mss, initial_window)
         self.w_max = 0.0  # bytes; window before the last congestion event
         self.k = 0.0  # seconds until W_cubic reaches W_max again (§4.2 eq. 2)
@@ -38,7 +39,7 @@ class Cubic(CongestionControl):
         self.srtt = 0.0  # our own smoothing of the RTT samples (RFC 6298 weights)
         self._acc = 0.0  # fractional bytes of growth not yet in cwnd
         self.hystart = HyStart()
-        self._hystart_done = False  # only the first slow start uses HyStart++
+        self._hystart_done = not hystart  # only the first slow start uses HyStart++
         self._prior: tuple[float, float, float | None, float, float] | None = None
 
     # ------------------------------------------------------------ events
@@ -136,6 +137,11 @@ class Cubic(CongestionControl):
             self.w_max = cwnd * (1 + BETA) / 2  # fast convergence (§4.7)
         else:
             self.w_max = cwnd
-        self.ssthresh = max(int(flight_size * BETA), 2 * self.mss)
+        # A loss in slow start: the window doubled in the last round and may
+        # be up to twice what the path holds, so 0.7 of it still overflows the
+        # queue while the retransmissions go out; halve it as Reno does (as
+        # FreeBSD's CUBIC did for its first congestion event).
+        beta = SS_BETA if self.cwnd < self.ssthresh else BETA
+        self.ssthresh = max(int(flight_size * beta), 2 * self.mss)
         self.t_epoch = None
         self._acc = 0.0

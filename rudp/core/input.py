@@ -471,6 +471,13 @@ class Receiver:
             # echoes a stale TS.Recent (RFC 7323 §4.3) and is discarded.
             if sample <= now - prev_progress + 0.001:
                 self.rtt_sample(sample, now)
+            else:
+                # Data in a pipeline was sent before the previous ACK, so the
+                # guard above refuses most samples of a bulk flow. The
+                # controller still wants them: HyStart++ and CUBIC keep
+                # per-round minima and a smoothed RTT, which an occasional
+                # stale (too long) echo barely moves.
+                c.recovery.cc.on_rtt_sample(sample, now)
         elif c.rtt_seq is not None and ack > c.rtt_seq:
             self.rtt_sample(now - c.rtt_time, now)
             c.rtt_seq = None
