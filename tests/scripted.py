@@ -57,6 +57,7 @@ BASE = Config(
     sack=False,
     window_scale=False,
     tail_loss_probe=False,  # exact RTO schedules; TLP has tests of its own
+    congestion_control="newreno",  # the RFC 5681 numbers the scripts check (unpaced)
 )
 
 
