@@ -10,7 +10,8 @@ and UP to probe for more bandwidth now and then while keeping the queue
 small; ProbeRTT shrinks the window every 5 s to re-measure the minimum RTT.
 Loss shapes two bounds (§4.5.10): inflight_longterm (inflight_hi), where a
 probe saw more than 2% loss, and the short-term bw_lo/inflight_lo, cut by
-Beta when a round outside probing saw loss.
+Beta when a round outside probing lost more than 2% (see
+``adapt_lower_bounds`` for how and why that differs from the draft).
 
 Not modelled: ACK aggregation (extra_acked, §4.6.4.2), the idle restart
 (§4.4.3) and the first recovery round's packet conservation (§4.6.4.4).
@@ -223,10 +224,19 @@ class Bbr(CongestionControl):
 
     def adapt_lower_bounds(self) -> None:
         """§4.5.10.3 BBRAdaptLowerBoundsFromCongestion: after a round with
-        loss outside probing, bound bw and inflight by the latest samples."""
+        loss outside probing, bound bw and inflight by the latest samples.
+
+        Deviation: the draft reacts to any loss in the round; here only to
+        a round that lost more than LOSS_THRESH (the threshold the draft
+        uses for inflight_hi) and more than one segment. With random loss of
+        1% every round of a path holding 100 segments sees a loss (and one
+        loss in a round of 40 is 2.5%); as BBR paces 1% below its estimate,
+        each such round lowered bw_lo by that margin, and the rate decayed to
+        half the bottleneck (50 Mbit/s, 50 ms) between two probes."""
         if self.state in (STARTUP, PROBE_BW_REFILL, PROBE_BW_UP):
             return
-        if self.loss_in_round:
+        total = self.round_delivered + self.round_lost
+        if self.loss_in_round and self.round_lost > max(LOSS_THRESH * total, self.mss):
             if self.bw_lo == _INF:
                 self.bw_lo = self.max_bw
             if self.inflight_lo == _BIG:
@@ -297,6 +307,10 @@ class Bbr(CongestionControl):
         if self.ack_phase == ACKS_PROBE_STARTING and self.round_start:
             self.ack_phase = ACKS_PROBE_FEEDBACK
         if self.ack_phase == ACKS_PROBE_STOPPING and self.round_start:
+            # The probe's samples are in: the best time to forget the cycle
+            # before last (once per cycle; Linux's bbr_adapt_upper_bounds).
+            self.bw_probe_samples = 0
+            self.ack_phase = ACKS_INIT
             if self.state in _PROBE_BW and not rs.is_app_limited:
                 self.advance_max_bw_filter()
         lost = self.rs.lost - rs.prior_lost

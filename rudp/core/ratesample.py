@@ -45,7 +45,7 @@ class RateSampler:
         #             app_limited, tx_in_flight, lost)
         self._sent: dict[int, tuple[int, float, float, float, bool, int, int]] = {}
         self._una: int | None = None
-        self._sacked = 0
+        self._sacked = 0  # high-water mark of ACKed plus SACKed bytes
         self.sample = RateSample()
 
     def on_sent(self, seq: int, end: int, in_flight: int, app_limited: bool, now: float) -> None:
@@ -66,12 +66,16 @@ class RateSampler:
         newest delivered (SND.UNA, or the first SACK block's right edge);
         ``sacked`` the SACKed bytes above SND.UNA; ``lost`` bytes resent so far."""
         rs = self.sample
-        una = self._una
-        if una is None:
-            una = snd_una
-        newly = (snd_una - una) + (sacked - self._sacked)
-        self._una = snd_una
-        self._sacked = sacked
+        if self._una is None:
+            self._una = snd_una  # the sequence number delivered counts from
+        # Delivered so far: the cumulative ACK plus what is SACKed above it.
+        # Its high-water mark only grows: after a timeout the scoreboard is
+        # forgotten (RFC 2018 §8) and the same bytes, ACKed again, are not
+        # delivered twice.
+        level = snd_una - self._una + sacked
+        newly = level - self._sacked
+        if newly > 0:
+            self._sacked = level
         rs.newly_lost = max(0, lost - self.lost)
         self.lost = lost
         rs.rate = 0.0
