@@ -92,3 +92,26 @@ def bulk(config: Config, link: LinkConfig, size: int, *, seed: int = 1,
 def mathis(mss: int, rtt: float, p: float) -> float:
     """The Mathis et al. bound on a Reno flow's rate: MSS/RTT x 1.22/sqrt(p)."""
     return mss / rtt * 1.22 / p ** 0.5
+
+
+def steady_fraction(config: Config, link: LinkConfig, t1: float, t2: float, *,
+                    seed: int = 1) -> float:
+    """Goodput between ``t1`` and ``t2`` (after the start-up) of a transfer
+    that lasts beyond ``t2``, as a fraction of the link's bit rate (the link
+    also carries the headers: a full segment's payload is ~98% of it)."""
+    assert link.bandwidth is not None
+    net = Net(seed)
+    net.host(CLIENT, config)
+    size = int(link.bandwidth / 8 * (t2 + 1))
+    data = payload(size, seed)
+    server = net.host(SERVER, config, factory=lambda: StreamApp(b"", data, when_written=None,
+                                                                name="server"))
+    net.link(CLIENT, SERVER, link, LinkConfig(delay=link.delay))
+    server.endpoint.listen(PORT)
+    client = StreamApp(data, b"", write="all", name="client")
+    net.sim.call_at(0.0, lambda: net.hosts[CLIENT].connect(SERVER, PORT, client))
+    marks: list[int] = []
+    for t in (t1, t2):
+        net.sim.call_at(t, lambda: marks.append(server.apps[0].received))
+    net.sim.run(until=t2 + 0.001)
+    return (marks[1] - marks[0]) * 8 / (t2 - t1) / link.bandwidth

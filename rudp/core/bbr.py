@@ -59,7 +59,7 @@ class Bbr(CongestionControl):
         "rs", "state", "pacing_gain", "cwnd_gain", "rate", "max_bw", "bw_hi", "bw", "bw_lo",
         "bw_latest", "inflight_lo", "inflight_hi", "inflight_latest", "min_rtt",
         "min_rtt_stamp", "probe_rtt_min_delay", "probe_rtt_min_stamp", "probe_rtt_done_stamp",
-        "probe_rtt_round_done", "round_count", "round_start", "next_round_delivered",
+        "probe_rtt_round_done", "probe_rtt_expired", "round_count", "round_start", "next_round_delivered",
         "full_bw", "full_bw_count", "full_bw_reached", "loss_round_delivered",
         "loss_round_start", "loss_in_round", "loss_events", "cycle_count", "cycle_stamp",
         "ack_phase", "bw_probe_wait", "rounds_since_bw_probe", "bw_probe_up_cnt",
@@ -88,6 +88,7 @@ class Bbr(CongestionControl):
         self.probe_rtt_min_stamp = 0.0
         self.probe_rtt_done_stamp = 0.0
         self.probe_rtt_round_done = False
+        self.probe_rtt_expired = False  # set by an RTT sample, read on the next ACK
         self.round_count = 0
         self.round_start = False
         self.next_round_delivered = 0
@@ -138,6 +139,8 @@ class Bbr(CongestionControl):
         self.srtt = rtt if not self.srtt else self.srtt + (rtt - self.srtt) / 8
         # §4.6.2 BBRUpdateMinRTT
         probe_rtt_expired = now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
+        if probe_rtt_expired:
+            self.probe_rtt_expired = True
         if rtt < self.probe_rtt_min_delay or probe_rtt_expired:
             self.probe_rtt_min_delay = rtt
             self.probe_rtt_min_stamp = now
@@ -415,8 +418,9 @@ class Bbr(CongestionControl):
     def check_probe_rtt(self, now: float) -> None:
         """§4.3.4: every PROBE_RTT_INTERVAL without a new minimum, shrink the
         window to half the BDP for 200 ms and a round."""
-        if self.state != PROBE_RTT and now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL \
-                and self.probe_rtt_min_stamp:
+        expired = self.probe_rtt_expired
+        self.probe_rtt_expired = False
+        if self.state != PROBE_RTT and expired:
             self.prior_cwnd = self._saved_cwnd()
             self.set_state(PROBE_RTT, 1.0, PROBE_RTT_CWND_GAIN)
             self.probe_rtt_done_stamp = 0.0

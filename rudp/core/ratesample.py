@@ -50,6 +50,8 @@ class RateSampler:
 
     def on_sent(self, seq: int, end: int, in_flight: int, app_limited: bool, now: float) -> None:
         """§3.2 "Upon transmitting": snapshot the counters for ``[seq, end)``."""
+        if self._una is None:
+            self._una = seq  # the sequence number delivered counts from
         if in_flight <= 0:
             # Nothing in flight: start the intervals afresh (after idle).
             self.first_sent_time = self.delivered_time = now
@@ -67,7 +69,7 @@ class RateSampler:
         ``sacked`` the SACKed bytes above SND.UNA; ``lost`` bytes resent so far."""
         rs = self.sample
         if self._una is None:
-            self._una = snd_una  # the sequence number delivered counts from
+            self._una = snd_una
         # Delivered so far: the cumulative ACK plus what is SACKed above it.
         # Its high-water mark only grows: after a timeout the scoreboard is
         # forgotten (RFC 2018 §8) and the same bytes, ACKed again, are not

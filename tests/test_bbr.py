@@ -1,0 +1,98 @@
+"""rudp.core.bbr: BBRv3 (draft-ietf-ccwg-bbr), alone and through the simulator."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from rudp.core.bbr import (
+    DRAIN, PROBE_BW_CRUISE, PROBE_BW_DOWN, PROBE_BW_REFILL, PROBE_BW_UP, PROBE_RTT, STARTUP,
+    STARTUP_PACING_GAIN, Bbr,
+)
+from rudp.core.config import Config
+from rudp.tools.sim import LinkConfig
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from ccsim import bulk  # type: ignore[import-not-found]  # noqa: E402
+
+MSS = 1000
+
+
+def test_starts_in_startup_with_a_high_gain() -> None:
+    cc = Bbr(MSS, 10)
+    assert cc.state == STARTUP and cc.wants_delivery
+    assert cc.pacing_rate(None) == 0.0  # no RTT yet: the window alone limits
+    cc.on_rtt_sample(0.1, 0.0)
+    # §4.6.2 BBRInitPacingRate: 2.77 x initial window / first RTT.
+    assert cc.pacing_rate(0.1) == pytest.approx(STARTUP_PACING_GAIN * 10_000 / 0.1)
+    assert cc.min_rtt == 0.1
+
+
+def test_loss_events_do_not_cut_the_window_but_timeouts_do() -> None:
+    cc = Bbr(MSS, 10)
+    cc.cwnd = 50_000
+    cc.on_congestion(50_000, 1.0)
+    assert cc.cwnd == 50_000  # §4.2.3: loss reaches BBR through its model
+    cc.on_recovery_end(10_000, 1.1)
+    assert cc.cwnd == 50_000
+    cc.on_timeout(50_000, 2.0)
+    assert cc.cwnd == MSS and cc.prior_cwnd == 50_000
+
+
+def test_min_rtt_filter_expires_after_ten_seconds() -> None:
+    cc = Bbr(MSS, 10)
+    cc.on_rtt_sample(0.05, 0.0)
+    cc.on_rtt_sample(0.08, 5.0)
+    assert cc.min_rtt == 0.05
+    cc.on_rtt_sample(0.08, 10.5)  # §4.6.2: the 10 s window passed
+    assert cc.min_rtt == 0.08
+
+
+def _states(r) -> set[int]:  # type: ignore[no-untyped-def]
+    return set(r.cc.states_seen)
+
+
+class Recorder(Bbr):
+    """Bbr that remembers the states it passed through (a test subclass: the
+    engine's class is never patched)."""
+
+    __slots__ = ("states_seen",)
+
+    def __init__(self, mss: int, initial_window: int) -> None:
+        super().__init__(mss, initial_window)
+        self.states_seen: list[int] = [self.state]
+
+    def on_delivery(self, snd_una: int, newest: int, sacked: int, lost: int, in_flight: int,
+                    now: float) -> None:
+        super().on_delivery(snd_una, newest, sacked, lost, in_flight, now)
+        if self.state != self.states_seen[-1]:
+            self.states_seen.append(self.state)
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> str:
+    from rudp.core.congestion import CONTROLLERS
+    monkeypatch.setitem(CONTROLLERS, "bbr_recorder", Recorder)
+    return "bbr_recorder"
+
+
+def test_model_and_state_machine_on_a_clean_bottleneck(recorder: str) -> None:
+    """10 Mbit/s, 50 ms, queue of a BDP, no loss, ~7 s: Startup finds the
+    bandwidth, Drain empties the queue, ProbeBW cycles, ProbeRTT comes after
+    5 s without a lower RTT; the model matches the link."""
+    bw = 10e6
+    r = bulk(Config(congestion_control=recorder), LinkConfig(delay=0.025, bandwidth=bw,
+                                                             queue_limit=43), 8_000_000)
+    cc = r.cc
+    seen = cc.states_seen
+    # Drain ends in ProbeBW_DOWN, which may turn CRUISE on the same ACK.
+    assert seen[:2] == [STARTUP, DRAIN] and seen[2] in (PROBE_BW_DOWN, PROBE_BW_CRUISE)
+    assert {PROBE_BW_DOWN, PROBE_BW_CRUISE, PROBE_BW_REFILL, PROBE_BW_UP, PROBE_RTT} <= set(seen)
+    payload_rate = bw / 8 * 1420 / 1452  # the link also carries the headers
+    assert 0.95 * payload_rate < cc.max_bw <= 1.01 * payload_rate
+    assert cc.min_rtt == pytest.approx(0.05, abs=0.002)
+    assert r.goodput > 0.85 * bw / 8
+    assert r.queue_drops < 50  # Startup's overshoot only
