@@ -52,3 +52,32 @@ def test_pacing_spreads_a_window_over_the_rtt() -> None:
     paced = bulk(Config(congestion_control="cubic"), link, 300_000)
     unpaced = bulk(Config(congestion_control="cubic", pacing=False), link, 300_000)
     assert paced.drops_in_slow_start < unpaced.drops_in_slow_start
+
+
+def test_endpoint_deadline_includes_the_pacing_release() -> None:
+    """While the pacer holds data back, the connection's ``pace`` timer is
+    armed and the endpoint's next deadline (what the driver's one loop timer
+    and the simulator wait for) is no later than it."""
+    from ccsim import CLIENT, PORT, SERVER, Net, StreamApp, payload  # type: ignore[import-not-found]
+
+    net = Net(3)
+    cfg = Config()
+    client_host = net.host(CLIENT, cfg)
+    data = payload(1_000_000, 3)
+    server = net.host(SERVER, cfg, factory=lambda: StreamApp(b"", data, when_written=None))
+    net.link(CLIENT, SERVER, LinkConfig(delay=0.05, bandwidth=50e6))
+    server.endpoint.listen(PORT)
+    app = StreamApp(data, b"", write="all")
+    conns: list = []  # type: ignore[type-arg]
+    net.sim.call_at(0.0, lambda: conns.append(client_host.connect(SERVER, PORT, app)))
+    held: list[tuple[float, float | None]] = []
+
+    def watch() -> None:
+        if conns and conns[0].timers.pace is not None:
+            held.append((conns[0].timers.pace, client_host.endpoint.get_timer()))
+        net.sim.call_later(0.0005, watch)
+
+    net.sim.call_at(0.0, watch)
+    net.sim.run(until=1.0)
+    assert len(held) > 50
+    assert all(deadline is not None and deadline <= pace for pace, deadline in held)
