@@ -108,7 +108,9 @@ class Cubic(CongestionControl):
             self._prior = None
 
     def pacing_rate(self, srtt: float | None) -> float:
-        return window_pacing_rate(self, srtt)
+        # Our own smoothing sees every sample, the RTO estimator's only those
+        # its stale-echo guard lets through (rudp.core.input.ack_advance).
+        return window_pacing_rate(self, self.srtt or srtt)
 
     # ------------------------------------------------------------ helpers
 
