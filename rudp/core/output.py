@@ -174,7 +174,13 @@ class Sender:
             self.send_tlp(out, now, smss)
         # Loss recovery (RFC 6675 §5 step 4 / RFC 6582 §3.2 step 5).
         if rec.in_recovery:
-            while self.pace_left > 0 or self.pace_hold():
+            while True:
+                if self.pace_left <= 0:
+                    # Held back only if the window would let a segment out:
+                    # else the pace timer would wake the loop for nothing.
+                    if rec.pipe(c.snd_una, c.snd_nxt, c.sack_ok) + smss <= cwnd:
+                        self.pace_hold()
+                    break
                 hole = rec.next_retransmission(c.snd_una, c.snd_max, c.snd_nxt, cwnd, smss,
                                                c.sack_ok)
                 if hole is None:
@@ -195,11 +201,10 @@ class Sender:
         else:
             c.timers.pace = None
 
-    def pace_hold(self) -> bool:
-        """The pacer's allowance is spent: hold the rest back (False, so a
-        loop stops) and remember it, so the pace timer is armed."""
+    def pace_hold(self) -> None:
+        """The pacer's allowance is spent while the window has room: hold the
+        rest back and remember it, so the pace timer is armed."""
         self.pace_held = True
-        return False
 
     def send_new_data(self, out: list[Segment], now: float, smss: int, cwnd: int,
                       sws_override: bool) -> None:
