@@ -10,8 +10,8 @@ in segments, are multiplied by the MSS.
 
 from __future__ import annotations
 
-from .congestion import CongestionControl, window_pacing_rate
-from .hystart import EXIT, HyStart
+from .congestion import PACING_CA_RATIO, PACING_SS_RATIO, CongestionControl
+from .hystart import EXIT, SLOW_START, HyStart
 
 C = 0.4  # RFC 9438 §5.1, segments / s^3
 BETA = 0.7  # §4.6 multiplicative decrease factor
@@ -60,7 +60,10 @@ class Cubic(CongestionControl):
                     self._hystart_done = True
                     self.ssthresh = self.cwnd
                     return
-                self._grow(inc / divisor)
+                if divisor == SLOW_START:
+                    self.cwnd += inc
+                else:
+                    self._grow(inc / divisor)
             else:
                 self.cwnd += inc  # RFC 9438 §4.10: standard slow start
             return
@@ -110,7 +113,11 @@ class Cubic(CongestionControl):
     def pacing_rate(self, srtt: float | None) -> float:
         # Our own smoothing sees every sample, the RTO estimator's only those
         # its stale-echo guard lets through (rudp.core.input.ack_advance).
-        return window_pacing_rate(self, self.srtt or srtt)
+        rtt = self.srtt or srtt
+        if not rtt:
+            return 0.0
+        # window_pacing_rate, inlined: every send asks.
+        return (PACING_SS_RATIO if self.cwnd < self.ssthresh else PACING_CA_RATIO) * self.cwnd / rtt
 
     # ------------------------------------------------------------ helpers
 

@@ -196,9 +196,10 @@ class Sender:
             self.send_full_segments(out, now, smss, cwnd)
         self.send_new_data(out, now, smss, cwnd, sws_override)
         if allowed != UNPACED:
-            self.pacer.spent(allowed - self.pace_left)
+            if allowed != self.pace_left:
+                self.pacer.spent(allowed - self.pace_left)
             c.timers.pace = self.pacer.release_time(now) if self.pace_held else None
-        else:
+        elif c.timers.pace is not None:
             c.timers.pace = None
 
     def pace_hold(self) -> None:
