@@ -1,0 +1,75 @@
+"""asyncio's streams on rudp: a StreamWriter whose ``start_tls`` works on every loop.
+
+``asyncio.StreamWriter.start_tls`` calls ``loop.start_tls``, which uvloop
+refuses for any transport but its own and the default loop accepts only for
+its own kinds; this writer upgrades through ``rudp.aio.tls.start_tls``
+instead, the same code on both loops (and on Python 3.10, whose writer has
+no ``start_tls`` at all).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Any, Callable
+
+from . import tls
+
+
+class StreamWriter(asyncio.StreamWriter):
+    """``asyncio.StreamWriter`` plus a loop-independent ``start_tls``."""
+
+    def __init__(
+        self,
+        transport: asyncio.BaseTransport,
+        protocol: asyncio.StreamReaderProtocol,
+        reader: asyncio.StreamReader | None,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        server_side: bool,
+        origin: asyncio.StreamWriter | None = None,
+    ) -> None:
+        super().__init__(transport, protocol, reader, loop)  # type: ignore[arg-type]
+        self._rudp_protocol = protocol
+        self._server_side = server_side
+        # asyncio's own writer for an accepted connection: in recent Pythons a
+        # collected StreamWriter closes its transport, so it lives as long as this one.
+        self._origin = origin
+
+    async def start_tls(  # type: ignore[override]
+        self,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> None:
+        """Upgrade the connection to TLS (STARTTLS); the server side is the
+        one ``start_server`` accepted."""
+        protocol = self._rudp_protocol
+        await self.drain()
+        new_transport = await tls.start_tls(
+            self.transport, protocol, sslcontext, server_side=self._server_side,
+            server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout)
+        self._transport = new_transport  # type: ignore[assignment]
+        replace = getattr(protocol, "_replace_writer", None)  # 3.11+: the protocol learns it is over TLS
+        if replace is not None:
+            replace(self)
+
+
+def server_stream_protocol(
+    client_connected_cb: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    limit: int,
+    loop: asyncio.AbstractEventLoop,
+) -> asyncio.StreamReaderProtocol:
+    """A StreamReaderProtocol for one accepted connection whose callback gets
+    our StreamWriter (asyncio's connection_made builds its own)."""
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+
+    def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
+        ours = StreamWriter(w.transport, protocol, r, loop, server_side=True, origin=w)
+        return client_connected_cb(r, ours)
+
+    protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+    return protocol
