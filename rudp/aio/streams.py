@@ -53,9 +53,12 @@ class StreamWriter(asyncio.StreamWriter):
             server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         self._transport = new_transport  # type: ignore[assignment]
-        replace = getattr(protocol, "_replace_writer", None)  # 3.11+: the protocol learns it is over TLS
-        if replace is not None:
-            replace(self)
+        # The protocol learns it is over TLS (no half-close) as asyncio's
+        # start_tls tells it: _replace_transport from 3.13, _replace_writer before.
+        if hasattr(protocol, "_replace_transport"):
+            protocol._replace_transport(new_transport)
+        elif hasattr(protocol, "_replace_writer"):
+            protocol._replace_writer(self)
 
 
 def server_stream_protocol(
@@ -69,6 +72,10 @@ def server_stream_protocol(
 
     def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
         ours = StreamWriter(w.transport, protocol, r, loop, server_side=True, origin=w)
+        if hasattr(protocol, "_replace_writer"):
+            # 3.11/3.12 keep the writer they hand out (a handler may drop
+            # its own): ours takes its place. 3.13 keeps none.
+            protocol._replace_writer(ours)
         return client_connected_cb(r, ours)
 
     protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
