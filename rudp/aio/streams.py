@@ -21,7 +21,7 @@ class StreamWriter(asyncio.StreamWriter):
 
     def __init__(
         self,
-        transport: asyncio.BaseTransport,
+        transport: asyncio.WriteTransport,
         protocol: asyncio.StreamReaderProtocol,
         reader: asyncio.StreamReader | None,
         loop: asyncio.AbstractEventLoop,
@@ -29,14 +29,14 @@ class StreamWriter(asyncio.StreamWriter):
         server_side: bool,
         origin: asyncio.StreamWriter | None = None,
     ) -> None:
-        super().__init__(transport, protocol, reader, loop)  # type: ignore[arg-type]
+        super().__init__(transport, protocol, reader, loop)
         self._rudp_protocol = protocol
         self._server_side = server_side
         # asyncio's own writer for an accepted connection: in recent Pythons a
         # collected StreamWriter closes its transport, so it lives as long as this one.
         self._origin = origin
 
-    async def start_tls(  # type: ignore[override]
+    async def start_tls(
         self,
         sslcontext: ssl.SSLContext,
         *,
@@ -52,7 +52,7 @@ class StreamWriter(asyncio.StreamWriter):
             self.transport, protocol, sslcontext, server_side=self._server_side,
             server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        self._transport = new_transport  # type: ignore[assignment]
+        self._transport = new_transport
         # The protocol learns it is over TLS (no half-close) as asyncio's
         # start_tls tells it: _replace_transport from 3.13, _replace_writer before.
         if hasattr(protocol, "_replace_transport"):

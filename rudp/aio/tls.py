@@ -162,7 +162,7 @@ class TlsProtocol(asyncio.Protocol):
         self._app_made = not call_connection_made
         self._app_eof = False
         self._app_lost = False
-        self._fatal: BaseException | None = None  # why we aborted, for connection_lost
+        self._fatal: Exception | None = None  # why we aborted, for connection_lost
         self._backlog: collections.deque[Any] = collections.deque()
         self._backlog_size = 0
         self._lost_writes = 0
@@ -282,7 +282,7 @@ class TlsProtocol(asyncio.Protocol):
                 f"SSL handshake is taking longer than {self._handshake_timeout} seconds: "
                 "aborting the connection"))
 
-    def _handshake_done(self, exc: BaseException | None) -> None:
+    def _handshake_done(self, exc: Exception | None) -> None:
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
             self._handshake_timer = None
@@ -305,7 +305,7 @@ class TlsProtocol(asyncio.Protocol):
         self._wake_waiter(None)
         self._do_read()
 
-    def _handshake_failed(self, exc: BaseException) -> None:
+    def _handshake_failed(self, exc: Exception) -> None:
         """The alert that says why (a certificate the peer refused, say) still
         goes out, then the connection closes; the caller gets ``exc``."""
         self._fatal = exc
@@ -451,7 +451,7 @@ class TlsProtocol(asyncio.Protocol):
         self._call_eof_received()
         self._shutdown_done(None)
 
-    def _shutdown_done(self, exc: BaseException | None) -> None:
+    def _shutdown_done(self, exc: Exception | None) -> None:
         if self._shutdown_timer is not None:
             self._shutdown_timer.cancel()
             self._shutdown_timer = None
@@ -460,7 +460,7 @@ class TlsProtocol(asyncio.Protocol):
         elif self._transport is not None:
             self._loop.call_soon(self._transport.close)
 
-    def abort(self, exc: BaseException | None) -> None:
+    def abort(self, exc: Exception | None) -> None:
         """Close at once; ``connection_lost`` will carry ``exc``."""
         if exc is not None and self._fatal is None:
             self._fatal = exc
@@ -472,7 +472,7 @@ class TlsProtocol(asyncio.Protocol):
         if exc is not None:
             self._wake_waiter(exc)
 
-    def _fatal_error(self, exc: BaseException, message: str = "Fatal error on transport") -> None:
+    def _fatal_error(self, exc: Exception, message: str = "Fatal error on transport") -> None:
         self.abort(exc)
         if not isinstance(exc, (OSError, asyncio.CancelledError)):
             self._loop.call_exception_handler({
@@ -480,7 +480,7 @@ class TlsProtocol(asyncio.Protocol):
                 "transport": self._transport, "protocol": self,
             })
 
-    def _wake_waiter(self, exc: BaseException | None) -> None:
+    def _wake_waiter(self, exc: Exception | None) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is None or waiter.done():
             return
