@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import random
+import re
+import shlex
+import shutil
 import socket
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -508,3 +514,22 @@ def test_argument_checks(run: Run, pki: Pki) -> None:
             await rudp.start_server(echo, "127.0.0.1", 0, ssl_handshake_timeout=1.0)
 
     run(main())
+
+
+def test_readme_snippet_runs(tmp_path: Path) -> None:
+    """The README's TLS example, certificate command included, runs as shown."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command for the README's certificate")
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "README.md").read_text()
+    match = re.search(r"<!-- tls-snippet -->\n```python\n(.*?)```", text, re.S)
+    assert match, "README lost its TLS snippet"
+    code = match.group(1)
+    command = re.match(r"# (openssl .*?)\n(?!#)", code.replace("\\\n#  ", " "), re.S)
+    assert command, "the snippet's first lines give the openssl command"
+    subprocess.run(shlex.split(command.group(1)), cwd=tmp_path, check=True, capture_output=True, timeout=30)
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "'TLSv1.3'" in proc.stdout and "b'hello over TLS\\n'" in proc.stdout, proc.stdout
