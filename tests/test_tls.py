@@ -499,6 +499,36 @@ def test_protocol_level_create_connection_and_server(run: Run, pki: Pki) -> None
     run(main())
 
 
+def test_rudp_start_tls_on_a_protocol_connection(run: Run, pki: Pki) -> None:
+    """rudp.start_tls, the loop.start_tls of rudp, upgrades a create_connection
+    transport: the protocol keeps working on the TLS transport it returns."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await writer.start_tls(pki.server_context())
+            await echo(reader, writer)
+
+        class Client(asyncio.Protocol):
+            def __init__(self) -> None:
+                self.got = loop.create_future()
+
+            def data_received(self, data: bytes) -> None:
+                if not self.got.done():
+                    self.got.set_result(data)
+
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        async with server:
+            plain, proto = await rudp.create_connection(Client, "127.0.0.1", port_of(server))
+            transport = await rudp.start_tls(plain, proto, pki.client_context(), server_hostname="localhost")
+            assert transport.get_protocol() is proto and plain.get_protocol() is not proto
+            transport.write(b"secret")
+            assert await asyncio.wait_for(proto.got, STEP) == b"secret"  # type: ignore[attr-defined]
+            transport.close()
+
+    run(main())
+
+
 def test_argument_checks(run: Run, pki: Pki) -> None:
     """The same argument errors as asyncio's create_connection/create_server."""
     async def main() -> None:
