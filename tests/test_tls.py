@@ -248,9 +248,10 @@ def test_handshake_cut_short_is_an_error_not_success(run: Run, pki: Pki) -> None
     run(main())
 
 
-def test_starttls_upgrade(run: Run, pki: Pki) -> None:
+def test_starttls_upgrade(run: Run, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     """A plain exchange, then writer.start_tls on both sides (STARTTLS), then
-    1 MB echoed over TLS on the same rudp connection."""
+    1 MB echoed over TLS on the same rudp connection; the stream protocols
+    know they are over TLS now (no half-close to keep open for)."""
     data = payload(1_000_000, 2)
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -295,6 +296,7 @@ def test_starttls_upgrade(run: Run, pki: Pki) -> None:
             silent.close_clients()
 
     run(main())
+    assert not [r for r in caplog.records if "has no effect when using ssl" in r.getMessage()]
 
 
 def test_backpressure_drain_blocks_while_reader_paused(run: Run, pki: Pki) -> None:

@@ -22,7 +22,7 @@ from ..core.config import Config
 from ..core.listener import Listener
 from . import tls
 from .driver import EndpointDriver, address_key
-from .streams import StreamWriter, server_stream_protocol
+from .streams import StreamReaderProtocol, StreamWriter
 from .transport import RudpTransport
 from .udpio import open_socket
 
@@ -349,7 +349,7 @@ async def open_connection(
     The writer's ``start_tls`` upgrades the connection on either loop."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    protocol = StreamReaderProtocol(reader, loop=loop)
     transport, _ = await create_connection(lambda: protocol, host, port, **kwds)
     writer = StreamWriter(transport, protocol, reader, loop, server_side=False)
     return reader, writer
@@ -367,7 +367,8 @@ async def start_server(
     Each writer's ``start_tls`` upgrades its connection on either loop."""
     loop = asyncio.get_running_loop()
 
-    def factory() -> asyncio.StreamReaderProtocol:
-        return server_stream_protocol(client_connected_cb, limit, loop)
+    def factory() -> StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
     return await create_server(factory, host, port, **kwds)

@@ -4,7 +4,8 @@
 refuses for any transport but its own and the default loop accepts only for
 its own kinds; this writer upgrades through ``rudp.aio.tls.start_tls``
 instead, the same code on both loops (and on Python 3.10, whose writer has
-no ``start_tls`` at all).
+no ``start_tls`` at all). The protocol subclass hands accepted connections
+our writer and learns of the upgrade without asyncio's private hooks.
 """
 
 from __future__ import annotations
@@ -16,13 +17,47 @@ from typing import Any, Callable
 from . import tls
 
 
+class StreamReaderProtocol(asyncio.StreamReaderProtocol):
+    """asyncio's, with what ``StreamWriter.start_tls`` and accepted
+    connections need, through public members of its own instead of asyncio's
+    private hooks (``_replace_writer``, ``_replace_transport``)."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        client_connected_cb: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any] | None = None,
+        *,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.loop = loop
+        self.user_callback = client_connected_cb
+        #: The accepted connection's writer: kept while the connection lives,
+        #: so a handler may drop its reference (as asyncio 3.11/3.12 keep theirs).
+        self.writer: StreamWriter | None = None
+        #: Upgraded by start_tls: no half-close from now on.
+        self.over_tls = False
+        super().__init__(reader, None if client_connected_cb is None else self.connected, loop=loop)
+
+    def connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
+        """asyncio's connection_made built ``writer``; the callback gets ours."""
+        assert self.user_callback is not None
+        self.writer = StreamWriter(writer.transport, self, reader, self.loop, server_side=True,
+                                   origin=writer)
+        return self.user_callback(reader, self.writer)
+
+    def eof_received(self) -> bool:
+        """As asyncio's; over TLS nothing is kept open (TLS cannot half-close)."""
+        keep_open = super().eof_received()
+        return False if self.over_tls else bool(keep_open)
+
+
 class StreamWriter(asyncio.StreamWriter):
     """``asyncio.StreamWriter`` plus a loop-independent ``start_tls``."""
 
     def __init__(
         self,
         transport: asyncio.WriteTransport,
-        protocol: asyncio.StreamReaderProtocol,
+        protocol: StreamReaderProtocol,
         reader: asyncio.StreamReader | None,
         loop: asyncio.AbstractEventLoop,
         *,
@@ -30,11 +65,11 @@ class StreamWriter(asyncio.StreamWriter):
         origin: asyncio.StreamWriter | None = None,
     ) -> None:
         super().__init__(transport, protocol, reader, loop)
-        self._rudp_protocol = protocol
-        self._server_side = server_side
+        self.protocol = protocol
+        self.server_side = server_side
         # asyncio's own writer for an accepted connection: in recent Pythons a
         # collected StreamWriter closes its transport, so it lives as long as this one.
-        self._origin = origin
+        self.origin = origin
 
     async def start_tls(
         self,
@@ -46,37 +81,10 @@ class StreamWriter(asyncio.StreamWriter):
     ) -> None:
         """Upgrade the connection to TLS (STARTTLS); the server side is the
         one ``start_server`` accepted."""
-        protocol = self._rudp_protocol
         await self.drain()
         new_transport = await tls.start_tls(
-            self.transport, protocol, sslcontext, server_side=self._server_side,
+            self.transport, self.protocol, sslcontext, server_side=self.server_side,
             server_hostname=server_hostname, ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout)
-        self._transport = new_transport
-        # The protocol learns it is over TLS (no half-close) as asyncio's
-        # start_tls tells it: _replace_transport from 3.13, _replace_writer before.
-        if hasattr(protocol, "_replace_transport"):
-            protocol._replace_transport(new_transport)
-        elif hasattr(protocol, "_replace_writer"):
-            protocol._replace_writer(self)
-
-
-def server_stream_protocol(
-    client_connected_cb: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
-    limit: int,
-    loop: asyncio.AbstractEventLoop,
-) -> asyncio.StreamReaderProtocol:
-    """A StreamReaderProtocol for one accepted connection whose callback gets
-    our StreamWriter (asyncio's connection_made builds its own)."""
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-
-    def connected(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> Any:
-        ours = StreamWriter(w.transport, protocol, r, loop, server_side=True, origin=w)
-        if hasattr(protocol, "_replace_writer"):
-            # 3.11/3.12 keep the writer they hand out (a handler may drop
-            # its own): ours takes its place. 3.13 keeps none.
-            protocol._replace_writer(ours)
-        return client_connected_cb(r, ours)
-
-    protocol = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
-    return protocol
+        self._transport = new_transport  # what asyncio's start_tls does: the writer's methods use it
+        self.protocol.over_tls = True
