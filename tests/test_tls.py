@@ -160,6 +160,8 @@ def test_bad_certificate_is_ssl_cert_verification_error(run: Run, pki: Pki) -> N
                 await rudp.open_connection("127.0.0.1", port, ssl=pki.client_context(),
                                            server_hostname="not-localhost.example")
             assert "Hostname mismatch" in str(mismatch.value)
+            with pytest.raises(ssl.SSLCertVerificationError):  # ssl=True: the system's CAs
+                await rudp.open_connection("127.0.0.1", port, ssl=True, server_hostname="localhost")
             # The default server_hostname is the host: 127.0.0.1 is in the certificate.
             _, writer = await rudp.open_connection("127.0.0.1", port, ssl=pki.client_context())
             writer.close()
@@ -351,6 +353,7 @@ def test_backpressure_drain_blocks_while_reader_paused(run: Run, pki: Pki) -> No
     # Bounded: the TLS write buffer (512 KiB), the connection's send buffer
     # (1 MiB), the peer's receive buffer and its TLS and stream buffers.
     assert state["sent_when_blocked"] < 8_000_000, state
+    print(f"drain() blocked after {state['sent_when_blocked']} bytes")
 
 
 def test_close_and_abort(run: Run, pki: Pki) -> None:
