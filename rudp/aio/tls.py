@@ -326,10 +326,15 @@ class TlsProtocol(asyncio.Protocol):
             return
         if not self._app_reading_paused:
             self._read_app_data()
-            if self._backlog:
-                self._do_write()
-            else:
-                self._process_outgoing()
+            if self._state is TlsState.CLOSED:  # the application aborted meanwhile
+                return
+        # Records the reads produced (a key update's reply, say), and what the
+        # application wrote during a start_tls handshake, go out even while
+        # its reading is paused.
+        if self._backlog:
+            self._do_write()
+        else:
+            self._process_outgoing()
         self._control_lower_reading()
 
     def _read_app_data(self) -> None:
