@@ -285,6 +285,34 @@ def test_handshake_cut_short_is_an_error_not_success(run: Run, pki: Pki) -> None
     run(main())
 
 
+def test_cancelled_during_the_handshake_resets_the_connection(run: Run, pki: Pki) -> None:
+    """open_connection cancelled while the TLS handshake waits: the rudp
+    connection is aborted, and the peer hears the reset."""
+    async def main() -> None:
+        reset: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        accepted = asyncio.Event()
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set()
+            try:
+                await reader.read()
+                reset.set_result(None)
+            except ConnectionResetError as exc:
+                reset.set_result(exc)
+
+        plain = await rudp.start_server(silent, "127.0.0.1", 0)
+        async with plain:
+            opening = asyncio.ensure_future(rudp.open_connection(
+                "127.0.0.1", port_of(plain), ssl=pki.client_context(), server_hostname="localhost"))
+            await asyncio.wait_for(accepted.wait(), STEP)  # the ClientHello is on its way
+            opening.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await opening
+            assert isinstance(await asyncio.wait_for(reset, STEP), ConnectionResetError)
+
+    run(main())
+
+
 def test_starttls_upgrade(run: Run, pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     """A plain exchange, then writer.start_tls on both sides (STARTTLS), then
     1 MB echoed over TLS on the same rudp connection; the stream protocols
