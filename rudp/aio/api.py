@@ -111,7 +111,8 @@ async def create_connection(
     ``ssl`` (an SSLContext, or True for the default one), ``server_hostname``
     (default: ``host``), ``ssl_handshake_timeout`` (60 s) and
     ``ssl_shutdown_timeout`` (30 s) are asyncio's: the transport returned is
-    then a ``TlsTransport`` whose handshake is complete.
+    then a ``TlsTransport`` whose handshake is complete, and the protocol
+    heard ``connection_made`` only then.
     """
     tls_client = tls.client_context(ssl, host, server_hostname,
                                     ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -151,8 +152,9 @@ async def create_connection(
         if endpoint is None:
             ep.close()
         raise
-    if not isinstance(protocol, tls.TlsProtocol):
+    if tls_client is None:
         return transport, protocol
+    assert isinstance(protocol, tls.TlsProtocol)
     try:
         await waiter  # the TLS handshake
     except BaseException:
