@@ -322,7 +322,7 @@ class TlsProtocol(asyncio.Protocol):
             self._loop.call_soon(self._app.connection_lost, exc)
 
     def _do_read(self) -> None:
-        if self._state not in (TlsState.WRAPPED, TlsState.FLUSHING):
+        if not self._records_readable():
             return
         if not self._app_reading_paused:
             self._read_app_data()
@@ -336,6 +336,10 @@ class TlsProtocol(asyncio.Protocol):
         else:
             self._process_outgoing()
         self._control_lower_reading()
+
+    def _records_readable(self) -> bool:
+        """Application data may still come: wrapped, or flushing before close_notify."""
+        return self._state in (TlsState.WRAPPED, TlsState.FLUSHING)
 
     def _read_app_data(self) -> None:
         chunks: list[bytes] = []
