@@ -11,6 +11,7 @@ from .aio import (
     create_server,
     open_connection,
     start_server,
+    start_tls,
 )
 from .core.config import Config
 from .core.connection import Connection, ConnectionStateError
@@ -33,5 +34,6 @@ __all__ = [
     "create_server",
     "open_connection",
     "start_server",
+    "start_tls",
 ]
 __version__ = "0.1.0"

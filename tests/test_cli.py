@@ -23,6 +23,20 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_bound(port: int, proc: subprocess.Popen[bytes], deadline: float = 20.0) -> None:
+    """Until the listener process holds its UDP port (a fixed sleep lost the
+    race on a loaded machine: the connect came first and was refused)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end and proc.poll() is None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return  # in use: the listener is up
+        time.sleep(0.02)
+    raise AssertionError(f"the listener did not bind port {port} (exit status {proc.poll()})")
+
+
 @pytest.mark.parametrize("loop", LOOPS)
 def test_listen_connect_pipe_both_ways_with_half_close(loop: str, tmp_path: Path) -> None:
     """stdin of each side arrives on the other's stdout; the client's stdin EOF
@@ -36,7 +50,7 @@ def test_listen_connect_pipe_both_ways_with_half_close(loop: str, tmp_path: Path
         stdin=subprocess.PIPE, stdout=out_file, stderr=subprocess.PIPE, env=env,
     )
     try:
-        time.sleep(0.5)
+        wait_bound(port, listener)
         request = os.urandom(200_000)
         reply = b"reply from the listener\n" * 1000
         assert listener.stdin is not None
@@ -104,7 +118,7 @@ def test_listen_with_stdin_from_dev_null(loop: str, tmp_path: Path) -> None:
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE,
         )
         try:
-            time.sleep(0.5)
+            wait_bound(port, listener)
             client = subprocess.run(
                 [PY, "-m", "rudp", "--loop", loop, "connect", "127.0.0.1", str(port)],
                 input=b"hello via rudp\n", capture_output=True, timeout=60,
@@ -140,7 +154,7 @@ def test_listen_reports_a_peer_reset_and_exits_1(tmp_path: Path) -> None:
         await asyncio.sleep(0.3)
 
     try:
-        time.sleep(0.5)
+        wait_bound(port, listener)
         asyncio.run(abort_after_hello())
         assert listener.wait(timeout=30) == 1
         err = listener.stderr.read().decode() if listener.stderr else ""

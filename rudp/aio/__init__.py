@@ -3,7 +3,9 @@
 It moves bytes and time between the event loop and the sans-IO core in
 rudp.core; it makes no protocol decision of its own. ``udpio`` does the
 socket I/O, ``driver`` drives one Endpoint per socket, ``transport`` is a
-connection's ``asyncio.Transport`` and ``api`` the public functions.
+connection's ``asyncio.Transport``, ``tls`` runs TLS above it, ``streams``
+holds the StreamWriter whose ``start_tls`` works on every loop, and ``api``
+the public functions.
 """
 
 from __future__ import annotations
@@ -18,16 +20,19 @@ from .api import (
     start_server,
 )
 from .driver import EndpointProtocol
+from .tls import TlsTransport, start_tls
 from .transport import RudpTransport
 
 __all__ = [
     "EndpointProtocol",
     "RudpTransport",
     "Server",
+    "TlsTransport",
     "create_connection",
     "create_endpoint",
     "create_server",
     "open_connection",
     "split_options",
     "start_server",
+    "start_tls",
 ]

@@ -5,7 +5,8 @@
 options into a ``Config`` and adapter options, resolve addresses and open
 UDP sockets; an ``EndpointDriver`` (``rudp.aio.driver``) then drives each
 socket's sans-IO Endpoint, and every connection is a ``RudpTransport``
-(``rudp.aio.transport``).
+(``rudp.aio.transport``). With ``ssl=`` a ``TlsProtocol`` (``rudp.aio.tls``)
+sits between that transport and the application, as asyncio's own TLS does.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import asyncio
 import dataclasses
 import ipaddress
 import socket
+import ssl as _ssl
 from typing import Any, Callable
 
 from ..core.config import Config
 from ..core.listener import Listener
+from . import tls
 from .driver import EndpointDriver, address_key
+from .streams import StreamReaderProtocol, StreamWriter
 from .transport import RudpTransport
 from .udpio import open_socket
 
@@ -91,15 +95,27 @@ async def create_connection(
     local_addr: tuple[str, int] | None = None,
     endpoint: EndpointDriver | None = None,
     remote_port: int | None = None,
+    ssl: _ssl.SSLContext | bool | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     **options: Any,
-) -> tuple[RudpTransport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Like ``loop.create_connection``: open an rudp connection to (host, port).
 
     ``port`` is the server's UDP port; the TCP destination port is the same
     number unless ``remote_port`` says otherwise. Without ``endpoint`` the
     connection gets its own UDP socket, connected to the server so that an
     ICMP port-unreachable refuses the connection at once.
+
+    ``ssl`` (an SSLContext, or True for the default one), ``server_hostname``
+    (default: ``host``), ``ssl_handshake_timeout`` (60 s) and
+    ``ssl_shutdown_timeout`` (30 s) are asyncio's: the transport returned is
+    then a ``TlsTransport`` whose handshake is complete, and the protocol
+    heard ``connection_made`` only then.
     """
+    tls_client = tls.client_context(ssl, host, server_hostname,
+                                    ssl_handshake_timeout, ssl_shutdown_timeout)
     config, adapter = split_options(options)
     loop = asyncio.get_running_loop()
     fam, sockaddr = await _resolve(host, port, family)
@@ -113,9 +129,19 @@ async def create_connection(
         ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
     else:
         ep = endpoint
+    factory = protocol_factory
+    waiter: asyncio.Future[None] = loop.create_future()
+    if tls_client is not None:
+        context, hostname = tls_client
+
+        def factory() -> tls.TlsProtocol:
+            return tls.TlsProtocol(loop, protocol_factory(), context, waiter,
+                                   server_hostname=hostname,
+                                   ssl_handshake_timeout=ssl_handshake_timeout,
+                                   ssl_shutdown_timeout=ssl_shutdown_timeout)
     try:
-        return await ep.open(
-            protocol_factory,
+        transport, protocol = await ep.open(
+            factory,
             address_key(sockaddr),
             rport,
             config=config,
@@ -126,6 +152,16 @@ async def create_connection(
         if endpoint is None:
             ep.close()
         raise
+    if tls_client is None:
+        return transport, protocol
+    assert isinstance(protocol, tls.TlsProtocol)
+    try:
+        await waiter  # the TLS handshake
+    except BaseException:
+        if protocol.state is not tls.TlsState.CLOSED:  # a failed handshake closed it already
+            protocol.abort(None)
+        raise
+    return protocol.app_transport, protocol.get_app_protocol()
 
 
 class Server:
@@ -266,6 +302,9 @@ async def create_server(
     max_half_open_per_source: int | None = None,
     syn_cookies: str = "auto",
     listen_port: int | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     **options: Any,
 ) -> Server:
     """Like ``loop.create_server``: one UDP socket carries every accepted connection.
@@ -273,7 +312,11 @@ async def create_server(
     The listener's TCP port is the UDP port's number unless ``listen_port`` is given.
     ``syn_cookies`` ("auto", "always", "never"), ``max_half_open`` and
     ``max_half_open_per_source`` set its SYN-flood defences (rudp.core.listener).
+    With ``ssl`` (a server SSLContext) each accepted connection does the TLS
+    handshake first; the protocol hears ``connection_made`` once it is done,
+    and a connection whose handshake fails or times out is closed unseen.
     """
+    context = tls.server_context(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     config, adapter = split_options(options)
     loop = asyncio.get_running_loop()
     if host is None:
@@ -290,18 +333,27 @@ async def create_server(
     except BaseException:
         ep.close()
         raise
-    return Server(loop, ep, listener, protocol_factory, adapter["send_buffer"])
+    factory = protocol_factory
+    if context is not None:
+        tls_context = context
+
+        def factory() -> tls.TlsProtocol:
+            return tls.TlsProtocol(loop, protocol_factory(), tls_context, None, server_side=True,
+                                   ssl_handshake_timeout=ssl_handshake_timeout,
+                                   ssl_shutdown_timeout=ssl_shutdown_timeout)
+    return Server(loop, ep, listener, factory, adapter["send_buffer"])
 
 
 async def open_connection(
     host: str, port: int, *, limit: int = 2**16, **kwds: Any
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Like ``asyncio.open_connection``, over rudp."""
+    """Like ``asyncio.open_connection``, over rudp (``ssl=`` and the rest as there).
+    The writer's ``start_tls`` upgrades the connection on either loop."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    protocol = StreamReaderProtocol(reader, loop=loop)
     transport, _ = await create_connection(lambda: protocol, host, port, **kwds)
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    writer = StreamWriter(transport, protocol, reader, loop, server_side=False)
     return reader, writer
 
 
@@ -313,11 +365,12 @@ async def start_server(
     limit: int = 2**16,
     **kwds: Any,
 ) -> Server:
-    """Like ``asyncio.start_server``, over rudp."""
+    """Like ``asyncio.start_server``, over rudp (``ssl=`` and the rest as there).
+    Each writer's ``start_tls`` upgrades its connection on either loop."""
     loop = asyncio.get_running_loop()
 
-    def factory() -> asyncio.StreamReaderProtocol:
+    def factory() -> StreamReaderProtocol:
         reader = asyncio.StreamReader(limit=limit, loop=loop)
-        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+        return StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
     return await create_server(factory, host, port, **kwds)
