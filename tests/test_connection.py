@@ -979,8 +979,12 @@ def test_rto_with_sacked_data_halves_flight_size():
     S = [ISS + 1 + 1000 * i for i in range(11)]
     deliver(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[2]),)), 0.2)
     deliver(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[3]),)), 0.21)
-    recv_nothing(conn, 0.21)  # two duplicates, 2000 bytes SACKed: no recovery
-    fire(conn, 0.4)
+    recv_nothing(conn, 0.21)  # two duplicates, 2000 bytes SACKed: no recovery yet
+    # RACK (RFC 8985 §6.2): segment 0 is lost once RACK.rtt (0.11 s) plus the
+    # reordering window (min_RTT / 4 = 0.025 s) have passed since it left.
+    fire(conn, 0.235)
+    expect(conn, 0.235, out(S[0], IRS + 1, payload=payload[:1000]))
+    fire(conn, 0.4)  # the retransmission was lost too
     expect(conn, 0.4, out(S[0], IRS + 1, payload=payload[:1000]))
     assert conn.cc.ssthresh == 5000
     assert conn.cc.cwnd == 1000
@@ -1002,6 +1006,8 @@ def test_rto_forgets_sack_scoreboard():
     payload = send_ten(conn, 0.1)
     S = [ISS + 1 + 1000 * i for i in range(11)]
     deliver(conn, seg(IRS + 1, ISS + 1, sack=((S[1], S[3]),)), 0.2)
+    fire(conn, 0.225)  # RACK: RACK.rtt 0.1 s + reo_wnd 0.025 s after segment 0 left
+    expect(conn, 0.225, out(S[0], IRS + 1, payload=payload[:1000]))
     fire(conn, 0.4)
     expect(conn, 0.4, out(S[0], IRS + 1, payload=payload[:1000]))
     # The receiver reneged: it ACKs segment 0 and SACKs nothing.

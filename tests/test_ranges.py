@@ -119,11 +119,6 @@ def test_blocks_limit() -> None:
     assert q.blocks(0) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RFC 2018 §4 SHOULD: later blocks repeat the most recently reported "
-    "first blocks; the queue orders them by sequence number instead",
-)
 def test_blocks_after_the_first_in_recency_order() -> None:
     # Arrivals 30, 10, 20: the ACKs report [30], [10, 30], then [20, 10, 30].
     q = queue((30, b"c"), (10, b"a"), (20, b"b"))

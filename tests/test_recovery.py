@@ -29,8 +29,12 @@ DUPTHRESH = 3
 HIGH = 1 << 62  # NewReno's initial ssthresh ("arbitrarily high", RFC 5681 §3.1)
 
 
-def make(ts_offset: int = 0) -> Recovery:
-    return Recovery(congestion.create("newreno", SMSS, IW), Stats(), ISS, ts_offset)
+def make(ts_offset: int = 0, sent_at: float = 0.0) -> Recovery:
+    """A Recovery that saw the ten segments leave at ``sent_at``."""
+    rec = Recovery(congestion.create("newreno", SMSS, IW), Stats(), ISS, ts_offset)
+    for k in range(10):
+        rec.on_sent(UNA + k * SMSS, UNA + (k + 1) * SMSS, UNA + k * SMSS, sent_at)
+    return rec
 
 
 def dupacks(rec: Recovery, n: int, sack_ok: bool = False) -> None:
@@ -38,8 +42,9 @@ def dupacks(rec: Recovery, n: int, sack_ok: bool = False) -> None:
         rec.on_dupack(SMSS, sack_ok)
 
 
-def sack(rec: Recovery, start: int, end: int, una: int = UNA, snd_max: int = MAX) -> None:
-    rec.on_sack_block(start, end, una, snd_max)
+def sack(rec: Recovery, start: int, end: int, una: int = UNA, snd_max: int = MAX,
+         now: float = 1.0) -> None:
+    rec.on_sack_block(start, end, una, snd_max, now)
 
 
 def detect(
@@ -85,7 +90,7 @@ def test_initial_state() -> None:
     assert not rec.in_recovery
     assert rec.recover == ISS  # RFC 6582 §3.2 step 1: recover = ISS
     assert (rec.dupacks, rec.reno_sacked) == (0, 0)
-    assert rec.send_window(SMSS) == 10_000
+    assert rec.send_window(SMSS, False, UNA, MAX) == 10_000
     assert rec.next_retransmission(UNA, MAX, MAX, 100_000, SMSS, True) is None
 
 
@@ -151,20 +156,35 @@ def test_limited_transmit_one_then_two_segments() -> None:
     # segment beyond cwnd, and cwnd itself MUST NOT change.
     rec = make()
     rec.on_dupack(SMSS, False)
-    assert rec.send_window(SMSS) == 11_000
+    assert rec.send_window(SMSS, False, UNA, MAX) == 11_000
     rec.on_dupack(SMSS, False)
-    assert rec.send_window(SMSS) == 12_000
+    assert rec.send_window(SMSS, False, UNA, MAX) == 12_000
     rec.on_dupack(SMSS, False)  # a third, with recovery not (yet) entered
-    assert rec.send_window(SMSS) == 12_000  # never more than two segments
+    assert rec.send_window(SMSS, False, UNA, MAX) == 12_000  # never more than two segments
     assert rec.cc.cwnd == 10_000
     assert rec.stats.dup_acks == 3
 
 
 def test_no_limited_transmit_in_recovery() -> None:
+    # In recovery PRR (RFC 6937) decides: before any ACK reports delivery it
+    # allows nothing beyond the forced fast retransmit.
     rec = reno_recovery()
-    assert rec.send_window(SMSS) == rec.cc.cwnd == 5000
+    assert rec.send_window(SMSS, False, UNA, MAX) == rec.prr_window == 0
     rec.on_dupack(SMSS, False)
-    assert rec.send_window(SMSS) == 5000
+    assert rec.send_window(SMSS, False, UNA, MAX) == 0
+
+
+def test_limited_transmit_with_sack_counts_once() -> None:
+    # RFC 6675 §5 / RFC 3042: with SACK, pipe already leaves the SACKed
+    # segments out, so cwnd gets no extra segments on top: two duplicate
+    # ACKs that SACK two segments let exactly two new segments out.
+    rec = make()
+    sack(rec, 2000, 3000)
+    rec.on_dupack(SMSS, True)
+    sack(rec, 3000, 4000)
+    rec.on_dupack(SMSS, True)
+    assert rec.send_window(SMSS, True, UNA, MAX) == rec.cc.cwnd == 10_000
+    assert rec.send_window(SMSS, True, UNA, MAX) - rec.pipe(UNA, MAX, True) == 2000
 
 
 def test_new_ack_ends_limited_transmit() -> None:
@@ -173,7 +193,7 @@ def test_new_ack_ends_limited_transmit() -> None:
     ack(rec, 2000, UNA)
     assert rec.dupacks == 0
     # Slow start grew cwnd by the 1000 bytes acked (RFC 3465 §2.2); no extra.
-    assert rec.send_window(SMSS) == rec.cc.cwnd == 11_000
+    assert rec.send_window(SMSS, False, UNA, MAX) == rec.cc.cwnd == 11_000
 
 
 # --- entering fast recovery ----------------------------------------------------
@@ -214,14 +234,17 @@ def test_later_dupacks_in_recovery_inflate_without_sack() -> None:
 
 
 def test_dupacks_with_sack_do_not_count_as_delivered_bytes() -> None:
-    # With SACK, pipe comes from the scoreboard (RFC 6675 §4), not from guesses.
+    # With SACK, pipe comes from the scoreboard (RFC 6675 §4), not from guesses;
+    # and duplicate ACKs alone start nothing: RACK decides (RFC 8985 §6).
     rec = make()
     dupacks(rec, 3, sack_ok=True)
+    assert not detect(rec, sack_ok=True)
+    sack(rec, 2000, 5000)
     assert detect(rec, sack_ok=True)
     assert rec.reno_sacked == 0
     dupacks(rec, 2, sack_ok=True)
     assert rec.reno_sacked == 0
-    assert rec.pipe(UNA, MAX, True) == 10_000 - 1000
+    assert rec.pipe(UNA, MAX, True) == 10_000 - 3000 - 1000  # SACKed, and lost
 
 
 def test_ssthresh_halves_flight_size_not_pipe() -> None:
@@ -244,18 +267,59 @@ def test_ssthresh_floor_is_two_segments() -> None:
     assert (rec.cc.ssthresh, rec.cc.cwnd) == (2000, 2000)
 
 
-def test_sack_entry_needs_more_than_dupthresh_minus_one_smss_sacked() -> None:
-    # RFC 6675 §4 IsLost / §5: without DupThresh duplicate ACKs, recovery still
-    # begins once more than (DupThresh - 1) * SMSS = 2000 bytes are SACKed
-    # above the first hole.
+def test_rack_entry_waits_for_the_reordering_window() -> None:
+    # RFC 8985 §6.2: segment 0 left before the SACKed segments 1-2 (RACK.rtt
+    # = 1 s), but fewer than DupThresh segments are SACKed, so the reordering
+    # window min_RTT / 4 = 0.25 s applies: lost at 1.25 s, and the timer says so.
     rec = make()
     sack(rec, 2000, 4000)
-    assert not detect(rec, sack_ok=True)  # exactly 2000: not lost yet
-    sack(rec, 4000, 4001)
-    assert detect(rec, sack_ok=True)  # 2001
+    assert not detect(rec, sack_ok=True, now=1.0)
+    assert rec.reo_deadline == 1.25
+    assert not detect(rec, sack_ok=True, now=1.2499)
+    assert detect(rec, sack_ok=True, now=1.25)
     assert rec.dupacks == 0
     assert rec.rxt_limit == 2000
     assert (rec.cc.ssthresh, rec.cc.cwnd) == (5000, 5000)
+
+
+def test_rack_entry_at_once_with_dupthresh_segments_sacked() -> None:
+    # RFC 8985 §6.2 step 4: no reordering seen and DupThresh segments SACKed:
+    # reo_wnd = 0, as the DupThresh rule would have it.
+    rec = make()
+    sack(rec, 2000, 5000)
+    assert detect(rec, sack_ok=True, now=1.0)
+    assert rec.reo_deadline is None
+
+
+def test_rack_needs_a_later_sent_segment_delivered() -> None:
+    # Only segments sent before RACK.xmit_ts (or at it, with a lower end_seq)
+    # can be lost (RFC 8985 §6.2 step 5): segment 4 (sent at 0.0) is SACKed;
+    # segments 0-3 left with it and before it in sequence; 5-9 and a segment
+    # sent at 0.5 are not judged by it.
+    rec = make()
+    rec.on_sent(MAX, MAX + SMSS, MAX, 0.5)
+    sack(rec, 5000, 6000, snd_max=MAX + SMSS, now=1.0)
+    assert not detect(rec, snd_max=MAX + SMSS, sack_ok=True, now=1.0)
+    assert rec.reo_deadline == 1.25
+    assert detect(rec, snd_max=MAX + SMSS, sack_ok=True, now=1.25)
+    assert rec.rxt_limit == 5000
+
+
+def test_reordering_widens_the_window() -> None:
+    # A segment delivered below the highest SACKed one, never resent, is
+    # reordering (RFC 8985 §6.2 step 3): reo_wnd stays min_RTT / 4 even with
+    # DupThresh segments SACKed; a D-SACK doubles it (step 4), once per round.
+    rec = make()
+    sack(rec, 3000, 6000)
+    sack(rec, 2000, 3000)  # delivered below the SACKed 6000: reordering
+    assert rec.reordering_seen
+    assert rec.reo_wnd(None) == 0.25
+    rec.on_dsack(1500, 1600, UNA, MAX, 1.0)
+    assert rec.reo_wnd(None) == 0.5
+    rec.on_dsack(1600, 1700, UNA, MAX, 1.0)  # same round trip: no further change
+    assert rec.reo_wnd(None) == 0.5
+    assert rec.reo_wnd(0.3) == 0.3  # never more than SRTT
+    assert rec.stats.dsacks_received == 2
 
 
 def test_sack_entry_marks_every_hole_below_the_lost_edge() -> None:
@@ -339,13 +403,14 @@ def test_early_retransmit_never_raises_the_threshold() -> None:
         assert detect(rec, snd_max=snd_max, buf_end=snd_max), snd_max
 
 
-def test_early_retransmit_with_sack() -> None:
-    # SACK-based ER: ER_thresh = 2, so more than (2 - 1) * SMSS SACKed bytes.
+def test_rack_covers_short_flights() -> None:
+    # With SACK, RACK replaces early retransmit (RFC 8985 §3.3.1): one SACKed
+    # segment of a three-segment flight marks the first lost once the
+    # reordering window has passed.
     rec = make()
     sack(rec, 2000, 3000, snd_max=4000)
-    assert not detect(rec, snd_max=4000, buf_end=4000, sack_ok=True)  # 1000: not more
-    sack(rec, 3000, 4000, snd_max=4000)
-    assert detect(rec, snd_max=4000, buf_end=4000, sack_ok=True)
+    assert not detect(rec, snd_max=4000, buf_end=4000, sack_ok=True, now=1.0)
+    assert detect(rec, snd_max=4000, buf_end=4000, sack_ok=True, now=1.25)
     assert rec.rxt_limit == 2000
 
 
@@ -356,7 +421,7 @@ def test_no_new_recovery_before_recover_is_acked() -> None:
     # After a timeout recover = SND.MAX (RFC 6582 §4); duplicate ACKs for data
     # sent before it must not start a fast retransmit or cut ssthresh again.
     rec = make()
-    rec.on_timeout(MAX, 10_000, True, SMSS, 1.0)
+    rec.on_timeout(UNA, MAX, 10_000, True, SMSS, 1.0)
     assert rec.recover == MAX
     ack(rec, 5000, UNA, snd_nxt=5000)
     before = (rec.cc.cwnd, rec.cc.ssthresh)
@@ -401,7 +466,7 @@ def test_more_sacks_in_recovery_extend_the_lost_region() -> None:
 
 def test_partial_ack_without_sack() -> None:
     rec = reno_recovery()
-    assert next_rxt(rec, rec.send_window(SMSS), sack_ok=False) == (1000, 1000)
+    assert next_rxt(rec, rec.send_window(SMSS, False, UNA, MAX), sack_ok=False) == (1000, 1000)
     rec.retransmitted(1000, 1000)
     assert next_rxt(rec, 100_000, sack_ok=False) is None  # nothing else deemed lost yet
     # The retransmission arrives and SND.UNA moves to 3000, short of recover.
@@ -431,15 +496,20 @@ def test_partial_ack_with_sack_is_not_forced() -> None:
     sack(rec, 2000, 5000)
     assert detect(rec, sack_ok=True)
     assert next_rxt(rec, 5000) == (1000, 1000)
+    rec.on_sent(1000, 2000, MAX, 1.0)
     rec.retransmitted(1000, 1000)
     ack(rec, 5000, UNA, sack_ok=True)
     assert rec.in_recovery
     assert rec.sacks.ranges == []  # SACK information below SND.UNA is forgotten
-    assert (rec.high_rxt, rec.rxt_limit, rec.force_rxt) == (5000, 6000, False)
-    # pipe = 6000 - 1000 lost = 5000: with SACK the window decides (RFC 6675 §5 (C)).
-    assert rec.pipe(5000, MAX, True) == 5000
-    assert next_rxt(rec, 5000, una=5000) is None
-    assert next_rxt(rec, 6000, una=5000) == (5000, 1000)
+    assert (rec.high_rxt, rec.rxt_limit, rec.force_rxt) == (5000, 2000, False)
+    # RACK: the retransmission (sent at 1.0, acked at 2.0) is the newest
+    # delivered segment; [5000,11000) left before it and is lost.
+    assert not detect(rec, una=5000, sack_ok=True, now=2.0)
+    assert rec.rxt_limit == MAX
+    # pipe = 6000 - 6000 lost = 0: with SACK the window decides (RFC 6675 §5 (C)).
+    assert rec.pipe(5000, MAX, True) == 0
+    assert next_rxt(rec, 999, una=5000) is None
+    assert next_rxt(rec, 1000, una=5000) == (5000, 1000)
 
 
 def test_partial_ack_below_high_rxt_keeps_it() -> None:
@@ -526,8 +596,9 @@ def test_recovery_remembers_state_for_undo() -> None:
 
 def test_eifel_undo_on_echo_older_than_retransmission() -> None:
     # RFC 3522 §2: the first acceptable ACK echoes a timestamp older than the
-    # retransmission's, so the original arrived: the recovery was spurious and
-    # the congestion state before it comes back.
+    # retransmission's, so the original arrived: the recovery was spurious.
+    # RFC 4015 §3.2: ssthresh = pipe_prev = max(FlightSize, ssthresh); cwnd =
+    # FlightSize + min(bytes_acked, IW), at most what it was: 9000 + 1000.
     rec = reno_recovery(ts_ok=True, now=2.0)  # RetransmitTS = 2000
     assert (rec.cc.cwnd, rec.cc.ssthresh) == (5000, 5000)
     ack(rec, 2000, UNA, tsecr=1999)
@@ -539,9 +610,11 @@ def test_eifel_undo_on_echo_older_than_retransmission() -> None:
 
 
 def test_eifel_undo_beats_the_full_ack_rule() -> None:
+    # RFC 4015 §3.2: no burst: cwnd = FlightSize (2000) + min(acked, IW = 4000),
+    # and slow start back to ssthresh = pipe_prev does the rest.
     rec = reno_recovery(ts_ok=True, now=2.0)
     ack(rec, MAX, UNA, snd_nxt=13_000, tsecr=1500)
-    assert (rec.cc.cwnd, rec.cc.ssthresh) == (10_000, HIGH)  # not min(5000, 3000)
+    assert (rec.cc.cwnd, rec.cc.ssthresh) == (6000, HIGH)  # not min(5000, 3000)
     assert rec.stats.spurious_recoveries == 1
 
 
@@ -556,9 +629,10 @@ def test_no_undo_when_the_retransmission_is_echoed() -> None:
 
 
 def test_no_undo_without_timestamps() -> None:
-    # Eifel needs the timestamp option (RFC 3522 §2): without it nothing is saved.
+    # Eifel needs the timestamp option (RFC 3522 §2); the state is kept for a
+    # D-SACK (RFC 3708), but no echo is trusted.
     rec = reno_recovery(ts_ok=False, now=2.0)
-    assert rec.undo is None
+    assert rec.rxt_ts == 0
     ack(rec, 2000, UNA, tsecr=1)
     assert rec.in_recovery
     assert rec.cc.cwnd == 5000
@@ -591,54 +665,59 @@ def test_eifel_compares_timestamps_as_serial_numbers() -> None:
 
 
 def lost_rxt_setup() -> Recovery:
-    """SACK recovery for [1000,2000), retransmitted while SND.MAX = 11_000;
-    then three new segments [11000,14000) were sent."""
+    """RACK recovery for [1000,2000), retransmitted at 1.0; then three new
+    segments [11000,14000) were sent at 1.1."""
     rec = make()
     sack(rec, 2000, 5000)
     assert detect(rec, sack_ok=True)
     assert next_rxt(rec, 5000) == (1000, 1000)
-    assert rec.una_rxt_mark == MAX
+    rec.on_sent(1000, 2000, MAX, 1.0)
     rec.retransmitted(1000, 1000)
     assert rec.high_rxt == 2000
+    for k in range(3):
+        rec.on_sent(MAX + k * SMSS, MAX + (k + 1) * SMSS, MAX + k * SMSS, 1.1)
     return rec
 
 
 def test_lost_retransmission_of_snd_una() -> None:
-    # Data sent after the retransmission of SND.UNA's segment is SACKed more
-    # than (DupThresh - 1) * SMSS over: by the IsLost rule (RFC 6675 §4) applied
-    # to send order, the retransmission itself was lost (as RFC 8985 concludes).
+    # RFC 8985 §6.2: a segment sent after the retransmission is SACKed, and
+    # the retransmission is older than RACK.rtt + reo_wnd: it was lost too.
     rec = lost_rxt_setup()
-    sack(rec, 11_000, 13_000, snd_max=14_000)
-    assert not detect(rec, snd_max=14_000, sack_ok=True)  # 2000: not more
-    assert (rec.stats.lost_retransmits, rec.high_rxt, rec.una_rxt_mark) == (0, 2000, MAX)
-    sack(rec, 13_000, 14_000, snd_max=14_000)
-    assert not detect(rec, snd_max=14_000, sack_ok=True)  # 3000
-    assert (rec.stats.lost_retransmits, rec.high_rxt, rec.una_rxt_mark) == (1, 1000, None)
-    # The 3000 bytes above 11_000 also make [5000,11000) lost.
+    sack(rec, 11_000, 12_000, snd_max=14_000, now=2.0)  # RACK.rtt = 0.9 s
+    # In recovery, no reordering seen: reo_wnd = 0; 1.0 + 0.9 <= 2.0.
+    assert not detect(rec, snd_max=14_000, sack_ok=True, now=2.0)
+    assert (rec.stats.lost_retransmits, rec.high_rxt) == (1, 1000)
+    # [5000,11000), sent at 0.0, is lost as well.
     assert rec.rxt_limit == 11_000
-    # pipe = 13_000 - 6000 SACKed - 7000 lost = 0: SND.UNA's segment goes again.
-    assert rec.pipe(UNA, 14_000, True) == 0
-    assert next_rxt(rec, 5000, snd_max=14_000) == (1000, 1000)
-    assert rec.una_rxt_mark == 14_000
-    # Counted once: the next evaluation has a new mark and nothing above it.
+    assert next_rxt(rec, 100_000, snd_max=14_000) == (1000, 1000)
+    # Counted once: marked lost until it is sent again.
+    assert not detect(rec, snd_max=14_000, sack_ok=True, now=2.0)
+    assert rec.stats.lost_retransmits == 1
+    rec.on_sent(1000, 2000, 14_000, 2.0)
     rec.retransmitted(1000, 1000)
-    assert not detect(rec, snd_max=14_000, sack_ok=True)
+    assert not detect(rec, snd_max=14_000, sack_ok=True, now=2.5)
     assert rec.stats.lost_retransmits == 1
 
 
 def test_sacks_sent_before_the_retransmission_do_not_count() -> None:
     # 6000 bytes SACKed, but all of it was sent before the retransmission.
     rec = lost_rxt_setup()
-    sack(rec, 5000, 11_000, snd_max=14_000)
-    assert not detect(rec, snd_max=14_000, sack_ok=True)
+    sack(rec, 5000, 11_000, snd_max=14_000, now=2.0)
+    assert not detect(rec, snd_max=14_000, sack_ok=True, now=2.0)
     assert rec.stats.lost_retransmits == 0
-    assert rec.una_rxt_mark == MAX
+    assert rec.high_rxt == 2000
 
 
-def test_ack_clears_the_retransmission_mark() -> None:
+def test_retransmission_acked_by_echo_gives_an_rtt_sample() -> None:
+    # Karn's rule (RFC 6298 §3): no sample from a retransmitted segment,
+    # unless the timestamp echo shows the retransmission was acked.
     rec = lost_rxt_setup()
-    ack(rec, 5000, UNA, sack_ok=True)
-    assert rec.una_rxt_mark is None
+    assert ack(rec, 2000, UNA, sack_ok=True, now=1.5) is None
+    rec2 = lost_rxt_setup()
+    sample = rec2.on_ack(2000, 1000, 1000, 1000, MAX, True, SMSS, 1.5)
+    assert sample == 0.5  # TSecr 1000 = our TSval at 1.0 s: the retransmission
+    rec3 = lost_rxt_setup()
+    assert rec3.on_ack(2000, 1000, 1000, 999, MAX, True, SMSS, 1.5) == -1.0
 
 
 # --- what to send again (RFC 6675 §5 (C), NextSeg) -----------------------------
@@ -726,7 +805,7 @@ def test_first_timeout() -> None:
     rec = make()
     sack(rec, 3000, 5000)
     dupacks(rec, 2, sack_ok=True)
-    rec.on_timeout(9000, 8000, True, SMSS, 1.0)
+    rec.on_timeout(UNA, 9000, 8000, True, SMSS, 1.0)
     assert (rec.cc.ssthresh, rec.cc.cwnd) == (4000, 1000)
     assert not rec.in_recovery
     assert rec.recover == 9000  # RFC 6582 §4
@@ -740,11 +819,11 @@ def test_later_timeout_holds_ssthresh() -> None:
     # RFC 5681 §3.1: when the segment retransmitted by the timer is lost again,
     # ssthresh is held constant; cwnd goes back to one segment.
     rec = make()
-    rec.on_timeout(MAX, 10_000, True, SMSS, 1.0)
+    rec.on_timeout(UNA, MAX, 10_000, True, SMSS, 1.0)
     assert (rec.cc.ssthresh, rec.cc.cwnd) == (5000, 1000)
     ack(rec, 3000, UNA)  # slow start: 1000 + 2000
     assert rec.cc.cwnd == 3000
-    rec.on_timeout(MAX, 8000, False, SMSS, 5.0)
+    rec.on_timeout(UNA, MAX, 8000, False, SMSS, 5.0)
     assert (rec.cc.ssthresh, rec.cc.cwnd) == (5000, 1000)
 
 
@@ -754,7 +833,7 @@ def test_timeout_in_recovery_ends_it() -> None:
     rec = make()
     sack(rec, 2000, 5000)
     assert detect(rec, sack_ok=True)
-    rec.on_timeout(12_000, 11_000, True, SMSS, 3.0)
+    rec.on_timeout(UNA, 12_000, 11_000, True, SMSS, 3.0)
     assert not rec.in_recovery
     assert rec.recover == 12_000
     assert (rec.cc.ssthresh, rec.cc.cwnd) == (5500, 1000)

@@ -66,7 +66,7 @@ class RecvQueue:
     reference costs nothing per byte, and ``read()`` copies once.
     """
 
-    __slots__ = ("chunks", "queued", "ooo", "ooo_fin", "eof")
+    __slots__ = ("chunks", "queued", "ooo", "ooo_fin", "eof", "dsack")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
@@ -74,6 +74,8 @@ class RecvQueue:
         self.ooo = ReassemblyQueue()  # out of order, waiting for a hole to fill
         self.ooo_fin: int | None = None  # sequence number of a FIN seen ahead of time
         self.eof = False  # the peer's FIN was processed
+        #: A duplicate that arrived, for the next ACK's D-SACK block (RFC 2883).
+        self.dsack: tuple[int, int] | None = None
 
     def read(self, max_bytes: int = -1) -> bytes:
         """Take up to ``max_bytes`` (all when negative) in-order bytes."""

@@ -369,8 +369,11 @@ class Connection:
         if timers.due(timers.tlp, now):
             timers.tlp = None
             out.tlp_fire = True
+        if timers.due(timers.reo, now):
+            timers.reo = None
+            self.input.reorder_timeout(now)
         if timers.due(timers.rtx, now):
-            timers.rtx = timers.tlp = None
+            timers.rtx = timers.tlp = timers.reo = None
             out.tlp_fire = False
             self.on_rto(now)
             if self.state is CLOSED:
@@ -429,7 +432,8 @@ class Connection:
             return
         self.stats.timeouts += 1
         flight = self.snd_max - self.snd_una  # FlightSize (RFC 5681 eq. 4)
-        self.recovery.on_timeout(self.snd_max, flight, self.retries == 1, self.smss, now)
+        self.recovery.on_timeout(self.snd_una, self.snd_max, flight, self.retries == 1,
+                                 self.smss, now)
         self.snd_nxt = self.snd_una  # resend from SND.UNA
         self.rtt.back_off()
 

@@ -228,11 +228,14 @@ class Receiver:
             c.set_state(SYN_RCVD)
 
     def sample_syn_rtt(self, seg: Segment, now: float) -> None:
+        """The handshake's RTT sample: from our SYN's send time if it was sent
+        once (Karn's rule, RFC 6298 §3), else from the timestamp echo, which
+        tells which SYN was answered (RFC 7323 §4)."""
         c = self.c
-        if c.ts_ok and seg.ts is not None and seg.ts[1]:
-            self.rtt_sample(((c.ts_now(now) - seg.ts[1]) & MASK) / 1000, now)
-        elif c.rtt_seq is not None:
+        if c.rtt_seq is not None:
             self.rtt_sample(now - c.rtt_time, now)
+        elif c.ts_ok and seg.ts is not None and seg.ts[1]:
+            self.rtt_sample(((c.ts_now(now) - seg.ts[1]) & MASK) / 1000, now)
         c.rtt_seq = None
 
     def rtt_sample(self, rtt: float, now: float) -> None:
@@ -274,6 +277,9 @@ class Receiver:
         # First: sequence number check.
         if not self.acceptable(seq, len(payload) + fin + (1 if flags & SYN else 0), flags & RST):
             if c.rcv_adv > c.rcv_nxt or seq != c.rcv_nxt:
+                if payload and c.sack_ok and seq + len(payload) <= c.rcv_nxt \
+                        and c.rcv_nxt - seq <= c.max_snd_wnd + c.config.recv_buffer:
+                    self.dsack(seq, seq + len(payload))  # an old duplicate (RFC 2883 §4)
                 self.refuse_unacceptable(flags, bool(payload or fin), now)
                 return
             # Zero window: still process ACK/RST at RCV.NXT (§3.10.7.4), drop
@@ -418,28 +424,60 @@ class Receiver:
         c = self.c
         rec = c.recovery
         wnd = seg.window << c.snd_wscale
-        if ack > c.snd_una:
-            self.ack_advance(ack, now, seg.ts[1] if c.ts_ok and seg.ts else None)
+        tsecr = seg.ts[1] if c.ts_ok and seg.ts else None
+        sack = seg.sack if c.sack_ok else ()
+        old_una = c.snd_una
+        sacked = rec.sacks.sacked
+        if sack:
+            left, right = c.unwrap_snd(sack[0][0]), c.unwrap_snd(sack[0][1])
+            if right <= ack or (
+                len(sack) > 1
+                and c.unwrap_snd(sack[1][0]) <= left
+                and right <= c.unwrap_snd(sack[1][1])
+            ):
+                # A D-SACK: the first block reports a duplicate (RFC 2883 §4),
+                # judged before the ACK moves anything (RFC 8985 §7.4).
+                rec.on_dsack(left, right, old_una, c.snd_max, now)
+                sack = sack[1:]
+        dup = False
+        if ack > old_una:
+            self.ack_advance(ack, now, tsecr)
             if c.state is CLOSED:
                 return
-        elif ack == c.snd_una and c.snd_max > c.snd_una and plen == 0 and not fin \
+        elif ack == old_una and c.snd_max > old_una and plen == 0 and not fin \
                 and wnd == c.snd_wnd and wnd != 0:
             # A duplicate ACK (RFC 5681 §2). An ACK of a closed window answers a
             # zero-window probe and signals no loss: probes back off, they are
             # never fast-retransmitted (RFC 9293 §3.8.6.1, RFC 1122 §4.2.2.17).
             rec.on_dupack(c.smss, c.sack_ok)
+            dup = True
+            if rec.frto:
+                rec.frto_dupack()
+                if rec.snd_nxt_to:
+                    self.resume(rec.snd_nxt_to)
         self.update_window(seq, ack, wnd)
-        if c.sack_ok and seg.sack:
-            for left, right in seg.sack:
-                rec.on_sack_block(c.unwrap_snd(left), c.unwrap_snd(right), c.snd_una, c.snd_max)
+        for left, right in sack:
+            rec.on_sack_block(c.unwrap_snd(left), c.unwrap_snd(right), c.snd_una, c.snd_max,
+                              now, tsecr)
         if rec.detect_loss(c.snd_una, c.snd_max, c.sndbuf.end, c.smss, c.sack_ok,
-                           c.config.dupack_threshold, c.ts_ok, now):
+                           c.config.dupack_threshold, c.ts_ok, now, c.rtt.srtt):
             c.rtt_seq = None  # Karn: nothing in flight may be timed now
+        if c.sack_ok:
+            c.timers.reo = rec.reo_deadline
+        if rec.in_recovery:
+            # RFC 6937 DeliveredData: the change in SND.UNA plus in SACKed
+            # bytes; without SACK each duplicate ACK stands for one segment.
+            if c.sack_ok:
+                delivered = c.snd_una - old_una + rec.sacks.sacked - sacked
+            else:
+                delivered = c.snd_una - old_una + (c.smss if dup else 0)
+            rec.on_delivered(max(delivered, 0), c.snd_una, c.snd_nxt, c.sack_ok, c.smss)
         if rec.cc.wants_delivery:
             newest = c.snd_una
-            if c.sack_ok and seg.sack:
-                # RFC 2018 §4: the first block holds the segment that just arrived.
-                right = c.unwrap_snd(seg.sack[0][1])
+            if sack:
+                # RFC 2018 §4: the first block (after a D-SACK) holds the
+                # segment that just arrived.
+                right = c.unwrap_snd(sack[0][1])
                 if newest < right <= c.snd_max:
                     newest = right
             self.report_delivery(newest, now)
@@ -452,6 +490,17 @@ class Receiver:
         rec.cc.on_delivery(c.snd_una, newest, rec.sacks.sacked, c.stats.bytes_retransmitted,
                            rec.pipe(c.snd_una, c.snd_nxt, c.sack_ok), now)
 
+    def reorder_timeout(self, now: float) -> None:
+        """RACK's reordering timer fired (RFC 8985 §6.3): look for losses again."""
+        c = self.c
+        rec = c.recovery
+        if c.snd_max <= c.snd_una or not c.sack_ok:
+            return
+        if rec.detect_loss(c.snd_una, c.snd_max, c.sndbuf.end, c.smss, c.sack_ok,
+                           c.config.dupack_threshold, c.ts_ok, now, c.rtt.srtt):
+            c.rtt_seq = None
+        c.timers.reo = rec.reo_deadline
+
     def ack_advance(self, ack: int, now: float, tsecr: int | None) -> None:
         """SND.UNA moves forward: free the buffer, time the RTT, settle timers."""
         c = self.c
@@ -461,33 +510,41 @@ class Receiver:
         if c.snd_nxt < ack:
             c.snd_nxt = ack
         c.retries = 0
-        prev_progress = c.progress_at
         c.progress_at = now
-        # RTT sample: from the timestamp echo if negotiated (RFC 7323 §4), else
-        # from a timed segment never retransmitted (Karn's rule, RFC 6298 §3).
-        if tsecr:
-            sample = ((c.ts_now(now) - tsecr) & MASK) / 1000
-            # The acked data left after the previous progress: a longer sample
-            # echoes a stale TS.Recent (RFC 7323 §4.3) and is discarded.
-            if sample <= now - prev_progress + 0.001:
-                self.rtt_sample(sample, now)
-            else:
-                # Data in a pipeline was sent before the previous ACK, so the
-                # guard above refuses most samples of a bulk flow. The
-                # controller still wants them: HyStart++ and CUBIC keep
-                # per-round minima and a smoothed RTT, which an occasional
-                # stale (too long) echo barely moves.
-                c.recovery.cc.on_rtt_sample(sample, now)
-        elif c.rtt_seq is not None and ack > c.rtt_seq:
-            self.rtt_sample(now - c.rtt_time, now)
-            c.rtt_seq = None
-        c.recovery.on_ack(ack, acked, freed, tsecr, c.snd_nxt, c.sack_ok, c.smss, now)
+        rec = c.recovery
+        # The RTT sample comes from the send time of the newest segment acked
+        # (microseconds, not the timestamp clock's milliseconds), never from a
+        # retransmitted one unless the echo shows which was acked (Karn's
+        # rule, RFC 6298 §3; Recovery.acked_entries). Every ACK of new data
+        # that was sent once gives one, so the controller hears them all.
+        sample = rec.on_ack(ack, acked, freed, tsecr, c.snd_nxt, c.sack_ok, c.smss, now)
+        if sample >= 0.0:
+            self.rtt_sample(sample, now)
+        if rec.snd_nxt_to:
+            self.resume(rec.snd_nxt_to)
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
         timers = c.timers
         timers.rtx = None if c.snd_max <= ack else now + c.rtt.rto
         timers.tlp = None
-        c.output.tlp_out = False
         c.all_acked(ack)
+
+    def resume(self, to: int) -> None:
+        """Where sending goes on after an RTO once an ACK has been judged
+        (Recovery.snd_nxt_to): with new data after a spurious timeout (RFC
+        4015 §3.2) or F-RTO's step 2b (RFC 5682 §2.1), which needs new data
+        to send, else by resending from SND.UNA (F-RTO step 3a)."""
+        c = self.c
+        rec = c.recovery
+        rec.snd_nxt_to = 0
+        if to == 2:
+            c.snd_nxt = c.snd_una
+            return
+        if rec.frto == 3 and not (
+            c.sndbuf.end > c.snd_max or (c.fin_queued and c.snd_max == c.sndbuf.end)
+        ):
+            rec.frto = rec.frto_quota = 0  # nothing new to send: conventional recovery
+            return
+        c.snd_nxt = c.snd_max
 
     # ------------------------------------------------------ seventh, eighth
 
@@ -496,6 +553,8 @@ class Receiver:
         c = self.c
         rcvq = c.rcvq
         if seq < c.rcv_nxt:  # trim the part we already have
+            if c.sack_ok:
+                self.dsack(seq, c.rcv_nxt)
             payload = payload[c.rcv_nxt - seq :]
             seq = c.rcv_nxt
         room = c.rcv_adv - seq
@@ -506,7 +565,8 @@ class Receiver:
         if fin:
             rcvq.ooo_fin = seq + len(payload)
         if seq > c.rcv_nxt:
-            rcvq.ooo.add(seq, payload)
+            if not rcvq.ooo.add(seq, payload) and payload and c.sack_ok:
+                self.dsack(seq, seq + len(payload))  # all of it was held already
             c.output.ack_now = True  # out of order: ACK at once (RFC 5681 §4.2)
             return
         if rcvq.ooo:
@@ -519,6 +579,14 @@ class Receiver:
         if rcvq.ooo_fin is not None and rcvq.ooo_fin == c.rcv_nxt:
             rcvq.ooo_fin = None
             self.receive_fin()
+
+    def dsack(self, start: int, end: int) -> None:
+        """[start, end) arrived again: the next ACK's first SACK block says so
+        (RFC 2883 §4), which lets the sender tell a needless retransmission."""
+        c = self.c
+        c.rcvq.dsack = (start, end)
+        c.stats.dsacks_sent += 1
+        c.output.ack_now = True
 
     def queue(self, payload: bytes) -> None:
         """In-order bytes join the receive queue; RCV.NXT passes them."""

@@ -24,7 +24,7 @@ _TLP_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK}
 
 class Sender:
     __slots__ = ("c", "out", "ack_now", "rst_pending", "syn_wnd", "persist_backoff",
-                 "persist_probe", "tlp_fire", "tlp_out", "keepalive_probe", "pacer", "pace_left",
+                 "persist_probe", "tlp_fire", "keepalive_probe", "pacer", "pace_left",
                  "pace_held")
 
     def __init__(self, conn: Connection) -> None:
@@ -36,7 +36,6 @@ class Sender:
         self.persist_backoff = 0
         self.persist_probe = False  # the persist timer fired: probe or end SWS wait
         self.tlp_fire = False  # the tail loss probe timer fired
-        self.tlp_out = False  # a probe is out and unanswered
         self.keepalive_probe = False  # the keep-alive timer asks for a probe
         self.pacer = Pacer()
         self.pace_left = UNPACED  # bytes the pacer lets out in this send_data
@@ -101,8 +100,10 @@ class Sender:
         sack: tuple[tuple[int, int], ...] = ()
         if flags & ACK:
             wnd = self.sending_ack()
-            if c.rcvq.ooo.nbytes:
+            rcvq = c.rcvq
+            if rcvq.ooo.nbytes or rcvq.dsack is not None:
                 sack = self.sack_blocks()
+                rcvq.dsack = None  # a D-SACK block is reported once (RFC 2883 §4)
             ack = c.rcv_nxt & MASK
         else:
             wnd = ack = 0
@@ -151,13 +152,13 @@ class Sender:
         """Retransmissions in recovery, then new data and FIN within the windows."""
         c = self.c
         smss = c.smss
-        if c.sack_ok and c.rcvq.ooo:
+        if c.sack_ok and (c.rcvq.ooo or c.rcvq.dsack is not None):
             # RFC 9293 §3.7.1, RFC 6691: the MSS bounds data plus the options of
             # each segment, and these segments will carry SACK blocks too (as
             # Linux's tcp_current_mss), so no datagram outgrows the path.
             smss -= sack_option_len(len(self.sack_blocks()))
         rec = c.recovery
-        cwnd = rec.send_window(smss)
+        cwnd = rec.send_window(smss, c.sack_ok, c.snd_una, c.snd_nxt)
         rate = rec.cc.pacing_rate(c.rtt.srtt) if c.config.pacing else 0.0
         allowed = self.pacer.allowance(rate, smss, now) if rate > 0.0 else UNPACED
         self.pace_left = allowed
@@ -192,6 +193,7 @@ class Sender:
             and not rec.in_recovery
             and c.snd_nxt == c.snd_max
             and c.sndbuf.end - c.snd_nxt > smss
+            and c.rcvq.dsack is None  # only the first segment may carry it
         ):
             self.send_full_segments(out, now, smss, cwnd)
         self.send_new_data(out, now, smss, cwnd, sws_override)
@@ -292,15 +294,16 @@ class Sender:
             for i in range(count):
                 s = seq + i * smss
                 cc.on_sent(s, s + smss, flight + i * smss, app_limited, now)
+        c.recovery.on_sent_run(seq, count, smss, now)
         self.sent(seq, count * smss, seq + count * smss, now)
 
     def send_tlp(self, out: list[Segment], now: float, smss: int) -> None:
         """Send the tail loss probe (RFC 8985 §7.3): a new segment if the
         windows allow one, else the last segment sent again."""
         c = self.c
-        if c.recovery.in_recovery or c.snd_max <= c.snd_una or c.snd_nxt != c.snd_max:
+        rec = c.recovery
+        if rec.in_recovery or c.snd_max <= c.snd_una or c.snd_nxt != c.snd_max:
             return
-        self.tlp_out = True
         c.stats.tail_loss_probes += 1
         seq = c.snd_max
         buf_end = c.sndbuf.end
@@ -311,7 +314,10 @@ class Sender:
             end = min(c.snd_max, buf_end)  # a sent FIN rides on the segment before it
             start = max(c.snd_una, end - smss)
             self.emit(out, start, end - start, now)
-        c.timers.rtx = now + c.rtt.rto  # §7.3: the RTO restarts after the probe
+        # §7.3: TLP.end_seq = SND.NXT, TLP.is_retrans, and the RTO restarts.
+        rec.tlp_end = c.snd_nxt
+        rec.tlp_rxt = new <= 0
+        c.timers.rtx = now + c.rtt.rto
 
     def send_probe(self, out: list[Segment], now: float) -> None:
         """Zero-window probe: one byte past the window (RFC 9293 §3.8.6.1)."""
@@ -353,13 +359,15 @@ class Sender:
             rec = c.recovery
             flight = rec.pipe(c.snd_una, c.snd_nxt, c.sack_ok)
             cc.on_sent(seq, seq + n, flight, end >= buf_end and flight + n < cc.cwnd, now)
+        c.recovery.on_sent(seq, end, c.snd_max, now)
         self.sent(seq, n, end, now)
         return n
 
     def sent(self, seq: int, n: int, end: int, now: float) -> None:
         """The bookkeeping of every data or FIN send, single or batched:
-        counters, RTT timing (Karn's rule, RFC 6298 §3), SND.NXT/SND.MAX, the
-        user timeout's start and the retransmission timer (RFC 6298 §5.1)."""
+        counters, SND.NXT/SND.MAX, the user timeout's start and the
+        retransmission timer (RFC 6298 §5.1). Send times for RTT and RACK
+        are the callers' (Recovery.on_sent, on_sent_run)."""
         c = self.c
         stats = c.stats
         snd_max = c.snd_max
@@ -369,12 +377,8 @@ class Sender:
             stats.retransmits += 1
             stats.bytes_retransmitted += old
             stats.bytes_sent += n - old
-            if c.rtt_seq is not None and seq <= c.rtt_seq:
-                c.rtt_seq = None  # Karn's rule
         else:
             stats.bytes_sent += n
-            if c.rtt_seq is None and not c.ts_ok:
-                c.rtt_seq, c.rtt_time = seq, now
         if end > c.snd_nxt and seq <= c.snd_nxt:
             c.snd_nxt = end
         if snd_max == c.snd_una:
@@ -389,13 +393,19 @@ class Sender:
     # ------------------------------------------------------------ our ACK
 
     def sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        """SACK blocks for an ACK (RFC 2018 §4): three fit beside timestamps, four without."""
+        """SACK blocks for an ACK (RFC 2018 §4): three fit beside timestamps,
+        four without; a D-SACK block first when a duplicate arrived (RFC 2883 §4)."""
         c = self.c
-        ooo = c.rcvq.ooo
-        if not c.sack_ok or not ooo:
+        rcvq = c.rcvq
+        ooo = rcvq.ooo
+        dsack = rcvq.dsack
+        if not c.sack_ok or not (ooo or dsack is not None):
             return ()
         limit = 3 if c.ts_ok else 4
-        return tuple((s & MASK, e & MASK) for s, e in ooo.blocks(limit))
+        if dsack is None:
+            return tuple((s & MASK, e & MASK) for s, e in ooo.blocks(limit))
+        blocks = [dsack] + ooo.blocks(limit - 1)
+        return tuple((s & MASK, e & MASK) for s, e in blocks)
 
     def sending_ack(self) -> int:
         """An ACK leaves now: its window field, which never moves the right
@@ -465,7 +475,7 @@ class Sender:
         if (
             not c.config.tail_loss_probe
             or srtt is None
-            or self.tlp_out
+            or c.recovery.tlp_end  # one probe per episode (§7.4)
             or c.recovery.in_recovery
             or timers.rtx is None
             or c.snd_nxt != c.snd_max  # resending after an RTO

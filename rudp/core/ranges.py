@@ -13,22 +13,29 @@ import bisect
 class ReassemblyQueue:
     """Out-of-order data above RCV.NXT, kept as disjoint sorted byte runs."""
 
-    __slots__ = ("_starts", "_data", "nbytes", "_latest")
+    __slots__ = ("_starts", "_data", "nbytes", "_recent")
 
     def __init__(self) -> None:
         self._starts: list[int] = []
         self._data: list[bytes] = []
         self.nbytes = 0
-        self._latest: int | None = None  # a seq inside the most recent arrival
+        # A seq inside each recent arrival, the latest first: the order in
+        # which SACK blocks are reported (RFC 2018 §4).
+        self._recent: list[int] = []
 
     def __len__(self) -> int:
         return len(self._starts)
 
-    def add(self, seq: int, data: bytes) -> None:
-        """Store ``data`` at ``seq``, keeping only bytes not already held."""
+    def add(self, seq: int, data: bytes) -> int:
+        """Store ``data`` at ``seq``, keeping only bytes not already held;
+        returns how many bytes were new (fewer: a duplicate, RFC 2883)."""
         if not data:
-            return
-        self._latest = seq
+            return 0
+        recent = self._recent
+        recent.insert(0, seq)
+        if len(recent) > 8:
+            del recent[8:]
+        new = 0
         end = seq + len(data)
         starts, datas = self._starts, self._data
         i = bisect.bisect_right(starts, seq)
@@ -48,7 +55,9 @@ class ReassemblyQueue:
             k = bisect.bisect_left(starts, start)
             starts.insert(k, start)
             datas.insert(k, piece)
-            self.nbytes += len(piece)
+            new += len(piece)
+        self.nbytes += new
+        return new
 
     def pop_ready(self, rcv_nxt: int) -> list[bytes]:
         """Remove and return the runs that continue the stream at ``rcv_nxt``."""
@@ -65,21 +74,35 @@ class ReassemblyQueue:
         return out
 
     def blocks(self, limit: int) -> list[tuple[int, int]]:
-        """Up to ``limit`` SACK blocks; the one holding the latest arrival first (RFC 2018 §4)."""
-        merged: list[list[int]] = []
+        """Up to ``limit`` SACK blocks: the one holding the latest arrival
+        first, then those of earlier arrivals, most recent first, so that each
+        block is reported in several ACKs (RFC 2018 §4); blocks no recent
+        arrival names follow, highest first."""
+        merged: list[tuple[int, int]] = []
+        start0 = end0 = -1
         for start, data in zip(self._starts, self._data):
-            if merged and merged[-1][1] == start:
-                merged[-1][1] = start + len(data)
+            if end0 == start:
+                end0 = start + len(data)
             else:
-                merged.append([start, start + len(data)])
-        if not merged:
+                if end0 >= 0:
+                    merged.append((start0, end0))
+                start0, end0 = start, start + len(data)
+        if end0 < 0 or limit <= 0:
             return []
-        first = next(
-            (b for b in merged if self._latest is not None and b[0] <= self._latest < b[1]),
-            merged[-1],
-        )
-        rest = [b for b in reversed(merged) if b is not first]
-        return [(b[0], b[1]) for b in [first, *rest][:limit]]
+        merged.append((start0, end0))
+        out: list[tuple[int, int]] = []
+        for seq in self._recent:
+            i = bisect.bisect_right(merged, (seq, 1 << 80)) - 1
+            if i >= 0 and seq < merged[i][1] and merged[i] not in out:
+                out.append(merged[i])
+                if len(out) == limit:
+                    return out
+        for b in reversed(merged):
+            if b not in out:
+                out.append(b)
+                if len(out) == limit:
+                    break
+        return out
 
 
 class Scoreboard:

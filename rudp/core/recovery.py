@@ -1,25 +1,50 @@
 """Loss detection and recovery for one connection (the role of aioquic's recovery.py).
 
-Duplicate ACKs and SACK information (RFC 5681 §3.2, RFC 6675), NewReno
-partial ACKs when the peer lacks SACK (RFC 6582), early retransmit (RFC
-5827), retransmissions that were lost again, Eifel undo of a spurious
-recovery (RFC 3522, RFC 4015), and "pipe". The congestion controller
-decides how much may be in flight; this object decides what is lost and
-what to send again. Sequence numbers are unwrapped.
+What is lost: RACK (RFC 8985 §6) when the peer does SACK, duplicate ACKs and
+RFC 6675 / NewReno (RFC 5681 §3.2, RFC 6582) when it does not, early
+retransmit (RFC 5827) there too; the tail loss probe's outcome (RFC 8985
+§7.4). How much may go out during recovery: "pipe" (RFC 6675 §4) and
+Proportional Rate Reduction (RFC 6937, PRR-SSRB). Whether a reduction was
+spurious: Eifel (RFC 3522), DSACK (RFC 2883, RFC 3708) and F-RTO (RFC 5682),
+answered as RFC 4015 says. RTT samples come from each segment's send time
+(as Linux's per-skb stamps), under Karn's rule (RFC 6298 §3).
+
+The congestion controller decides how much may be in flight; this object
+decides what is lost and what to send again. Sequence numbers are unwrapped.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from .congestion import CongestionControl
 from .ranges import Scoreboard
 from .seqnum import seq_diff, ts_clock
 from .stats import Stats
 
+_INF = float("inf")
+#: RFC 8985 §6.2: reo_wnd_mult falls back to 1 after this many recoveries without DSACK.
+_REO_WND_PERSIST = 16
+
 
 class Recovery:
     __slots__ = (
         "cc", "stats", "sacks", "dupacks", "reno_sacked", "in_recovery", "recover",
-        "high_rxt", "rxt_limit", "force_rxt", "una_rxt_mark", "undo", "rxt_ts", "ts_offset",
+        "high_rxt", "rxt_limit", "force_rxt", "ts_offset",
+        # Per-segment send records (RFC 8985 §5.2), ordered by sequence number:
+        # entry i covers [x_end[i-1] (x_start for i = 0), x_end[i]) and was last
+        # sent at x_time[i]; rxt_ends holds the ends of entries ever resent.
+        "x_start", "x_end", "x_time", "rxt_ends", "rxt_lost",
+        # RACK (RFC 8985 §6).
+        "rack_xmit", "rack_end", "rack_rtt", "min_rtt", "reordering_seen",
+        "reo_wnd_mult", "reo_wnd_persist", "dsack_round", "reo_deadline",
+        # TLP (RFC 8985 §7).
+        "tlp_end", "tlp_rxt",
+        # PRR (RFC 6937).
+        "prr_delivered", "prr_out", "recover_fs", "prr_window",
+        # Undo (RFC 3522, RFC 3708, RFC 4015, RFC 5682).
+        "undo", "undo_bytes", "undo_start", "undo_until", "rxt_ts", "frto", "frto_quota",
+        "snd_nxt_to",
     )
 
     def __init__(
@@ -36,9 +61,35 @@ class Recovery:
         self.high_rxt = 0  # RFC 6675 HighRxt: below it, holes were retransmitted
         self.rxt_limit = 0  # holes below it are deemed lost
         self.force_rxt = False  # the next retransmission goes out whatever the pipe
-        self.una_rxt_mark: int | None = None  # SND.MAX when SND.UNA's segment was resent
-        self.undo: tuple[int, int] | None = None  # (cwnd, ssthresh) before recovery
-        self.rxt_ts = 0  # our TSval when the recovery's first retransmission left
+        self.x_start = iss + 1
+        self.x_end: list[int] = []
+        self.x_time: list[float] = []
+        self.rxt_ends: list[int] = []  # sorted
+        self.rxt_lost: set[int] = set()  # ends of resent entries RACK deemed lost again
+        self.rack_xmit = -_INF  # RACK.xmit_ts
+        self.rack_end = 0  # RACK.end_seq
+        self.rack_rtt = 0.0  # RACK.rtt
+        self.min_rtt = _INF
+        self.reordering_seen = False
+        self.reo_wnd_mult = 1
+        self.reo_wnd_persist = _REO_WND_PERSIST
+        self.dsack_round: int | None = None
+        self.reo_deadline: float | None = None  # RACK's reordering timer
+        self.tlp_end = 0  # TLP.end_seq, 0 when no probe is outstanding
+        self.tlp_rxt = False  # TLP.is_retrans
+        self.prr_delivered = self.prr_out = self.recover_fs = 0
+        self.prr_window = 0  # during recovery: the pipe PRR lets us reach
+        # (cwnd, ssthresh) before the last reduction, while it may be undone.
+        self.undo: tuple[int, int] | None = None
+        self.undo_bytes = 0  # bytes resent since, not yet DSACKed (RFC 3708)
+        self.undo_start = 0  # SND.UNA when the reduction came
+        self.undo_until = 0  # DSACKs for data below it may still undo it
+        self.rxt_ts = 0  # our TSval when the first retransmission left (RFC 3522)
+        self.frto = 0  # F-RTO step (RFC 5682 §2.1) awaiting an ACK: 2 or 3; 0 off
+        self.frto_quota = 0  # new bytes F-RTO's step 2b may send whatever the pipe
+        self.snd_nxt_to = 0  # for the connection: 1 resume at SND.MAX, 2 go back to SND.UNA
+
+    # ------------------------------------------------------------ sending
 
     def pipe(self, snd_una: int, snd_nxt: int, sack_ok: bool) -> int:
         """Bytes presumed in the network (RFC 6675 §4 "pipe", counted in bytes)."""
@@ -54,12 +105,241 @@ class Recovery:
             lost = self.sacks.hole_bytes(max(self.high_rxt, snd_una), min(self.rxt_limit, snd_nxt))
         return max(0, out - sacked - lost)
 
-    def send_window(self, smss: int) -> int:
-        """cwnd, plus up to two segments for Limited Transmit (RFC 3042 §2)."""
+    def send_window(self, smss: int, sack_ok: bool, snd_una: int, snd_nxt: int) -> int:
+        """What "pipe" may grow to now: cwnd, or PRR's allowance in recovery
+        (RFC 6937), plus up to two segments for Limited Transmit without
+        SACK (RFC 3042 §2; with SACK, pipe already leaves the SACKed segments
+        out, RFC 6675 §5), plus F-RTO's two new segments (RFC 5682 §2.1 2b)."""
+        if self.in_recovery:
+            return self.prr_window
         cwnd = self.cc.cwnd
-        if self.dupacks and not self.in_recovery:
+        if self.dupacks and not sack_ok:
             cwnd += min(self.dupacks, 2) * smss
+        if self.frto_quota > 0:
+            cwnd = max(cwnd, self.pipe(snd_una, snd_nxt, sack_ok) + self.frto_quota)
         return cwnd
+
+    def on_sent(self, seq: int, end: int, snd_max: int, now: float) -> None:
+        """Record a transmission of [seq, end) at ``now`` (RFC 8985 §5.2)."""
+        if seq >= snd_max:
+            if not self.x_end:
+                self.x_start = seq
+            self.x_end.append(end)
+            self.x_time.append(now)
+        else:
+            top = end if end < snd_max else snd_max
+            self.resent(seq, top, now)
+            if end > snd_max:
+                self.x_end.append(end)
+                self.x_time.append(now)
+        if self.in_recovery:
+            self.prr_out += end - seq
+        elif self.frto_quota > 0 and end > snd_max:
+            self.frto_quota -= end - snd_max
+
+    def on_sent_run(self, seq: int, count: int, smss: int, now: float) -> None:
+        """``count`` new full segments from ``seq`` (Sender.send_full_segments)."""
+        x_end = self.x_end
+        if not x_end:
+            self.x_start = seq
+        x_end.extend(range(seq + smss, seq + (count + 1) * smss, smss))
+        self.x_time.extend([now] * count)
+        if self.in_recovery:
+            self.prr_out += count * smss
+
+    def resent(self, seq: int, top: int, now: float) -> None:
+        """[seq, top) went out again: its entries now carry this send time
+        and count as retransmitted (Karn's rule, RFC 6298 §3)."""
+        if seq < self.x_start:
+            seq = self.x_start
+        if top <= seq:
+            return
+        self.split(seq)
+        self.split(top)
+        x_end, x_time, rxt = self.x_end, self.x_time, self.rxt_ends
+        i = bisect.bisect_right(x_end, seq)
+        while i < len(x_end) and x_end[i] <= top:
+            e = x_end[i]
+            x_time[i] = now
+            j = bisect.bisect_left(rxt, e)
+            if j == len(rxt) or rxt[j] != e:
+                rxt.insert(j, e)
+            self.rxt_lost.discard(e)
+            i += 1
+        if self.undo is not None:
+            self.undo_bytes += top - seq
+
+    def split(self, p: int) -> None:
+        """Make ``p`` an entry boundary."""
+        x_end = self.x_end
+        i = bisect.bisect_right(x_end, p)
+        if i >= len(x_end) or p <= (x_end[i - 1] if i else self.x_start):
+            return
+        x_end.insert(i, p)
+        self.x_time.insert(i, self.x_time[i])
+        rxt = self.rxt_ends
+        j = bisect.bisect_left(rxt, x_end[i + 1])
+        if j < len(rxt) and rxt[j] == x_end[i + 1]:
+            rxt.insert(j, p)
+
+    def resent_end(self, seq: int) -> int | None:
+        """The end of the entry holding ``seq`` if it was resent and RACK has
+        not deemed that retransmission lost."""
+        x_end = self.x_end
+        i = bisect.bisect_right(x_end, seq)
+        if i >= len(x_end):
+            return None
+        e = x_end[i]
+        rxt = self.rxt_ends
+        j = bisect.bisect_left(rxt, e)
+        if j < len(rxt) and rxt[j] == e and e not in self.rxt_lost:
+            return e
+        return None
+
+    def sent_time(self, seq: int) -> float | None:
+        """When the entry holding ``seq`` was last sent."""
+        i = bisect.bisect_right(self.x_end, seq)
+        if i < len(self.x_end) and seq >= self.x_start:
+            return self.x_time[i]
+        return None
+
+    # ------------------------------------------------------------ RACK
+
+    def rack_update(self, xmit: float, end: int, retransmitted: bool, tsecr: int | None,
+                    now: float) -> None:
+        """RFC 8985 §6.2 step 2 for one newly delivered segment."""
+        rtt = now - xmit
+        if retransmitted and (
+            rtt < self.min_rtt
+            or (tsecr is not None and seq_diff(tsecr, ts_clock(xmit, self.ts_offset)) < 0)
+        ):
+            return  # the original's delivery, not this retransmission's
+        self.rack_rtt = rtt
+        if rtt < self.min_rtt:
+            self.min_rtt = rtt
+        if xmit > self.rack_xmit or (xmit == self.rack_xmit and end > self.rack_end):
+            self.rack_xmit = xmit
+            self.rack_end = end
+
+    def on_sack_block(self, start: int, end: int, snd_una: int, snd_max: int,
+                      now: float = 0.0, tsecr: int | None = None) -> None:
+        """Record a SACK block; blocks outside what we sent are ignored (RFC
+        2018 §4). Entries it newly covers feed RACK (RFC 8985 §6.2 steps 2-3)."""
+        if not (snd_una < end <= snd_max and start < end):
+            return
+        if start < snd_una:
+            start = snd_una
+        sacks = self.sacks
+        x_end = self.x_end
+        if x_end:
+            fack = sacks.ranges[-1][1] if sacks.ranges else snd_una
+            # Entries the block reaches into: a part newly SACKed counts as
+            # that entry delivered (as Linux splits a partly SACKed skb), so a
+            # FIN's entry counts once its data is SACKed.
+            i = bisect.bisect_right(x_end, start)
+            s = x_end[i - 1] if i else self.x_start
+            rxt = self.rxt_ends
+            while i < len(x_end) and s < end:
+                e = x_end[i]
+                lo = s if s > start else start
+                hi = e if e < end else end
+                covered = sacks.covering(lo)
+                if covered is None or covered < hi:
+                    j = bisect.bisect_left(rxt, e)
+                    retransmitted = j < len(rxt) and rxt[j] == e
+                    if hi < fack and not retransmitted:
+                        self.reordering_seen = True  # §6.2 step 3
+                    self.rack_update(self.x_time[i], hi, retransmitted, tsecr, now)
+                s = e
+                i += 1
+        sacks.add(start, end)
+
+    def reo_wnd(self, srtt: float | None) -> float:
+        """RACK's reordering window (RFC 8985 §6.2 step 4)."""
+        if not self.reordering_seen and (
+            self.in_recovery or self.sacks.sacked >= 3 * self.cc.mss
+        ):
+            return 0.0
+        if self.min_rtt == _INF:
+            return 0.0
+        wnd = self.min_rtt / 4 * self.reo_wnd_mult
+        return min(wnd, srtt) if srtt is not None else wnd
+
+    def rack_detect(self, snd_una: int, snd_max: int, srtt: float | None,
+                    now: float) -> int:
+        """RFC 8985 §6.2 step 5: segments sent before RACK.xmit_ts, not
+        delivered, and older than RACK.rtt + reo_wnd are lost. Returns the
+        end of the highest lost original transmission (0 if none); lost
+        retransmissions pull HighRxt back; sets the reordering timer."""
+        self.reo_deadline = None
+        if self.rack_xmit == -_INF or not self.x_end:
+            return 0
+        reo = self.reo_wnd(srtt)
+        rack_xmit, rack_end = self.rack_xmit, self.rack_end
+        x_end, x_time, sacks = self.x_end, self.x_time, self.sacks
+        timeout = _INF
+        # Retransmitted entries: each on its own send time.
+        for e in self.rxt_ends:
+            if e <= snd_una or e in self.rxt_lost:
+                continue
+            i = bisect.bisect_left(x_end, e)
+            if i >= len(x_end):
+                break
+            s = x_end[i - 1] if i else self.x_start
+            covered = sacks.covering(s)
+            if covered is not None and covered >= e:
+                continue
+            t = x_time[i]
+            # Strictly older only: a retransmission sent at the same instant
+            # as RACK's segment may have left after it (the §6.2 tie-break on
+            # end_seq assumes sending in sequence order, true of originals only).
+            if t < rack_xmit:
+                if t + self.rack_rtt + reo <= now:
+                    self.rxt_lost.add(e)
+                    self.stats.lost_retransmits += 1
+                    if self.high_rxt > s:
+                        self.high_rxt = s
+                    if self.rxt_limit < e:
+                        self.rxt_limit = e
+                elif t + self.rack_rtt + reo < timeout:
+                    timeout = t + self.rack_rtt + reo
+        # Original transmissions, oldest first, from where loss was last marked.
+        edge = 0
+        seq = max(snd_una, self.rxt_limit if self.in_recovery else snd_una)
+        rxt = self.rxt_ends
+        while seq < snd_max:
+            hole = sacks.next_hole(seq, snd_max)
+            if hole is None:
+                break
+            hs, he = hole
+            i = bisect.bisect_right(x_end, hs)
+            stop = False
+            while i < len(x_end):
+                s = x_end[i - 1] if i else self.x_start
+                if s >= he:
+                    break
+                e = x_end[i]
+                j = bisect.bisect_left(rxt, e)
+                if not (j < len(rxt) and rxt[j] == e):
+                    t = x_time[i]
+                    if t > rack_xmit or (t == rack_xmit and e > rack_end):
+                        stop = True  # later originals were sent later still
+                        break
+                    if t + self.rack_rtt + reo <= now:
+                        edge = e
+                    else:
+                        timeout = min(timeout, t + self.rack_rtt + reo)
+                        stop = True  # later originals are younger
+                        break
+                i += 1
+            if stop:
+                break
+            seq = he
+        if timeout != _INF:
+            self.reo_deadline = timeout
+        return edge
+
+    # ------------------------------------------------------------ ACKs
 
     def on_dupack(self, smss: int, sack_ok: bool) -> None:
         """A duplicate ACK (RFC 5681 §2)."""
@@ -68,22 +348,72 @@ class Recovery:
         if not sack_ok and self.in_recovery:
             self.reno_sacked += smss
 
-    def on_sack_block(self, start: int, end: int, snd_una: int, snd_max: int) -> None:
-        """Record a SACK block; D-SACKs and blocks outside what we sent are
-        ignored (RFC 2018 §4)."""
-        if snd_una < end <= snd_max and start < end:
-            self.sacks.add(max(start, snd_una), end)
+    def on_dsack(self, start: int, end: int, snd_una: int, snd_max: int, now: float) -> None:
+        """A D-SACK block (RFC 2883 §4): [start, end) arrived twice."""
+        if end <= start:
+            return
+        self.stats.dsacks_received += 1
+        # RFC 8985 §6.2 step 4: widen the reordering window, at most once per round trip.
+        if self.dsack_round is None or snd_una >= self.dsack_round:
+            self.dsack_round = snd_max
+            self.reo_wnd_mult += 1
+            self.reo_wnd_persist = _REO_WND_PERSIST
+        # RFC 8985 §7.4: the probe's retransmission was not needed.
+        if self.tlp_rxt and start < self.tlp_end <= end:
+            self.tlp_end = 0
+        # RFC 3708 §3: once every byte resent since the reduction came back
+        # twice, nothing was lost: undo it.
+        if self.undo is not None and start >= self.undo_start and end <= self.undo_until:
+            self.undo_bytes -= end - start
+            if self.undo_bytes <= 0:
+                self.undo_reduction(snd_max - snd_una, 0, snd_una, now)
+
+    def undo_reduction(self, flight: int, acked: int, snd_una: int, now: float) -> None:
+        """The last reduction was spurious: restore ssthresh, and cwnd as far
+        as it can go without a burst (RFC 4015 §3.2 steps 4-5: FlightSize plus
+        at most an initial window more), slow start doing the rest; the
+        controller may restore its own state (on_congestion_undone)."""
+        undo = self.undo
+        if undo is None:
+            return
+        cwnd, pipe_prev = undo
+        cc = self.cc
+        cc.ssthresh = pipe_prev
+        # RFC 4015 §3.2 step 5 with IW = 4*SMSS (RFC 3390), never above the old cwnd.
+        cc.cwnd = max(min(cwnd, flight + min(acked, 4 * cc.mss)), cc.cwnd)
+        cc.on_congestion_undone(now)
+        self.undo = None
+        self.stats.spurious_recoveries += 1
+        if self.in_recovery:
+            self.in_recovery = False
+            self.recover = snd_una
+            self.reno_sacked = 0
+        if self.frto:
+            self.frto = 0
+            self.frto_quota = 0
+            self.snd_nxt_to = 1  # carry on with new data (RFC 4015 §3.2 step 3)
 
     def on_ack(
         self, ack: int, acked: int, freed: int, tsecr: int | None, snd_nxt: int,
         sack_ok: bool, smss: int, now: float,
-    ) -> None:
+    ) -> float:
         """SND.UNA advanced to ``ack`` (``acked`` bytes of sequence space,
-        ``freed`` of them data)."""
+        ``freed`` of them data). Returns an RTT sample, or -1.0."""
+        sample = -1.0
+        x_end = self.x_end
+        if x_end:
+            k = bisect.bisect_right(x_end, ack)
+            if k:
+                sample = self.acked_entries(k, ack, tsecr, now)
         if self.sacks.ranges:
             self.sacks.advance(ack)
-        self.una_rxt_mark = None
+        if self.rxt_lost:
+            self.rxt_lost = {e for e in self.rxt_lost if e > ack}
         self.dupacks = 0
+        if self.tlp_end and ack >= self.tlp_end:
+            self.tlp_acked(ack, snd_nxt, now)
+        if self.frto:
+            self.frto_ack(ack, acked, tsecr, snd_nxt, now)
         if not self.in_recovery:
             if freed > 0:
                 self.cc.on_ack(freed, self.pipe(ack, snd_nxt, sack_ok), now)
@@ -91,47 +421,137 @@ class Recovery:
             # Eifel detection (RFC 3522): this ACK echoes a timestamp older than
             # our first retransmission, so the original arrived and the
             # "loss" was reordering. Undo the reduction (RFC 4015 §3).
-            self.cc.cwnd, self.cc.ssthresh = self.undo
-            self.cc.on_congestion_undone(now)
-            self.undo = None
-            self.in_recovery = False
-            self.recover = ack
-            self.reno_sacked = 0
-            self.stats.spurious_recoveries += 1
+            self.undo_reduction(snd_nxt - ack, acked, ack, now)
         elif ack >= self.recover:  # full ACK (RFC 6582 §3.2 step 6)
             self.in_recovery = False
             self.reno_sacked = 0
             self.cc.on_recovery_end(self.pipe(ack, snd_nxt, sack_ok), now)
+            self.undo_until = ack
         else:  # partial ACK: the next hole is lost too (step 5)
             self.reno_sacked = max(0, self.reno_sacked - acked)
             if self.high_rxt <= ack:
                 self.high_rxt = ack
                 self.force_rxt = not sack_ok
-            self.rxt_limit = max(self.rxt_limit, ack + smss)
+            if not sack_ok:
+                self.rxt_limit = max(self.rxt_limit, ack + smss)
+        return sample
+
+    def acked_entries(self, k: int, ack: int, tsecr: int | None, now: float) -> float:
+        """The first ``k`` send records were cumulatively acknowledged: take
+        the RTT sample (RFC 6298 §3: never from a retransmitted segment, unless
+        the timestamp echo shows the retransmission was acked) and feed RACK
+        from the newest of them not SACKed before."""
+        x_end, x_time = self.x_end, self.x_time
+        rxt = self.rxt_ends
+        sacks = self.sacks
+        sample = -1.0
+        if not rxt and not sacks.ranges:  # the common case: nothing resent or SACKed
+            t = x_time[k - 1]
+            sample = now - t
+            self.rack_rtt = sample
+            if sample < self.min_rtt:
+                self.min_rtt = sample
+            if t >= self.rack_xmit:
+                self.rack_xmit = t
+                self.rack_end = x_end[k - 1]
+        else:
+            fack = sacks.ranges[-1][1] if sacks.ranges else 0
+            ambiguous = False
+            s = self.x_start
+            newest = -1
+            for i in range(k):
+                e = x_end[i]
+                covered = sacks.covering(s) if sacks.ranges else None
+                if covered is None or covered < e:
+                    j = bisect.bisect_left(rxt, e) if rxt else 0
+                    retransmitted = j < len(rxt) and rxt[j] == e
+                    if retransmitted:
+                        t = x_time[i]
+                        if tsecr is None or seq_diff(tsecr, ts_clock(t, self.ts_offset)) < 0:
+                            ambiguous = True
+                    elif e < fack:
+                        self.reordering_seen = True  # RFC 8985 §6.2 step 3
+                    self.rack_update(x_time[i], e, retransmitted, tsecr, now)
+                    newest = i
+                s = e
+            if newest >= 0 and not ambiguous:
+                sample = now - x_time[newest]
+            if rxt:
+                n = bisect.bisect_right(rxt, x_end[k - 1])
+                del rxt[:n]
+        self.x_start = x_end[k - 1]
+        del x_end[:k]
+        del x_time[:k]
+        return sample
+
+    def tlp_acked(self, ack: int, snd_nxt: int, now: float) -> None:
+        """RFC 8985 §7.4: the probe's episode ends. A retransmitted probe
+        acknowledged together with more (or alone, by an ACK carrying no
+        SACK) repaired a loss, which congestion control must hear of."""
+        tlp_end = self.tlp_end
+        if not self.tlp_rxt:
+            self.tlp_end = 0  # the probe was new data: RACK judges the rest
+        elif ack > tlp_end:
+            # No D-SACK came for the probe (on_dsack would have ended the
+            # episode), and data beyond it is acknowledged: the probe repaired
+            # a loss. React as to a loss event, cwnd = ssthresh (as Linux).
+            self.tlp_end = 0
+            if not self.in_recovery:
+                self.stats.tlp_repairs += 1
+                self.cc.on_congestion(snd_nxt - tlp_end + (ack - tlp_end), now)
+        # ack == TLP.end_seq: a D-SACK may yet show the probe was not needed.
+
+    def frto_ack(self, ack: int, acked: int, tsecr: int | None, snd_nxt: int,
+                 now: float) -> None:
+        """An ACK advancing SND.UNA after an RTO: Eifel (RFC 3522 with RFC
+        4015) when it echoes a timestamp older than the retransmission, else
+        F-RTO's steps 2 and 3 (RFC 5682 §2.1)."""
+        if tsecr and seq_diff(tsecr, self.rxt_ts) < 0:
+            self.stats.spurious_timeouts += 1
+            self.undo_reduction(snd_nxt - ack, acked, ack, now)
+            return
+        if self.frto == 2:
+            if ack >= self.recover:  # 2a: everything acked: conventional recovery
+                self.frto = 0
+                return
+            self.frto = 3  # 2b: send two new segments, see what the next ACK says
+            self.frto_quota = 2 * self.cc.mss
+            self.snd_nxt_to = 1
+        else:  # 3b: the new segments are acknowledged: the RTO was spurious
+            self.stats.spurious_timeouts += 1
+            self.undo_reduction(snd_nxt - ack, acked, ack, now)
+
+    def frto_dupack(self) -> None:
+        """A duplicate ACK during F-RTO (RFC 5682 §2.1 2a / 3a): the RTO was
+        genuine; go on with the retransmissions after it."""
+        if self.frto:
+            if self.frto == 3:
+                self.snd_nxt_to = 2
+            self.frto = 0
+            self.frto_quota = 0
+
+    # ------------------------------------------------------------ loss
 
     def detect_loss(
         self, snd_una: int, snd_max: int, buf_end: int, smss: int, sack_ok: bool,
-        thresh: int, ts_ok: bool, now: float,
+        thresh: int, ts_ok: bool, now: float, srtt: float | None = None,
     ) -> bool:
-        """Enter fast recovery on DupThresh duplicate ACKs or SACKed bytes
-        (RFC 5681 §3.2, RFC 6675 §5), at most once per window (RFC 6582 §3.2).
+        """Mark losses and enter fast recovery, at most once per window (RFC
+        6582 §3.2): with SACK by RACK (RFC 8985 §6.2), else on DupThresh
+        duplicate ACKs (RFC 5681 §3.2) or early retransmit (RFC 5827).
         Returns True when recovery begins: nothing in flight may be timed."""
-        sacks = self.sacks
-        if self.in_recovery:
-            if sack_ok:
-                edge = sacks.lost_edge((thresh - 1) * smss + 1)
-                if edge is not None and edge > self.rxt_limit:
+        if sack_ok:
+            edge = self.rack_detect(snd_una, snd_max, srtt, now)
+            if self.in_recovery:
+                if edge > self.rxt_limit:
                     self.rxt_limit = edge
-                mark = self.una_rxt_mark
-                if mark is not None and (
-                    sacks.sacked - sacks.sacked_below(mark) > (thresh - 1) * smss
-                ):
-                    # Data sent after our retransmission of SND.UNA's segment was
-                    # SACKed DupThresh times over: that retransmission was lost
-                    # too (as RFC 8985 would conclude); send it again.
-                    self.una_rxt_mark = None
-                    self.high_rxt = snd_una
-                    self.stats.lost_retransmits += 1
+                return False
+            if not edge or snd_una < self.recover or self.frto:
+                return False
+            self.enter_recovery(snd_una, snd_max, max(edge, snd_una + smss), sack_ok,
+                                ts_ok, now)
+            return True
+        if self.in_recovery:
             return False
         outstanding = snd_max - snd_una
         if outstanding <= 0:
@@ -141,26 +561,70 @@ class Recovery:
             # Early retransmit (RFC 5827 §3.1): too few segments in flight to
             # ever see DupThresh duplicates, and no new data to send.
             thresh = max(1, segs - 1)
-        lost_edge = sacks.lost_edge((thresh - 1) * smss + 1) if sack_ok else None
-        if self.dupacks < thresh and lost_edge is None:
+        if self.dupacks < thresh:
             return False
         if snd_una < self.recover:
             return False  # still within the window of the last recovery (RFC 6582 §3.2)
+        self.enter_recovery(snd_una, snd_max, snd_una + smss, sack_ok, ts_ok, now)
+        return True
+
+    def enter_recovery(self, snd_una: int, snd_max: int, rxt_limit: int, sack_ok: bool,
+                       ts_ok: bool, now: float) -> None:
+        """Fast retransmit and the start of fast recovery (RFC 6675 §5 step 4,
+        RFC 6582 §3.2, RFC 6937 initialization)."""
+        outstanding = snd_max - snd_una
         self.in_recovery = True
         self.recover = snd_max
         self.high_rxt = snd_una
-        self.rxt_limit = max(lost_edge or 0, snd_una + smss)
-        self.reno_sacked = 0 if sack_ok else self.dupacks * smss
+        self.rxt_limit = rxt_limit
+        self.reno_sacked = 0 if sack_ok else self.dupacks * self.cc.mss
         self.force_rxt = True
         self.stats.fast_retransmits += 1
+        self.frto = self.frto_quota = 0
         cc = self.cc
-        # Eifel needs timestamps to tell the original's ACK from the retransmission's.
-        self.undo = (cc.cwnd, cc.ssthresh) if ts_ok else None
-        self.rxt_ts = ts_clock(now, self.ts_offset)
+        self.save_undo(snd_una, snd_max, now, True)
+        if not ts_ok:
+            self.rxt_ts = 0
         # RFC 6675 §5 (4.2) / RFC 5681 eq. 4: halve FlightSize, the data sent and
         # not cumulatively ACKed - not "pipe", which leaves SACKed data out.
         cc.on_congestion(outstanding, now)
-        return True
+        self.prr_delivered = self.prr_out = 0
+        self.recover_fs = outstanding
+        self.prr_window = 0
+        if self.reo_wnd_persist > 0:
+            self.reo_wnd_persist -= 1
+        else:  # RFC 8985 §6.2 step 4: 16 recoveries without DSACK
+            self.reo_wnd_mult = 1
+            self.reo_wnd_persist = _REO_WND_PERSIST
+
+    def save_undo(self, snd_una: int, snd_max: int, now: float, fast: bool) -> None:
+        """Remember what a reduction took, in case it proves spurious: cwnd,
+        and RFC 4015 §3.2 step 1's pipe_prev (FlightSize or ssthresh, the
+        larger, for a fast retransmit; ssthresh for a timeout)."""
+        cc = self.cc
+        ssthresh = cc.ssthresh
+        self.undo = (cc.cwnd, max(snd_max - snd_una, ssthresh) if fast else ssthresh)
+        self.undo_bytes = 0
+        self.undo_start = snd_una
+        self.undo_until = snd_max
+        self.rxt_ts = ts_clock(now, self.ts_offset)
+
+    def on_delivered(self, delivered: int, snd_una: int, snd_nxt: int, sack_ok: bool,
+                     smss: int) -> None:
+        """PRR (RFC 6937 §3, PRR-SSRB): how far pipe may grow after an ACK in
+        recovery that reported ``delivered`` bytes newly delivered."""
+        if not self.in_recovery:
+            return
+        self.prr_delivered += delivered
+        pipe = self.pipe(snd_una, snd_nxt, sack_ok)
+        ssthresh = self.cc.ssthresh
+        if pipe > ssthresh:
+            fs = self.recover_fs or 1
+            sndcnt = -(-self.prr_delivered * ssthresh // fs) - self.prr_out
+        else:
+            limit = max(self.prr_delivered - self.prr_out, delivered) + smss
+            sndcnt = min(ssthresh - pipe, limit)
+        self.prr_window = pipe + max(sndcnt, 0)
 
     def next_retransmission(
         self, snd_una: int, snd_max: int, snd_nxt: int, cwnd: int, smss: int, sack_ok: bool
@@ -169,29 +633,48 @@ class Recovery:
         window allows (RFC 6675 §5 step 4, RFC 6582 §3.2 step 5)."""
         if not self.in_recovery:
             return None
-        hole = self.sacks.next_hole(max(self.high_rxt, snd_una), min(self.rxt_limit, snd_max))
-        if hole is None:
-            return None
+        seq = max(self.high_rxt, snd_una)
+        limit = min(self.rxt_limit, snd_max)
+        while True:
+            hole = self.sacks.next_hole(seq, limit)
+            if hole is None:
+                return None
+            # When RACK pulled HighRxt back for a lost retransmission, the
+            # retransmissions after it that RACK does not deem lost stay out.
+            end = self.resent_end(hole[0]) if sack_ok and self.rxt_ends else None
+            if end is None:
+                break
+            seq = end
         if not self.force_rxt and self.pipe(snd_una, snd_nxt, sack_ok) + smss > cwnd:
             return None
         self.force_rxt = False
-        if hole[0] == snd_una:
-            self.una_rxt_mark = snd_max
         return hole[0], min(hole[1] - hole[0], smss)
 
     def retransmitted(self, seq: int, sent: int) -> None:
         self.high_rxt = seq + max(sent, 1)
 
-    def on_timeout(self, snd_max: int, flight: int, first: bool, smss: int, now: float) -> None:
+    def on_timeout(self, snd_una: int, snd_max: int, flight: int, first: bool, smss: int,
+                   now: float) -> None:
         """The RTO fired with data outstanding (RFC 6298 §5.5, RFC 5681 §3.1)."""
         if first:
+            if not self.in_recovery or self.undo is None:
+                self.save_undo(snd_una, snd_max, now, False)
+            else:
+                self.rxt_ts = ts_clock(now, self.ts_offset)
             self.cc.on_timeout(flight, now)
+            # F-RTO (RFC 5682 §2.1 step 1), unless the last RTO's recovery is not over.
+            self.frto = 2 if snd_una >= self.recover else 0
         else:
             self.cc.cwnd = smss
+            self.frto = 0
+            self.undo = None
+        self.frto_quota = 0
         self.in_recovery = False
         self.recover = snd_max  # RFC 6582 §3.2 step 4 / §4
         self.reno_sacked = 0
         self.dupacks = 0
+        self.tlp_end = 0
+        self.reo_deadline = None
         # RFC 2018 §8: after a timeout the receiver may have reneged, so prior SACK
         # information MUST be ignored in choosing what to resend; SACKs arriving
         # from now on refill the scoreboard (RFC 6675 §5.1) and are skipped again.

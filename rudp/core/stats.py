@@ -20,6 +20,10 @@ class Stats:
         "lost_retransmits",
         "spurious_recoveries",
         "tail_loss_probes",
+        "tlp_repairs",
+        "dsacks_received",
+        "dsacks_sent",
+        "spurious_timeouts",
         "timeouts",
         "dup_acks",
         "zero_window_probes",
@@ -36,6 +40,10 @@ class Stats:
     lost_retransmits: int
     spurious_recoveries: int
     tail_loss_probes: int
+    tlp_repairs: int
+    dsacks_received: int
+    dsacks_sent: int
+    spurious_timeouts: int
     timeouts: int
     dup_acks: int
     zero_window_probes: int
@@ -46,6 +54,7 @@ class Stats:
         self.bytes_sent = self.bytes_received = self.bytes_retransmitted = 0
         self.retransmits = self.fast_retransmits = self.lost_retransmits = 0
         self.spurious_recoveries = self.tail_loss_probes = self.timeouts = 0
+        self.tlp_repairs = self.dsacks_received = self.dsacks_sent = self.spurious_timeouts = 0
         self.dup_acks = self.zero_window_probes = self.keepalives_sent = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -60,6 +69,10 @@ class Stats:
             "lost_retransmits": self.lost_retransmits,
             "spurious_recoveries": self.spurious_recoveries,
             "tail_loss_probes": self.tail_loss_probes,
+            "tlp_repairs": self.tlp_repairs,
+            "dsacks_received": self.dsacks_received,
+            "dsacks_sent": self.dsacks_sent,
+            "spurious_timeouts": self.spurious_timeouts,
             "timeouts": self.timeouts,
             "dup_acks": self.dup_acks,
             "zero_window_probes": self.zero_window_probes,
