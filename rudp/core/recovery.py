@@ -207,11 +207,16 @@ class Recovery:
 
     def rack_update(self, xmit: float, end: int, retransmitted: bool, tsecr: int | None,
                     now: float) -> None:
-        """RFC 8985 §6.2 step 2 for one newly delivered segment."""
+        """RFC 8985 §6.2 step 2 for one newly delivered segment. For a
+        retransmitted one, faster than min_RTT means the original was
+        delivered, unless the echo names the retransmission. (The RFC's other
+        test, an echo older than the retransmission, is not used: a segment
+        SACKed above a hole is echoed with the older TS.Recent (RFC 7323
+        §4.3), so every retransmission SACKed there would be ignored; as
+        Linux's tcp_rack_advance.)"""
         rtt = now - xmit
-        if retransmitted and (
-            rtt < self.min_rtt
-            or (tsecr is not None and seq_diff(tsecr, ts_clock(xmit, self.ts_offset)) < 0)
+        if retransmitted and rtt < self.min_rtt and (
+            tsecr is None or seq_diff(tsecr, ts_clock(xmit, self.ts_offset)) < 0
         ):
             return  # the original's delivery, not this retransmission's
         self.rack_rtt = rtt
@@ -353,7 +358,10 @@ class Recovery:
         if end <= start:
             return
         self.stats.dsacks_received += 1
-        # RFC 8985 §6.2 step 4: widen the reordering window, at most once per round trip.
+        # Both copies arrived: what was taken for a loss was reordering (or
+        # delay), so reo_wnd may no longer be zero (RFC 8985 §6.2 step 4
+        # relies on it), and it widens, at most once per round trip.
+        self.reordering_seen = True
         if self.dsack_round is None or snd_una >= self.dsack_round:
             self.dsack_round = snd_max
             self.reo_wnd_mult += 1
@@ -385,6 +393,7 @@ class Recovery:
         self.undo = None
         self.stats.spurious_recoveries += 1
         if self.in_recovery:
+            self.reordering_seen = True  # the "lost" original arrived after all
             self.in_recovery = False
             self.recover = snd_una
             self.reno_sacked = 0
@@ -411,7 +420,7 @@ class Recovery:
             self.rxt_lost = {e for e in self.rxt_lost if e > ack}
         self.dupacks = 0
         if self.tlp_end and ack >= self.tlp_end:
-            self.tlp_acked(ack, snd_nxt, now)
+            self.tlp_acked(ack, snd_nxt - (ack - acked), now)  # FlightSize before it
         if self.frto:
             self.frto_ack(ack, acked, tsecr, snd_nxt, now)
         if not self.in_recovery:
@@ -484,22 +493,22 @@ class Recovery:
         del x_time[:k]
         return sample
 
-    def tlp_acked(self, ack: int, snd_nxt: int, now: float) -> None:
+    def tlp_acked(self, ack: int, flight: int, now: float) -> None:
         """RFC 8985 §7.4: the probe's episode ends. A retransmitted probe
-        acknowledged together with more (or alone, by an ACK carrying no
-        SACK) repaired a loss, which congestion control must hear of."""
+        acknowledged without a D-SACK for it repaired a loss, which
+        congestion control must hear of; ``flight`` is FlightSize before this ACK."""
         tlp_end = self.tlp_end
         if not self.tlp_rxt:
             self.tlp_end = 0  # the probe was new data: RACK judges the rest
-        elif ack > tlp_end:
-            # No D-SACK came for the probe (on_dsack would have ended the
-            # episode), and data beyond it is acknowledged: the probe repaired
-            # a loss. React as to a loss event, cwnd = ssthresh (as Linux).
+        else:
+            # The probe's data is acknowledged and no D-SACK for it came with
+            # this ACK (input.py judges D-SACKs first; on_dsack would have
+            # ended the episode): the probe repaired a loss. React as to a
+            # loss event: ssthresh and cwnd come down (cwnd = ssthresh, as Linux).
             self.tlp_end = 0
             if not self.in_recovery:
                 self.stats.tlp_repairs += 1
-                self.cc.on_congestion(snd_nxt - tlp_end + (ack - tlp_end), now)
-        # ack == TLP.end_seq: a D-SACK may yet show the probe was not needed.
+                self.cc.on_congestion(flight, now)
 
     def frto_ack(self, ack: int, acked: int, tsecr: int | None, snd_nxt: int,
                  now: float) -> None:

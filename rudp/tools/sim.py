@@ -178,6 +178,7 @@ class Link:
         "_busy_until",
         "_waiting",
         "_last_arrival",
+        "script",
     )
 
     def __init__(self, src: Address, dst: Address, config: LinkConfig, seed: int) -> None:
@@ -189,6 +190,11 @@ class Link:
         self._busy_until = 0.0  # when the serializer becomes free
         self._waiting: deque[float] = deque()  # start times of queued packets
         self._last_arrival = 0.0  # latest in-order arrival (keeps jitter FIFO)
+        #: Optional per-datagram script, ``script(data, now)``: None drops the
+        #: datagram (counted as lost), a number delays it by that much more,
+        #: out of FIFO order (it may be overtaken, as a reordered one). Lets a
+        #: test lose or reorder exactly the datagrams it means to.
+        self.script: Callable[[bytes, float], float | None] | None = None
 
     def queued(self, now: float) -> int:
         """Packets waiting for serialization at ``now`` (not the one on the wire)."""
@@ -226,6 +232,13 @@ class Link:
         if cfg.loss and rng.random() < cfg.loss:
             stats.lost += 1
             return LOST, []
+        extra = 0.0
+        if self.script is not None:
+            scripted = self.script(data, now)
+            if scripted is None:
+                stats.lost += 1
+                return LOST, []
+            extra = scripted
         arrival = done + cfg.delay
         if cfg.jitter:
             arrival += rng.uniform(0.0, cfg.jitter)
@@ -233,6 +246,9 @@ class Link:
         if cfg.reorder and rng.random() < cfg.reorder:
             stats.reordered += 1
             arrival += cfg.effective_reorder_delay
+        elif extra > 0.0:
+            stats.reordered += 1
+            arrival += extra
         else:
             self._last_arrival = arrival
         copies = 1
