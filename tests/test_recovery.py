@@ -16,6 +16,8 @@ arguments; no clock is read.
 
 from __future__ import annotations
 
+import pytest
+
 from rudp.core import congestion
 from rudp.core.recovery import Recovery
 from rudp.core.stats import Stats
@@ -898,3 +900,60 @@ def test_ignored_blocks_never_start_recovery() -> None:
         sack(rec, start, start + 100)  # all below SND.UNA
     sack(rec, 11_000, 20_000)  # all beyond SND.MAX
     assert not detect(rec, sack_ok=True)
+
+
+# --- send records (RFC 8985 §5.2) ----------------------------------------------
+
+
+def test_send_records_split_on_a_partial_retransmission() -> None:
+    # A retransmission of [1500, 2500) splits segments 0 and 1 so that only
+    # the resent bytes carry the new send time and count as retransmitted.
+    rec = make()
+    rec.on_sent(1500, 2500, MAX, 3.0)
+    assert rec.x_end[:4] == [1500, 2000, 2500, 3000]
+    assert rec.x_time[:4] == [0.0, 3.0, 3.0, 0.0]
+    assert rec.rxt_ends == [2000, 2500]
+    assert rec.sent_time(1499) == 0.0 and rec.sent_time(2499) == 3.0
+
+
+def test_rtt_sample_from_the_newest_segment_acked() -> None:
+    rec = make(sent_at=0.0)
+    rec.on_sent(MAX, MAX + SMSS, MAX, 0.5)
+    assert rec.on_ack(3000, 2000, 2000, None, MAX + SMSS, False, SMSS, 0.25) == 0.25
+    assert rec.on_ack(MAX + SMSS, 9000, 9000, None, MAX + SMSS, False, SMSS, 0.6) \
+        == pytest.approx(0.1)
+    assert (rec.x_end, rec.x_time) == ([], [])
+
+
+# --- D-SACK undo (RFC 3708) ------------------------------------------------------
+
+
+def test_dsack_of_every_retransmitted_byte_undoes_the_recovery() -> None:
+    # Two holes resent; both come back as D-SACKs: nothing was lost (RFC 3708
+    # §3). The response is RFC 4015's: ssthresh = pipe_prev, cwnd = FlightSize
+    # + min(bytes_acked, IW) at most what it was.
+    rec = make()
+    sack(rec, 2000, 3000)
+    sack(rec, 4000, 7000)
+    assert detect(rec, sack_ok=True)
+    for seq in (1000, 3000):
+        rec.on_sent(seq, seq + SMSS, MAX, 1.0)
+        rec.retransmitted(seq, SMSS)
+    assert rec.undo_bytes == 2000
+    rec.on_dsack(1000, 2000, UNA, MAX, 1.0)
+    assert rec.in_recovery and rec.stats.spurious_recoveries == 0
+    rec.on_dsack(3000, 4000, UNA, MAX, 1.0)
+    assert not rec.in_recovery
+    assert rec.stats.spurious_recoveries == 1
+    assert rec.cc.ssthresh == HIGH
+    assert rec.cc.cwnd == 10_000  # min(old cwnd, FlightSize 10_000 + 0)
+    assert rec.reordering_seen
+
+
+def test_dsack_outside_the_recovery_does_not_undo() -> None:
+    rec = make()
+    sack(rec, 2000, 5000)
+    assert detect(rec, sack_ok=True)
+    rec.on_sent(1000, 2000, MAX, 1.0)
+    rec.on_dsack(MAX, MAX + 1000, UNA, MAX + 2000, 1.0)  # above what recovery covers
+    assert rec.in_recovery and rec.stats.spurious_recoveries == 0

@@ -5,8 +5,8 @@ RFC 9293 §3.8 names the timers: retransmission (RFC 6298), persist
 (§3.10.8, shared here with the FIN_WAIT_2 timeout); the tail loss probe
 comes from RFC 8985 §7, RACK's reordering timer from §6.3, and ``pace`` is
 when the pacer (rudp.core.pacing) lets held-back data leave. What each does
-on expiry is the connection's
-business; this object only keeps them and says which is due.
+on expiry is the connection's business; this object only keeps them and
+says which is due.
 """
 
 from __future__ import annotations
