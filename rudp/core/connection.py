@@ -369,6 +369,9 @@ class Connection:
         if timers.due(timers.tlp, now):
             timers.tlp = None
             out.tlp_fire = True
+            if timers.due(timers.rtx, now):
+                # RFC 8985 §7.2: a probe instead of the RTO due at the same time.
+                timers.rtx = now + self.rtt.rto
         if timers.due(timers.reo, now):
             timers.reo = None
             self.input.reorder_timeout(now)

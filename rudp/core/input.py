@@ -524,7 +524,10 @@ class Receiver:
             self.resume(rec.snd_nxt_to)
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
         timers = c.timers
-        timers.rtx = None if c.snd_max <= ack else now + c.rtt.rto
+        if c.snd_max <= ack:
+            timers.rtx = timers.reo = None
+        else:
+            timers.rtx = now + c.rtt.rto
         timers.tlp = None
         c.all_acked(ack)
 

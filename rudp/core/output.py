@@ -490,6 +490,7 @@ class Sender:
         pto = 2 * srtt
         if c.snd_max - c.snd_una <= c.smss:
             pto += c.config.delayed_ack  # a lone segment's ACK may be delayed
+        # §7.2: if the RTO would fire first, the probe goes at the RTO's time
+        # instead (and the RTO is restarted after it, §7.3).
         when = now + max(pto, 0.01)
-        if when < timers.rtx:
-            timers.tlp = when
+        timers.tlp = when if when < timers.rtx else timers.rtx

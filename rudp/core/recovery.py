@@ -412,7 +412,23 @@ class Recovery:
         x_end = self.x_end
         if x_end:
             k = bisect.bisect_right(x_end, ack)
-            if k:
+            if not k:
+                pass
+            elif not self.rxt_ends and not self.sacks.ranges:
+                # The common case, inlined: nothing resent or SACKed; the
+                # newest segment acked gives the sample and feeds RACK.
+                t = self.x_time[k - 1]
+                sample = now - t
+                self.rack_rtt = sample
+                if sample < self.min_rtt:
+                    self.min_rtt = sample
+                if t >= self.rack_xmit:
+                    self.rack_xmit = t
+                    self.rack_end = x_end[k - 1]
+                self.x_start = x_end[k - 1]
+                del x_end[:k]
+                del self.x_time[:k]
+            else:
                 sample = self.acked_entries(k, ack, tsecr, now)
         if self.sacks.ranges:
             self.sacks.advance(ack)
@@ -446,48 +462,39 @@ class Recovery:
         return sample
 
     def acked_entries(self, k: int, ack: int, tsecr: int | None, now: float) -> float:
-        """The first ``k`` send records were cumulatively acknowledged: take
-        the RTT sample (RFC 6298 §3: never from a retransmitted segment, unless
+        """The first ``k`` send records were cumulatively acknowledged, some
+        resent or SACKed before (on_ack handles the rest itself): take the
+        RTT sample (RFC 6298 §3: never from a retransmitted segment, unless
         the timestamp echo shows the retransmission was acked) and feed RACK
         from the newest of them not SACKed before."""
         x_end, x_time = self.x_end, self.x_time
         rxt = self.rxt_ends
         sacks = self.sacks
         sample = -1.0
-        if not rxt and not sacks.ranges:  # the common case: nothing resent or SACKed
-            t = x_time[k - 1]
-            sample = now - t
-            self.rack_rtt = sample
-            if sample < self.min_rtt:
-                self.min_rtt = sample
-            if t >= self.rack_xmit:
-                self.rack_xmit = t
-                self.rack_end = x_end[k - 1]
-        else:
-            fack = sacks.ranges[-1][1] if sacks.ranges else 0
-            ambiguous = False
-            s = self.x_start
-            newest = -1
-            for i in range(k):
-                e = x_end[i]
-                covered = sacks.covering(s) if sacks.ranges else None
-                if covered is None or covered < e:
-                    j = bisect.bisect_left(rxt, e) if rxt else 0
-                    retransmitted = j < len(rxt) and rxt[j] == e
-                    if retransmitted:
-                        t = x_time[i]
-                        if tsecr is None or seq_diff(tsecr, ts_clock(t, self.ts_offset)) < 0:
-                            ambiguous = True
-                    elif e < fack:
-                        self.reordering_seen = True  # RFC 8985 §6.2 step 3
-                    self.rack_update(x_time[i], e, retransmitted, tsecr, now)
-                    newest = i
-                s = e
-            if newest >= 0 and not ambiguous:
-                sample = now - x_time[newest]
-            if rxt:
-                n = bisect.bisect_right(rxt, x_end[k - 1])
-                del rxt[:n]
+        fack = sacks.ranges[-1][1] if sacks.ranges else 0
+        ambiguous = False
+        s = self.x_start
+        newest = -1
+        for i in range(k):
+            e = x_end[i]
+            covered = sacks.covering(s) if sacks.ranges else None
+            if covered is None or covered < e:
+                j = bisect.bisect_left(rxt, e) if rxt else 0
+                retransmitted = j < len(rxt) and rxt[j] == e
+                if retransmitted:
+                    t = x_time[i]
+                    if tsecr is None or seq_diff(tsecr, ts_clock(t, self.ts_offset)) < 0:
+                        ambiguous = True
+                elif e < fack:
+                    self.reordering_seen = True  # RFC 8985 §6.2 step 3
+                self.rack_update(x_time[i], e, retransmitted, tsecr, now)
+                newest = i
+            s = e
+        if newest >= 0 and not ambiguous:
+            sample = now - x_time[newest]
+        if rxt:
+            n = bisect.bisect_right(rxt, x_end[k - 1])
+            del rxt[:n]
         self.x_start = x_end[k - 1]
         del x_end[:k]
         del x_time[:k]
