@@ -957,3 +957,19 @@ def test_dsack_outside_the_recovery_does_not_undo() -> None:
     rec.on_sent(1000, 2000, MAX, 1.0)
     rec.on_dsack(MAX, MAX + 1000, UNA, MAX + 2000, 1.0)  # above what recovery covers
     assert rec.in_recovery and rec.stats.spurious_recoveries == 0
+
+
+def test_reordering_window_shrinks_back_after_16_recoveries() -> None:
+    # RFC 8985 §6.2 step 4: reo_wnd_mult returns to 1 after 16 recoveries
+    # without a D-SACK.
+    rec = make()
+    rec.on_dsack(1500, 1600, UNA, MAX)
+    assert rec.reo_wnd_mult == 2
+    una = UNA
+    for n in range(16):
+        assert rec.reo_wnd_mult == 2, n
+        dupacks(rec, 3)
+        assert detect(rec, una=una, snd_max=una + 10 * SMSS)
+        ack(rec, una + 10 * SMSS, una, snd_nxt=una + 10 * SMSS)
+        una += 10 * SMSS
+    assert rec.reo_wnd_mult == 1

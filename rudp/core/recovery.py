@@ -452,6 +452,12 @@ class Recovery:
             self.reno_sacked = 0
             self.cc.on_recovery_end(self.pipe(ack, snd_nxt, sack_ok), now)
             self.undo_until = ack
+            # RFC 8985 §6.2 step 4: after 16 recoveries without a D-SACK the
+            # reordering window shrinks back.
+            self.reo_wnd_persist -= 1
+            if self.reo_wnd_persist <= 0:
+                self.reo_wnd_mult = 1
+                self.reo_wnd_persist = _REO_WND_PERSIST
         else:  # partial ACK: the next hole is lost too (step 5)
             self.reno_sacked = max(0, self.reno_sacked - acked)
             if self.high_rxt <= ack:
@@ -607,11 +613,6 @@ class Recovery:
         self.prr_delivered = self.prr_out = 0
         self.recover_fs = outstanding
         self.prr_window = 0
-        if self.reo_wnd_persist > 0:
-            self.reo_wnd_persist -= 1
-        else:  # RFC 8985 §6.2 step 4: 16 recoveries without DSACK
-            self.reo_wnd_mult = 1
-            self.reo_wnd_persist = _REO_WND_PERSIST
 
     def save_undo(self, snd_una: int, snd_max: int, now: float, fast: bool) -> None:
         """Remember what a reduction took, in case it proves spurious: cwnd,
