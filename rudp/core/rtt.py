@@ -5,7 +5,7 @@ from __future__ import annotations
 _ALPHA = 1 / 8
 _BETA = 1 / 4
 _K = 4
-_G = 0.001  # clock granularity: our timestamps tick in milliseconds
+_G = 0.001  # RFC 6298 G: samples are in microseconds now, but 1 ms stays the floor of K*RTTVAR
 
 
 class RttEstimator:
