@@ -239,6 +239,7 @@ def test_dupacks_with_sack_do_not_count_as_delivered_bytes() -> None:
     # With SACK, pipe comes from the scoreboard (RFC 6675 §4), not from guesses;
     # and duplicate ACKs alone start nothing: RACK decides (RFC 8985 §6).
     rec = make()
+    sack(rec, 5000, 6000)
     dupacks(rec, 3, sack_ok=True)
     assert not detect(rec, sack_ok=True)
     sack(rec, 2000, 5000)
@@ -246,7 +247,7 @@ def test_dupacks_with_sack_do_not_count_as_delivered_bytes() -> None:
     assert rec.reno_sacked == 0
     dupacks(rec, 2, sack_ok=True)
     assert rec.reno_sacked == 0
-    assert rec.pipe(UNA, MAX, True) == 10_000 - 3000 - 1000  # SACKed, and lost
+    assert rec.pipe(UNA, MAX, True) == 10_000 - 4000 - 1000  # SACKed, and lost
 
 
 def test_ssthresh_halves_flight_size_not_pipe() -> None:
@@ -973,3 +974,14 @@ def test_reordering_window_shrinks_back_after_16_recoveries() -> None:
         ack(rec, una + 10 * SMSS, una, snd_nxt=una + 10 * SMSS)
         una += 10 * SMSS
     assert rec.reo_wnd_mult == 1
+
+
+def test_dupacks_without_any_sack_block_still_recover() -> None:
+    # SACK was negotiated but the duplicate ACKs carry no blocks: RACK has
+    # nothing to go on, so the DupThresh rule (RFC 5681 §3.2) applies.
+    rec = make()
+    dupacks(rec, 2, sack_ok=True)
+    assert not detect(rec, sack_ok=True)
+    rec.on_dupack(SMSS, True)
+    assert detect(rec, sack_ok=True)
+    assert rec.rxt_limit == UNA + SMSS

@@ -235,6 +235,11 @@ class Recovery:
         if start < snd_una:
             start = snd_una
         sacks = self.sacks
+        covered = sacks.covering(start)
+        if covered is not None:
+            if covered >= end:
+                return  # a block repeated from an earlier ACK: nothing new
+            start = covered  # (a peer repeating a big block costs one lookup)
         x_end = self.x_end
         if x_end:
             fack = sacks.ranges[-1][1] if sacks.ranges else snd_una
@@ -564,6 +569,10 @@ class Recovery:
         Returns True when recovery begins: nothing in flight may be timed."""
         if sack_ok:
             edge = self.rack_detect(snd_una, snd_max, srtt, now)
+            if not edge and self.dupacks >= thresh and not self.sacks.ranges:
+                # DupThresh duplicate ACKs that carry no SACK blocks at all (a
+                # middlebox strips them?): RACK cannot see, RFC 5681 §3.2 can.
+                edge = snd_una + smss
             if self.in_recovery:
                 if edge > self.rxt_limit:
                     self.rxt_limit = edge
