@@ -74,7 +74,9 @@ class Config:
     tail_loss_probe: bool = True
     """Probe after ~2*SRTT without an ACK instead of waiting for the RTO (RFC 8985 §7)."""
     dupack_threshold: int = 3
-    """Duplicate ACKs that trigger fast retransmit (RFC 5681 §3.2)."""
+    """Duplicate ACKs that trigger fast retransmit when the peer lacks SACK
+    (RFC 5681 §3.2); with SACK, RACK decides (RFC 8985 §6), and this many
+    segments SACKed with no reordering seen make its window zero."""
     header_prediction: bool = True
     """Take the predicted-segment shortcut on receive (Jacobson's header
     prediction). Off only to check that the shortcut changes nothing: the

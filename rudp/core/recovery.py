@@ -264,10 +264,10 @@ class Recovery:
                 i += 1
         sacks.add(start, end)
 
-    def reo_wnd(self, srtt: float | None) -> float:
-        """RACK's reordering window (RFC 8985 §6.2 step 4)."""
+    def reo_wnd(self, srtt: float | None, thresh: int = 3) -> float:
+        """RACK's reordering window (RFC 8985 §6.2 step 4); ``thresh`` is DupThresh."""
         if not self.reordering_seen and (
-            self.in_recovery or self.sacks.sacked >= 3 * self.cc.mss
+            self.in_recovery or self.sacks.sacked >= thresh * self.cc.mss
         ):
             return 0.0
         if self.min_rtt == _INF:
@@ -276,7 +276,7 @@ class Recovery:
         return min(wnd, srtt) if srtt is not None else wnd
 
     def rack_detect(self, snd_una: int, snd_max: int, srtt: float | None,
-                    now: float) -> int:
+                    now: float, thresh: int = 3) -> int:
         """RFC 8985 §6.2 step 5: segments sent before RACK.xmit_ts, not
         delivered, and older than RACK.rtt + reo_wnd are lost. Returns the
         end of the highest lost original transmission (0 if none); lost
@@ -284,7 +284,7 @@ class Recovery:
         self.reo_deadline = None
         if self.rack_xmit == -_INF or not self.x_end:
             return 0
-        reo = self.reo_wnd(srtt)
+        reo = self.reo_wnd(srtt, thresh)
         rack_xmit, rack_end = self.rack_xmit, self.rack_end
         x_end, x_time, sacks = self.x_end, self.x_time, self.sacks
         timeout = _INF
@@ -568,7 +568,7 @@ class Recovery:
         duplicate ACKs (RFC 5681 §3.2) or early retransmit (RFC 5827).
         Returns True when recovery begins: nothing in flight may be timed."""
         if sack_ok:
-            edge = self.rack_detect(snd_una, snd_max, srtt, now)
+            edge = self.rack_detect(snd_una, snd_max, srtt, now, thresh)
             if not edge and self.dupacks >= thresh and not self.sacks.ranges:
                 # DupThresh duplicate ACKs that carry no SACK blocks at all (a
                 # middlebox strips them?): RACK cannot see, RFC 5681 §3.2 can.
