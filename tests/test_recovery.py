@@ -985,3 +985,20 @@ def test_dupacks_without_any_sack_block_still_recover() -> None:
     rec.on_dupack(SMSS, True)
     assert detect(rec, sack_ok=True)
     assert rec.rxt_limit == UNA + SMSS
+
+
+def test_dsack_of_a_segment_never_resent_undoes_nothing() -> None:
+    # A duplicate the network made (RFC 3708 §4: D-SACKs for data never
+    # retransmitted say nothing about the retransmissions) neither undoes
+    # the recovery nor counts as reordering; it still widens reo_wnd
+    # (RFC 8985 §6.2 step 4).
+    rec = make()
+    sack(rec, 2000, 5000)
+    assert detect(rec, sack_ok=True)
+    rec.on_sent(1000, 2000, MAX, 1.0)
+    rec.on_dsack(5000, 6000, UNA, MAX)  # segment 4, sent once
+    assert rec.in_recovery and rec.stats.spurious_recoveries == 0
+    assert not rec.reordering_seen
+    assert rec.reo_wnd_mult == 2
+    rec.on_dsack(1000, 2000, UNA, MAX)  # the retransmission came back twice
+    assert not rec.in_recovery and rec.stats.spurious_recoveries == 1

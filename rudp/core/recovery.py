@@ -43,7 +43,8 @@ class Recovery:
         # PRR (RFC 6937).
         "prr_delivered", "prr_out", "recover_fs", "prr_window",
         # Undo (RFC 3522, RFC 3708, RFC 4015, RFC 5682).
-        "undo", "undo_bytes", "undo_start", "undo_until", "rxt_ts", "frto", "frto_quota",
+        "undo", "undo_bytes", "undo_rxt", "undo_start", "undo_until", "rxt_ts", "frto",
+        "frto_quota",
         "snd_nxt_to",
     )
 
@@ -82,6 +83,7 @@ class Recovery:
         # (cwnd, ssthresh) before the last reduction, while it may be undone.
         self.undo: tuple[int, int] | None = None
         self.undo_bytes = 0  # bytes resent since, not yet DSACKed (RFC 3708)
+        self.undo_rxt = Scoreboard()  # what was resent since (a D-SACK elsewhere proves nothing)
         self.undo_start = 0  # SND.UNA when the reduction came
         self.undo_until = 0  # DSACKs for data below it may still undo it
         self.rxt_ts = 0  # our TSval when the first retransmission left (RFC 3522)
@@ -168,6 +170,7 @@ class Recovery:
             i += 1
         if self.undo is not None:
             self.undo_bytes += top - seq
+            self.undo_rxt.add(seq, top)
 
     def split(self, p: int) -> None:
         """Make ``p`` an entry boundary."""
@@ -363,10 +366,7 @@ class Recovery:
         if end <= start:
             return
         self.stats.dsacks_received += 1
-        # Both copies arrived: what was taken for a loss was reordering (or
-        # delay), so reo_wnd may no longer be zero (RFC 8985 §6.2 step 4
-        # relies on it), and it widens, at most once per round trip.
-        self.reordering_seen = True
+        # RFC 8985 §6.2 step 4: widen the reordering window, at most once per round trip.
         if self.dsack_round is None or snd_una >= self.dsack_round:
             self.dsack_round = snd_max
             self.reo_wnd_mult += 1
@@ -374,10 +374,19 @@ class Recovery:
         # RFC 8985 §7.4: the probe's retransmission was not needed.
         if self.tlp_rxt and start < self.tlp_end <= end:
             self.tlp_end = 0
+        # Bytes of ours that were resent: a duplicate the network made says
+        # nothing about our retransmissions (Linux checks TCPCB_EVER_RETRANS).
+        resent = (end - start) - self.undo_rxt.hole_bytes(start, end)
+        if resent <= 0:
+            return
+        # Both copies of a retransmission arrived: what was taken for a loss
+        # was reordering or delay, so reo_wnd may no longer be zero (step 4
+        # would widen nothing otherwise).
+        self.reordering_seen = True
         # RFC 3708 §3: once every byte resent since the reduction came back
         # twice, nothing was lost: undo it.
         if self.undo is not None and start >= self.undo_start and end <= self.undo_until:
-            self.undo_bytes -= end - start
+            self.undo_bytes -= resent
             if self.undo_bytes <= 0:
                 self.undo_reduction(snd_max - snd_una, 0, snd_una, now)
 
@@ -631,6 +640,7 @@ class Recovery:
         ssthresh = cc.ssthresh
         self.undo = (cc.cwnd, max(snd_max - snd_una, ssthresh) if fast else ssthresh)
         self.undo_bytes = 0
+        self.undo_rxt.clear()
         self.undo_start = snd_una
         self.undo_until = snd_max
         self.rxt_ts = ts_clock(now, self.ts_offset)
