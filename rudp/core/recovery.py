@@ -285,11 +285,19 @@ class Recovery:
         end of the highest lost original transmission (0 if none); lost
         retransmissions pull HighRxt back; sets the reordering timer."""
         self.reo_deadline = None
-        if self.rack_xmit == -_INF or not self.x_end:
+        x_end = self.x_end
+        if not x_end or self.rack_xmit == -_INF:
             return 0
+        if not self.sacks.ranges and not self.rxt_ends:
+            # Only originals outstanding, nothing SACKed (the common ACK): they
+            # left in sequence order, so if the oldest left after RACK's
+            # segment, none can be lost.
+            t0 = self.x_time[0]
+            if t0 > self.rack_xmit or (t0 == self.rack_xmit and x_end[0] > self.rack_end):
+                return 0
         reo = self.reo_wnd(srtt, thresh)
         rack_xmit, rack_end = self.rack_xmit, self.rack_end
-        x_end, x_time, sacks = self.x_end, self.x_time, self.sacks
+        x_time, sacks = self.x_time, self.sacks
         timeout = _INF
         # Retransmitted entries: each on its own send time.
         for e in self.rxt_ends:
