@@ -964,7 +964,7 @@ def test_reordering_window_shrinks_back_after_16_recoveries() -> None:
     # RFC 8985 §6.2 step 4: reo_wnd_mult returns to 1 after 16 recoveries
     # without a D-SACK.
     rec = make()
-    rec.on_dsack(1500, 1600, UNA, MAX)
+    rec.on_dsack(1500, 1600, UNA, MAX, 1.0)
     assert rec.reo_wnd_mult == 2
     una = UNA
     for n in range(16):
@@ -996,9 +996,9 @@ def test_dsack_of_a_segment_never_resent_undoes_nothing() -> None:
     sack(rec, 2000, 5000)
     assert detect(rec, sack_ok=True)
     rec.on_sent(1000, 2000, MAX, 1.0)
-    rec.on_dsack(5000, 6000, UNA, MAX)  # segment 4, sent once
+    rec.on_dsack(5000, 6000, UNA, MAX, 1.0)  # segment 4, sent once
     assert rec.in_recovery and rec.stats.spurious_recoveries == 0
     assert not rec.reordering_seen
     assert rec.reo_wnd_mult == 2
-    rec.on_dsack(1000, 2000, UNA, MAX)  # the retransmission came back twice
+    rec.on_dsack(1000, 2000, UNA, MAX, 1.0)  # the retransmission came back twice
     assert not rec.in_recovery and rec.stats.spurious_recoveries == 1

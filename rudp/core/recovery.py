@@ -112,9 +112,12 @@ class Recovery:
         (RFC 6937), plus up to two segments for Limited Transmit without
         SACK (RFC 3042 §2; with SACK, pipe already leaves the SACKed segments
         out, RFC 6675 §5), plus F-RTO's two new segments (RFC 5682 §2.1 2b)."""
-        if self.in_recovery:
+        cc = self.cc
+        if self.in_recovery and not cc.wants_delivery:
+            # PRR is for window-based controllers; a model-based one (BBR,
+            # which takes delivery samples) sets cwnd in recovery itself.
             return self.prr_window
-        cwnd = self.cc.cwnd
+        cwnd = cc.cwnd
         if self.dupacks and not sack_ok:
             cwnd += min(self.dupacks, 2) * smss
         if self.frto_quota > 0:
@@ -218,7 +221,9 @@ class Recovery:
         §4.3), so every retransmission SACKed there would be ignored; as
         Linux's tcp_rack_advance.)"""
         rtt = now - xmit
-        if retransmitted and rtt < self.min_rtt and (
+        # (1 us of slack, the resolution of Linux's clock: equal RTTs computed
+        # from float times may differ in the last bits.)
+        if retransmitted and rtt + 1e-6 < self.min_rtt and (
             tsecr is None or seq_diff(tsecr, ts_clock(xmit, self.ts_offset)) < 0
         ):
             return  # the original's delivery, not this retransmission's
@@ -408,17 +413,20 @@ class Recovery:
             return
         cwnd, pipe_prev = undo
         cc = self.cc
-        cc.ssthresh = pipe_prev
-        # RFC 4015 §3.2 step 5 with IW = 4*SMSS (RFC 3390), never above the old cwnd.
-        cc.cwnd = max(min(cwnd, flight + min(acked, 4 * cc.mss)), cc.cwnd)
+        if self.in_recovery:
+            # The controller leaves recovery as on a full ACK (a model-based
+            # one restores what it saved on entry), then hears of the undo.
+            self.reordering_seen = True  # the "lost" original arrived after all
+            self.in_recovery = False
+            self.reno_sacked = 0  # (recover stays: no new recovery in this window, RFC 6582)
+            cc.on_recovery_end(flight, now)
+        if not cc.wants_delivery:  # a window-based controller: RFC 4015's numbers
+            cc.ssthresh = pipe_prev
+            # RFC 4015 §3.2 step 5 with IW = 4*SMSS (RFC 3390), never above the old cwnd.
+            cc.cwnd = max(min(cwnd, flight + min(acked, 4 * cc.mss)), cc.cwnd)
         cc.on_congestion_undone(now)
         self.undo = None
         self.stats.spurious_recoveries += 1
-        if self.in_recovery:
-            self.reordering_seen = True  # the "lost" original arrived after all
-            self.in_recovery = False
-            self.recover = snd_una
-            self.reno_sacked = 0
         if self.frto:
             self.frto = 0
             self.frto_quota = 0
