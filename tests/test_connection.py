@@ -446,6 +446,42 @@ def test_timestamps_ts_recent_update_rule():
     expect(conn, 0.3, out(ISS + 1, IRS + 1006, ts=(t0 + 300, 600), window=LOCAL_WIN - 1005))
 
 
+def test_paws_drops_an_old_duplicate_and_acknowledges_it():
+    """RFC 7323 §5.3 R1: in-window data whose TSval is older than TS.Recent is
+    an old duplicate (perhaps from a wrapped sequence space): not delivered,
+    answered with an ACK, counted. The same data with a current TSval is taken."""
+    conn, t0 = ts_established()
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"old", ts=(499, t0 + 150)), 0.2)
+    expect(conn, 0.2, out(ISS + 1, IRS + 1, ts=(t0 + 200, 500)))
+    assert conn.events() == [] and conn.counters["paws_rejected"] == 1
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"new", ts=(501, t0 + 150)), 0.3)
+    assert conn.events() == [DATA] and conn.read() == b"new"
+
+
+def test_paws_lets_a_rst_through_and_forgets_ts_recent_after_24_days():
+    """RFC 7323 §5.3 R1 applies to everything but RSTs; §5.5: after 24 days
+    without a segment TS.Recent is no longer valid, so an 'old' TSval (the
+    peer's clock wrapped) is accepted and becomes TS.Recent."""
+    conn, t0 = ts_established()
+    later = 0.1 + 25 * 24 * 3600.0
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"hi", ts=(100, t0)), later)
+    assert conn.events() == [DATA] and conn.ts_recent == 100
+    deliver(conn, seg(IRS + 3, 0, RST, ts=(50, 0)), later + 1)
+    assert conn.state is State.CLOSED and not conn.counters["paws_rejected"]
+
+
+def test_paws_spares_a_duplicate_ack_overtaken_by_a_later_one():
+    """A duplicate ACK reordered behind a newer one fails PAWS harmlessly;
+    as Linux's tcp_disordered_ack, it still counts as a duplicate ACK
+    (RFC 5681 §2) rather than being refused."""
+    conn, t0 = ts_established()
+    conn.send(data(3000))
+    recv(conn, 0.1)
+    deliver(conn, seg(IRS + 1, ISS + 1, ts=(510, t0 + 100)), 0.2)
+    deliver(conn, seg(IRS + 1, ISS + 1, ts=(505, t0 + 100)), 0.21)
+    assert not conn.counters["paws_rejected"] and conn.stats.dup_acks == 2
+
+
 def test_timestamps_give_rtt_samples_even_for_retransmissions():
     """RFC 7323 §4.1 (RTTM): the echoed TSval times the segment that was
     actually acknowledged, so a retransmission yields a valid sample (Karn's

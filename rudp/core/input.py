@@ -25,6 +25,9 @@ from .wire import ACK, FIN, RST, SYN, Segment
 if TYPE_CHECKING:
     from .connection import Connection
 
+#: How long TS.Recent stays a valid PAWS reference without a segment (RFC 7323 §5.5).
+TS_RECENT_LIFETIME = 24 * 24 * 3600.0
+
 _DATA_RECEIVED = events.DataReceived()  # fieldless events are shared
 _EOF_RECEIVED = events.EofReceived()
 
@@ -39,6 +42,9 @@ class Receiver:
         """One arriving segment, without header prediction (RFC 9293 §3.10.7)."""
         c = self.c
         c.now = now
+        # RFC 7323 §5.5: after 24 days without a segment, TS.Recent is no
+        # longer a reference for PAWS (the peer's clock may have wrapped past it).
+        ts_recent_valid = now - c.last_rcv < TS_RECENT_LIFETIME
         c.last_rcv = now
         c.stats.segments_received += 1
         st = c.state
@@ -49,7 +55,7 @@ class Receiver:
         elif st is SYN_SENT:
             self.receive_syn_sent(seg, now)
         else:
-            self.receive_other(seg, now)
+            self.receive_other(seg, now, ts_recent_valid)
 
     def receive_predicted(self, seg: Segment, now: float) -> bool:
         """Header prediction (Jacobson, as in RFC 1323 Appendix; BSD tcp_input),
@@ -90,6 +96,7 @@ class Receiver:
             or not window
             or not c.snd_wnd  # a closed window has the persist timer to settle
             or c.snd_wl1 >= rcv_nxt  # §3.10.7.4 SND.WL1 rule: let the full path judge
+            or (ts is not None and (ts[0] - c.ts_recent) & MASK >= 0x80000000)  # PAWS: ditto
         ):
             return False
         c.now = c.last_rcv = now
@@ -247,11 +254,22 @@ class Receiver:
 
     # ------------------------------------------------------------ §3.10.7.4
 
-    def receive_other(self, seg: Segment, now: float) -> None:
+    def receive_other(self, seg: Segment, now: float, ts_recent_valid: bool = True) -> None:
         """SYN_RCVD and the synchronized states (RFC 9293 §3.10.7.4), in the RFC's order."""
         c = self.c
         flags = seg.flags
         seq = c.unwrap_rcv(seg.seq)
+        ts = seg.ts
+        if (ts is not None and c.ts_ok and not flags & RST and ts_recent_valid
+                and (ts[0] - c.ts_recent) & MASK >= 0x80000000 and not self.disordered_ack(seg, seq)):
+            # PAWS (RFC 7323 §5.3 R1): SEG.TSval < TS.Recent marks an old
+            # duplicate, perhaps from a wrapped sequence space: not acceptable,
+            # so acknowledge it (as the first check does) and drop it.
+            c.counters["paws_rejected"] += 1
+            self.refuse_old(seq, seg.payload, flags, now)
+            return
+        if not ts_recent_valid and ts is not None and c.ts_ok:
+            c.ts_recent = ts[0]  # §5.5: an invalid TS.Recent is replaced, not compared
         if flags & SYN and c.state is SYN_RCVD and seq == c.rcv_nxt - 1:
             if not flags & ACK:
                 # The peer retransmitted its SYN: our SYN,ACK was lost; send it
@@ -277,10 +295,7 @@ class Receiver:
         # First: sequence number check.
         if not self.acceptable(seq, len(payload) + fin + (1 if flags & SYN else 0), flags & RST):
             if c.rcv_adv > c.rcv_nxt or seq != c.rcv_nxt:
-                if payload and c.sack_ok and seq + len(payload) <= c.rcv_nxt \
-                        and c.rcv_nxt - seq <= c.max_snd_wnd + c.config.recv_buffer:
-                    self.dsack(seq, seq + len(payload))  # an old duplicate (RFC 2883 §4)
-                self.refuse_unacceptable(flags, bool(payload or fin), now)
+                self.refuse_old(seq, payload, flags, now)
                 return
             # Zero window: still process ACK/RST at RCV.NXT (§3.10.7.4), drop
             # the text; a FIN takes no buffer and is kept.
@@ -302,6 +317,33 @@ class Receiver:
             return
         if payload or fin:
             self.text_step(seq, payload, fin, now)  # seventh and eighth
+
+    def disordered_ack(self, seg: Segment, seq: int) -> bool:
+        """A duplicate ACK overtaken by a later one (ACKs reordered in the
+        network) fails PAWS harmlessly; dropping it would lose a duplicate
+        ACK. Linux's tcp_disordered_ack exempts it: a pure ACK at RCV.NXT that
+        neither moves SND.UNA nor updates the window, with a TSval within one
+        RTO of TS.Recent."""
+        c = self.c
+        assert seg.ts is not None
+        return (
+            seg.flags & (SYN | FIN | ACK) == ACK
+            and not seg.payload
+            and seq == c.rcv_nxt
+            and seg.ack == c.snd_una & MASK
+            and not (seq > c.snd_wl1 or (seq == c.snd_wl1 and seg.window << c.snd_wscale > c.snd_wnd))
+            and (c.ts_recent - seg.ts[0]) & MASK <= c.rtt.rto * 1000
+        )
+
+    def refuse_old(self, seq: int, payload: bytes, flags: int, now: float) -> None:
+        """A segment refused by PAWS or the sequence check: data we already
+        hold is reported in a D-SACK block (RFC 2883 §4, as Linux's
+        tcp_send_dupack), then the refusal's ACK."""
+        c = self.c
+        if payload and c.sack_ok and seq + len(payload) <= c.rcv_nxt \
+                and c.rcv_nxt - seq <= c.max_snd_wnd + c.config.recv_buffer:
+            self.dsack(seq, seq + len(payload))  # an old duplicate
+        self.refuse_unacceptable(flags, bool(payload or flags & FIN), now)
 
     def refuse_unacceptable(self, flags: int, has_text: bool, now: float) -> None:
         """A segment that failed the sequence check (RFC 9293 §3.10.7.4, first):
