@@ -1,0 +1,191 @@
+"""Direct connections between peers behind NATs: rendezvous, UDP hole punching, simultaneous open.
+
+Both peers meet at a rendezvous server (``rudp.aio.rendezvous``) from the UDP
+socket they then connect from, so their NATs keep the mapping the server saw.
+Each sends PUNCH datagrams to every address it learned of the other (public
+mapping, local addresses): the first ones may die at the other's NAT, which
+has not seen outbound traffic to us yet, but each outbound punch opens our
+own NAT for the peer's. The first valid punch (or ACK, or SYN) that arrives
+names the path, including a mapping the server never saw (a "peer-reflexive"
+address, RFC 8445 §7.3.1.3). Then both open an rudp connection on that
+socket to the same TCP port at once: the SYNs cross, a simultaneous open
+(RFC 9293 §3.5 Figure 8). The socket is not connected, so an ICMP error that
+an early punch provokes ends nothing.
+
+NATs that map each destination to a new port (symmetric NAT, e.g. nftables'
+``masquerade random``) on both sides leave no path: NatTraversalError after
+``punch_timeout``. There is no silent relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from typing import Any, Callable
+
+from ..core.wire import SYN, DecodeError, decode as decode_segment
+from .api import _SOCKET_BUFFER, _resolve, split_options
+from .driver import EndpointDriver, address_key
+from .rendezvous import Address, Inbox, Meeting, decode, meet, parse_host_port
+from .transport import RudpTransport
+from .udpio import open_socket
+
+PUNCH_INTERVAL = 0.2
+#: Keep-alives that hold the NATs' mappings: most NATs forget an idle UDP
+#: mapping after 30-120 s (RFC 4787 REQ-5 asks for at least 2 minutes).
+NAT_KEEPALIVE = {"keepalive": True, "keepalive_idle": 15.0, "keepalive_interval": 5.0,
+                 "keepalive_count": 6}
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class NatTraversalError(ConnectionError):
+    """No direct path between the peers could be made."""
+
+
+def tcp_port(meeting: Meeting) -> int:
+    """The TCP port both sides use as source and destination: the same for
+    both without a word exchanged (derived from the two ids)."""
+    ids = "".join(sorted((meeting.id, meeting.peer_id)))
+    return 1024 + int.from_bytes(hashlib.sha256(ids.encode()).digest()[:4], "big") % 64000
+
+
+def candidates(meeting: Meeting) -> list[Address]:
+    """Where to punch: the peer's public mapping, then its local addresses."""
+    out = [meeting.peer_public]
+    for addr in meeting.peer_local:
+        if addr not in out:
+            out.append(addr)
+    return out
+
+
+def _is_syn(data: bytes) -> bool:
+    try:
+        return bool(decode_segment(data).flags & SYN)
+    except DecodeError:
+        return False
+
+
+async def punch(inbox: Inbox, meeting: Meeting, timeout: float) -> Address:
+    """Punch until a datagram from the peer names the path; its address.
+
+    A PUNCH or PUNCH_ACK carrying both ids proves that the peer reached us
+    and that its NAT has a mapping towards us; our own punches to it were
+    sent first, so ours holds one towards it: from now on both directions
+    pass. A TCP SYN from a candidate address proves the same (the peer
+    punched, found us and opened first; its SYN is retransmitted)."""
+    loop = asyncio.get_running_loop()
+    targets = candidates(meeting)
+    msg = {"op": "punch", "room": meeting.room, "from": meeting.id, "to": meeting.peer_id}
+    ack = dict(msg, op="punch-ack")
+    deadline = loop.time() + timeout
+    next_send = loop.time()
+    while True:
+        now = loop.time()
+        if now >= deadline:
+            where = ", ".join(f"{h}:{p}" for h, p in targets)
+            raise NatTraversalError(
+                f"no direct path to the peer ({where}) after {timeout:g} s: nothing came back "
+                "through the NATs. NATs that map each destination to a new port (symmetric NAT) "
+                "on both sides cannot be hole-punched; forward a UDP port on one side or use a relay")
+        if now >= next_send:
+            for addr in targets:
+                inbox.send(msg, addr)
+            next_send = now + PUNCH_INTERVAL
+        got = await inbox.receive(min(next_send, deadline) - loop.time())
+        if got is None:
+            continue
+        data, addr = got
+        m = decode(data)
+        if m is None:
+            if addr in targets and _is_syn(data):
+                return addr
+            continue
+        if (m["op"] in ("punch", "punch-ack") and m.get("room") == meeting.room
+                and m.get("from") == meeting.peer_id and m.get("to") == meeting.id):
+            inbox.send(ack, addr)  # the peer may still be waiting for word from us
+            return addr
+
+
+async def create_rendezvous_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    rendezvous: tuple[str, int] | str,
+    room: str,
+    *,
+    family: int = 0,
+    local_addr: tuple[str, int] | None = None,
+    wait_timeout: float | None = 300.0,
+    punch_timeout: float = 10.0,
+    on_wait: Callable[[Address], None] | None = None,
+    **options: Any,
+) -> tuple[RudpTransport, asyncio.BaseProtocol]:
+    """Meet the other peer of ``room`` at the rendezvous server, punch through
+    both NATs and open a direct rudp connection to it (simultaneous open).
+
+    ``rendezvous`` is (host, port) or "HOST:PORT". Keep-alives every 15 s of
+    silence hold the NAT mappings unless the options say otherwise. The
+    transport's ``get_extra_info("public_address")`` is our address as the
+    rendezvous server saw it (the NAT's mapping) and ``"nat_mapping"`` a dict
+    of both sides' addresses. Errors: RendezvousError (no server, room full,
+    no peer within ``wait_timeout``), NatTraversalError (no direct path within
+    ``punch_timeout``), TimeoutError (no handshake within ``connect_timeout``,
+    10 s by default here).
+    """
+    if isinstance(rendezvous, str):
+        rendezvous = parse_host_port(rendezvous)
+    if not isinstance(punch_timeout, (int, float)) or punch_timeout <= 0:
+        raise ValueError(f"punch_timeout must be a positive number, got {punch_timeout!r}")
+    options = {**NAT_KEEPALIVE, "connect_timeout": HANDSHAKE_TIMEOUT, **options}
+    config, adapter = split_options(options)
+    loop = asyncio.get_running_loop()
+    fam, server = await _resolve(rendezvous[0], rendezvous[1], family)
+    if local_addr is None:
+        local_addr = ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0)
+    sock = await open_socket(fam, local_addr, buffer_size=_SOCKET_BUFFER)
+    inbox = Inbox(loop, sock)
+    handed_over = False
+    try:
+        meeting = await meet(inbox, server, room, wait_timeout=wait_timeout, on_wait=on_wait)
+        peer = await punch(inbox, meeting, punch_timeout)
+        inbox.close()
+        handed_over = True
+        ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
+        port = tcp_port(meeting)
+        extra = {
+            "public_address": meeting.public,
+            "nat_mapping": {
+                "local": meeting.local[0] if meeting.local else address_key(sock.getsockname()),
+                "public": meeting.public,
+                "translated": meeting.public not in meeting.local,
+                "peer": peer,
+                "peer_public": meeting.peer_public,
+                "peer_local": list(meeting.peer_local),
+                "rendezvous": meeting.server,
+                "room": meeting.room,
+            },
+        }
+        try:
+            return await ep.open(
+                protocol_factory, peer, port, local_port=port, config=config,
+                send_buffer=adapter["send_buffer"], connect_timeout=adapter["connect_timeout"],
+                extra=extra,
+            )
+        except BaseException:
+            ep.close()
+            raise
+    finally:
+        if not handed_over:
+            inbox.close()
+            sock.close()
+
+
+async def open_rendezvous_connection(
+    rendezvous: tuple[str, int] | str, room: str, *, limit: int = 2**16, **kwds: Any
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``open_connection`` for two peers behind NATs: see create_rendezvous_connection."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await create_rendezvous_connection(lambda: protocol, rendezvous, room, **kwds)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer
