@@ -32,11 +32,20 @@ from .transport import RudpTransport
 from .udpio import open_socket
 
 PUNCH_INTERVAL = 0.2
-#: Keep-alives that hold the NATs' mappings: most NATs forget an idle UDP
-#: mapping after 30-120 s (RFC 4787 REQ-5 asks for at least 2 minutes).
-NAT_KEEPALIVE = {"keepalive": True, "keepalive_idle": 15.0, "keepalive_interval": 5.0,
-                 "keepalive_count": 6}
 HANDSHAKE_TIMEOUT = 10.0
+
+
+def keepalive_options(idle: float) -> dict[str, Any]:
+    """Options for keep-alives after ``idle`` seconds of silence (0: none)."""
+    if idle <= 0:
+        return {"keepalive": False}
+    return {"keepalive": True, "keepalive_idle": idle, "keepalive_interval": max(1.0, idle / 3),
+            "keepalive_count": 6}
+
+
+#: Keep-alives that hold the NATs' mappings: many NATs forget an idle UDP
+#: mapping after 30 s or so (RFC 4787 REQ-5 asks for at least 2 minutes).
+NAT_KEEPALIVE = keepalive_options(15.0)
 
 
 class NatTraversalError(ConnectionError):
