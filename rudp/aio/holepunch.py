@@ -96,7 +96,7 @@ async def punch(inbox: Inbox, meeting: Meeting, timeout: float) -> Address:
             raise NatTraversalError(
                 f"no direct path to the peer ({where}) after {timeout:g} s: nothing came back "
                 "through the NATs. NATs that map each destination to a new port (symmetric NAT) "
-                "on both sides cannot be hole-punched; forward a UDP port on one side or use a relay")
+                "on both sides cannot be hole-punched; forward a UDP port to one of the peers")
         if now >= next_send:
             for addr in targets:
                 inbox.send(msg, addr)
