@@ -110,8 +110,15 @@ class NatLab:
         self.ns(self.name(node))
         self._uplink(node, address)
 
-    def nat(self, node: str, address: str, lan: str, *, random: bool = False) -> None:
-        """A NAT router: ``address`` on the public segment, the first address of ``lan`` inside."""
+    def nat(self, node: str, address: str, lan: str, *, random: bool = False,
+            udp_timeout: int | None = None) -> None:
+        """A NAT router: ``address`` on the public segment, the first address of ``lan`` inside.
+
+        ``udp_timeout``: seconds after which it forgets an idle UDP mapping
+        (Linux's defaults: 30 s, 120 s once traffic went both ways). Its
+        counter ``dropped_ack`` counts unsolicited inbound datagrams that
+        carry a TCP segment with ACK set (UDP payload byte 13): traffic of a
+        connection whose mapping the NAT forgot (hole punches have 0 there)."""
         self.ns(self.name(node))
         self._uplink(node, address)
         net = ipaddress.ip_network(lan)
@@ -130,8 +137,10 @@ table inet filter {{
     counter out_rendezvous {{ }}
     counter out_other {{ }}
     counter in_other {{ }}
+    counter dropped_ack {{ }}
     chain input {{
         type filter hook input priority filter; policy accept;
+        iifname "pub" ct state new,invalid udp dport != 0 @ih,104,8 & 0x10 == 0x10 counter name "dropped_ack"
         iifname "pub" ct state new,invalid drop
     }}
     chain forward {{
@@ -144,6 +153,9 @@ table inet filter {{
 }}
 """
         self.nft(node, ruleset)
+        if udp_timeout is not None:
+            for key in ("nf_conntrack_udp_timeout", "nf_conntrack_udp_timeout_stream"):
+                self.run(node, "sysctl", "-q", "-w", f"net.netfilter.{key}={udp_timeout}")
 
     def host(self, node: str, nat: str, address: str) -> None:
         """A host behind ``nat``, on its LAN, with the NAT as default route."""

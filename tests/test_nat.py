@@ -78,19 +78,23 @@ class Rendezvous:
 
 
 def peers(lab: NatLab, tmp: Path, nodes: list[str], data: dict[str, bytes], *extra: str,
-          loop: str = "uvloop") -> dict[str, tuple[int, bytes, str, float]]:
-    """Run ``rudp connect --rendezvous`` on each node at once, stdin from ``data``;
+          loop: str = "uvloop", feed: dict[str, str] | None = None,
+          ) -> dict[str, tuple[int, bytes, str, float]]:
+    """Run ``rudp connect --rendezvous`` on each node at once, stdin from ``data``
+    (or from the shell command ``feed[node]``, piped in);
     node -> (exit status, stdout, stderr, seconds to exit)."""
     procs = {}
     started = time.monotonic()
     for node in nodes:
         (tmp / f"{node}.in").write_bytes(data[node])
+        argv = [sys.executable, "-m", "rudp", "--loop", loop, "connect",
+                "--rendezvous", f"{RENDEZVOUS}:{PORT}", "--room", "lab", *extra]
+        if feed and node in feed:
+            argv = ["sh", "-c", f"({feed[node]}) | exec \"$@\"", "feed", *argv]
         with open(tmp / f"{node}.in", "rb") as stdin, open(tmp / f"{node}.out", "wb") as stdout, \
                 open(tmp / f"{node}.err", "wb") as stderr:
-            procs[node] = subprocess.Popen(
-                lab.command(node, sys.executable, "-m", "rudp", "--loop", loop, "connect",
-                            "--rendezvous", f"{RENDEZVOUS}:{PORT}", "--room", "lab", *extra),
-                env=_env(), stdin=stdin, stdout=stdout, stderr=stderr)
+            procs[node] = subprocess.Popen(lab.command(node, *argv), env=_env(), stdin=stdin,
+                                           stdout=stdout, stderr=stderr)
     results = {}
     for node, proc in procs.items():
         try:
@@ -207,3 +211,29 @@ def test_symmetric_nats_fail_cleanly(lab: NatLab, tmp_path: Path) -> None:
         assert "no direct path to the peer" in err and "symmetric NAT" in err, err
         assert "Traceback" not in err, err
         assert elapsed < 30, (node, elapsed)
+
+
+@pytest.mark.parametrize("keepalive", [1, 0], ids=["keepalive", "none"])
+def test_keepalives_hold_the_mappings(lab: NatLab, tmp_path: Path, keepalive: int) -> None:
+    """NATs that forget an idle UDP mapping after 2 s; the connection idles
+    for 5 s, then h1 sends again. With keep-alives (here every second of
+    silence; 15 s by default) the mappings live and nothing is dropped;
+    without them (the control) the NAT drops h1's segments until h2's own
+    traffic opens the way again."""
+    lab.nat("n1", "203.0.113.11", "10.1.0.0/24", udp_timeout=2)
+    lab.nat("n2", "203.0.113.12", "10.2.0.0/24", udp_timeout=2)
+    lab.host("h1", "n1", "10.1.0.2")
+    lab.host("h2", "n2", "10.2.0.2")
+    rv = Rendezvous(lab)
+    try:
+        feed = {"h1": "echo first; sleep 5; echo second", "h2": "sleep 7"}
+        sent = {"h1": b"first\nsecond\n", "h2": b""}
+        results = peers(lab, tmp_path, ["h1", "h2"], sent, "--keepalive", str(keepalive), feed=feed)
+    finally:
+        rv.stop()
+    assert_exchanged(results, sent)
+    dropped = lab.counters("n2")["dropped_ack"]["packets"]
+    if keepalive:
+        assert dropped == 0
+    else:
+        assert dropped > 0
