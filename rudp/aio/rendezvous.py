@@ -223,26 +223,15 @@ async def start_rendezvous_server(
 
 
 class Inbox:
-    """Datagrams of a plain non-blocking UDP socket, read through the loop's
-    readiness callbacks (the default loop and uvloop alike), until ``close``
-    hands the socket on to an rudp EndpointDriver."""
+    """Datagrams of a plain non-blocking UDP socket, one ``receive`` at a time
+    (through the loop's readiness callbacks: the default loop and uvloop
+    alike). Nothing is read ahead: what is not received yet stays in the
+    socket's buffer for the rudp endpoint that takes the socket over (the
+    peer's SYN can be there already)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop = loop
         self.sock = sock
-        self.queue: asyncio.Queue[tuple[bytes, Address]] = asyncio.Queue(maxsize=256)
-        loop.add_reader(sock.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        for _ in range(64):
-            try:
-                data, addr = self.sock.recvfrom(65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # an ICMP error from an earlier send: the punch goes on
-                continue
-            if not self.queue.full():
-                self.queue.put_nowait((data, (addr[0], addr[1])))
 
     def send(self, msg: dict[str, Any], addr: Any) -> None:
         try:
@@ -251,13 +240,32 @@ class Inbox:
             pass
 
     async def receive(self, timeout: float) -> tuple[bytes, Address] | None:
-        try:
-            return await asyncio.wait_for(self.queue.get(), max(timeout, 0.0))
-        except asyncio.TimeoutError:
-            return None
+        """The next datagram, or None after ``timeout`` seconds."""
+        loop = self.loop
+        deadline = loop.time() + timeout
+        fd = self.sock.fileno()
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(65536)
+                return data, (addr[0], addr[1])
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:  # an ICMP error an earlier send provoked: it ends nothing
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return None
+            readable = loop.create_future()
+            loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+            try:
+                await asyncio.wait_for(readable, remaining)
+            except asyncio.TimeoutError:
+                return None
+            finally:
+                loop.remove_reader(fd)
 
     def close(self) -> None:
-        self.loop.remove_reader(self.sock.fileno())
+        """Nothing to release: the socket is the caller's (kept for symmetry)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,235 @@
+"""Rendezvous server and hole-punched connections over loopback (no NAT; see
+tests/test_nat.py for real ones), on the default loop and uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+from typing import Any, Callable
+
+import pytest
+
+import rudp
+from rudp.aio import holepunch, rendezvous
+from rudp.aio.rendezvous import MAGIC, Inbox, RendezvousError, decode, encode, meet
+from rudp.core.config import Config
+from rudp.core.endpoint import Endpoint
+from rudp.tools import cli
+
+
+async def _server() -> tuple[asyncio.DatagramTransport, rendezvous.RendezvousServer, tuple[str, int]]:
+    transport, server = await rudp.start_rendezvous_server("127.0.0.1", 0)
+    return transport, server, ("127.0.0.1", transport.get_extra_info("sockname")[1])
+
+
+def test_two_peers_meet_and_connect(run: Callable[..., Any]) -> None:
+    async def main() -> None:
+        transport, server, addr = await _server()
+        data = {"a": os.urandom(300_000), "b": os.urandom(200_000)}
+
+        async def peer(name: str) -> tuple[bytes, Any]:
+            reader, writer = await rudp.open_rendezvous_connection(addr, "room", nodelay=True)
+            writer.write(data[name])
+            writer.write_eof()
+            got = await reader.read()
+            info = (writer.get_extra_info("public_address"), writer.get_extra_info("nat_mapping"),
+                    writer.get_extra_info("connection").config, writer.get_extra_info("sockname"))
+            writer.close()
+            await writer.wait_closed()
+            return got, info
+
+        (got_a, info_a), (got_b, info_b) = await asyncio.gather(peer("a"), peer("b"))
+        transport.close()
+        assert hashlib.sha256(got_a).digest() == hashlib.sha256(data["b"]).digest()
+        assert hashlib.sha256(got_b).digest() == hashlib.sha256(data["a"]).digest()
+        for (public, nat, config, sockname), (other_public, *_) in ((info_a, info_b), (info_b, info_a)):
+            assert public == ("127.0.0.1", sockname[1])  # no NAT: the mapping is the socket
+            assert nat["public"] == public and nat["translated"] is False
+            assert nat["peer"] == other_public == nat["peer_public"]
+            assert nat["rendezvous"] == addr and nat["room"] == "room"
+            # NAT keep-alives by default; the caller's options still apply.
+            assert config.keepalive and config.keepalive_idle == 15.0
+            assert config.nodelay
+        assert server.counters["introductions"] == 1
+        assert server.counters["malformed"] == 0
+
+    run(main(), 30)
+
+
+def test_options_override_the_keepalive(run: Callable[..., Any]) -> None:
+    async def main() -> None:
+        transport, _, addr = await _server()
+
+        async def peer() -> asyncio.StreamWriter:
+            _, writer = await rudp.open_rendezvous_connection(f"127.0.0.1:{addr[1]}", "r", keepalive=False)
+            return writer
+
+        writers = await asyncio.gather(peer(), peer())
+        configs = [w.get_extra_info("connection").config for w in writers]
+        for w in writers:
+            w.transport.abort()
+        transport.close()
+        assert not any(c.keepalive for c in configs)
+
+    run(main(), 30)
+
+
+def test_third_peer_finds_the_room_full(run: Callable[..., Any]) -> None:
+    async def main() -> None:
+        transport, server, addr = await _server()
+        socks = []
+        for mid in ("one", "two"):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(encode({"op": "register", "room": "full", "id": mid, "local": []}), addr)
+            socks.append(s)
+        with pytest.raises(RendezvousError, match="already has two peers"):
+            await rudp.open_rendezvous_connection(addr, "full")
+        transport.close()
+        for s in socks:
+            s.close()
+        assert server.counters["room_full"] == 1
+
+    run(main(), 30)
+
+
+def test_no_server_no_peer(run: Callable[..., Any]) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        silent.bind(("127.0.0.1", 0))  # bound, never answers
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("127.0.0.1", 0))
+        inbox = Inbox(loop, sock)
+        try:
+            with pytest.raises(RendezvousError, match="does not answer"):
+                await meet(inbox, silent.getsockname(), "r", answer_timeout=0.5)
+            transport, _, addr = await _server()
+            with pytest.raises(RendezvousError, match="no peer came"):
+                await meet(inbox, addr, "alone", wait_timeout=0.5)
+            transport.close()
+        finally:
+            inbox.close()
+            sock.close()
+            silent.close()
+
+    run(main(), 30)
+
+
+def test_no_direct_path_is_a_clear_error(run: Callable[..., Any]) -> None:
+    """A (fake) rendezvous that sends us to a port nobody listens on: the
+    punches provoke ICMP port unreachable, which ends nothing; after
+    ``punch_timeout`` a NatTraversalError says there is no direct path."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dead.bind(("127.0.0.1", 0))
+        dead_addr = dead.getsockname()
+        dead.close()  # the port is closed: datagrams to it get ICMP port unreachable
+
+        class Fake(asyncio.DatagramProtocol):
+            def connection_made(self, transport: Any) -> None:
+                self.transport = transport
+
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                msg = decode(data)
+                assert msg is not None
+                self.transport.sendto(encode({"op": "peer", "you": list(addr), "peer": {
+                    "id": "ghost", "public": list(dead_addr), "local": [list(dead_addr)]}}), addr)
+
+        transport, _ = await loop.create_datagram_endpoint(Fake, local_addr=("127.0.0.1", 0))
+        with pytest.raises(rudp.NatTraversalError, match="no direct path"):
+            await rudp.open_rendezvous_connection(transport.get_extra_info("sockname"), "r",
+                                                  punch_timeout=1.0)
+        transport.close()
+
+    run(main(), 30)
+
+
+def test_server_counts_and_drops_bad_datagrams() -> None:
+    server = rendezvous.RendezvousServer(clock=lambda: 0.0)
+    sent: list[tuple[bytes, Any]] = []
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def sendto(self, data: bytes, addr: Any) -> None:
+            sent.append((data, addr))
+
+    server.transport = Transport()  # type: ignore[assignment]
+    src = ("192.0.2.1", 5000)
+    for bad in (b"", b"hello", MAGIC, MAGIC + b"{", MAGIC + b"[1]", MAGIC + b'{"op": 1}',
+                MAGIC + b"x" * 2000, encode({"op": "punch"}),
+                encode({"op": "register", "room": "", "id": "a"}),
+                encode({"op": "register", "room": "r" * 200, "id": "a"}),
+                encode({"op": "register", "room": "r", "id": 5}),
+                encode({"op": "register", "room": "r", "id": "a", "local": [[1, 2]] * 20})):
+        server.datagram_received(bad, src)
+    assert server.counters["malformed"] == 12
+    assert sent == [] and server.rooms == {}
+    # Garbage local addresses are left out of what the peer is told.
+    server.datagram_received(encode({"op": "register", "room": "r", "id": "a",
+                                     "local": [["10.0.0.1", 7], ["nonsense", 1], [1, 2], ["10.0.0.2", 0]]}), src)
+    server.datagram_received(encode({"op": "register", "room": "r", "id": "b", "local": []}),
+                             ("198.51.100.7", 6000))
+    peer_msgs = [decode(d) for d, a in sent if a == src]
+    assert peer_msgs[0]["op"] == "wait" and peer_msgs[0]["you"] == list(src)
+    assert peer_msgs[-1]["op"] == "peer"
+    assert peer_msgs[-1]["peer"] == {"id": "b", "public": ["198.51.100.7", 6000], "local": []}
+    to_b = decode(sent[-1][0])
+    assert to_b["peer"]["local"] == [["10.0.0.1", 7]]
+
+
+def test_a_member_that_went_silent_frees_its_place() -> None:
+    now = [0.0]
+    server = rendezvous.RendezvousServer(clock=lambda: now[0])
+    server.transport = None
+    server.register("r", "a", ("192.0.2.1", 1), [])
+    server.register("r", "b", ("192.0.2.2", 2), [])
+    server.register("r", "c", ("192.0.2.3", 3), [])
+    assert server.counters["room_full"] == 1
+    now[0] = rendezvous.STALE + 1
+    server.register("r", "c", ("192.0.2.3", 3), [])
+    server.register("r", "d", ("192.0.2.4", 4), [])
+    assert set(server.rooms["r"].members) == {"c", "d"}
+    assert server.counters["introductions"] == 2
+
+
+def test_stray_rendezvous_datagrams_are_malformed_segments() -> None:
+    """A late server reply or the peer's last punch reaching the rudp endpoint
+    that took the socket over is a counted drop, never a segment."""
+    ep = Endpoint(Config(), seed=1)
+    ep.datagram_received(encode({"op": "punch", "room": "r", "from": "a", "to": "b"}), ("192.0.2.1", 1), 0.0)
+    ep.datagram_received(encode({"op": "peer"}), ("192.0.2.1", 1), 0.0)
+    assert ep.counters["malformed"] == 2
+    assert ep.datagrams_to_send(0.0) == []
+
+
+def test_parse_host_port() -> None:
+    assert rendezvous.parse_host_port("203.0.113.1:9000") == ("203.0.113.1", 9000)
+    assert rendezvous.parse_host_port("[2001:db8::1]:9000") == ("2001:db8::1", 9000)
+    assert rendezvous.parse_host_port("example.org:1") == ("example.org", 1)
+    for bad in ("203.0.113.1", "h:0", "h:70000", "h:x", ":9000", "2001:db8::1"):
+        with pytest.raises(ValueError):
+            rendezvous.parse_host_port(bad)
+
+
+def test_both_sides_pick_the_same_port() -> None:
+    m = rendezvous.Meeting(("s", 1), "r", "aa", [], ("p", 1), "bb", ("q", 2), [])
+    mirrored = rendezvous.Meeting(("s", 1), "r", "bb", [], ("q", 2), "aa", ("p", 1), [])
+    assert holepunch.tcp_port(m) == holepunch.tcp_port(mirrored)
+    assert 1024 <= holepunch.tcp_port(m) < 65536
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["connect", "--rendezvous", "127.0.0.1:9", "h", "1"],  # both kinds
+                 ["connect", "--rendezvous", "127.0.0.1:9"],  # no room
+                 ["connect", "--rendezvous", "127.0.0.1", "--room", "r"],  # no port
+                 ["connect"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2, argv
+    assert "--room" in capsys.readouterr().err
