@@ -111,7 +111,6 @@ def test_no_server_no_peer(run: Callable[..., Any]) -> None:
                 await meet(inbox, addr, "alone", wait_timeout=0.5)
             transport.close()
         finally:
-            inbox.close()
             sock.close()
             silent.close()
 

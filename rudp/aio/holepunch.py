@@ -25,7 +25,7 @@ import socket
 from typing import Any, Callable
 
 from ..core.wire import SYN, DecodeError, decode as decode_segment
-from .api import _SOCKET_BUFFER, _resolve, split_options
+from .api import SOCKET_BUFFER, resolve, split_options
 from .driver import EndpointDriver, address_key
 from .rendezvous import Address, Inbox, Meeting, decode, meet, parse_host_port
 from .transport import RudpTransport
@@ -147,16 +147,15 @@ async def create_rendezvous_connection(
     options = {**NAT_KEEPALIVE, "connect_timeout": HANDSHAKE_TIMEOUT, **options}
     config, adapter = split_options(options)
     loop = asyncio.get_running_loop()
-    fam, server = await _resolve(rendezvous[0], rendezvous[1], family)
+    fam, server = await resolve(rendezvous[0], rendezvous[1], family)
     if local_addr is None:
         local_addr = ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0)
-    sock = await open_socket(fam, local_addr, buffer_size=_SOCKET_BUFFER)
+    sock = await open_socket(fam, local_addr, buffer_size=SOCKET_BUFFER)
     inbox = Inbox(loop, sock)
     handed_over = False
     try:
         meeting = await meet(inbox, server, room, wait_timeout=wait_timeout, on_wait=on_wait)
         peer = await punch(inbox, meeting, punch_timeout)
-        inbox.close()
         handed_over = True
         ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
         port = tcp_port(meeting)
@@ -184,7 +183,6 @@ async def create_rendezvous_connection(
             raise
     finally:
         if not handed_over:
-            inbox.close()
             sock.close()
 
 

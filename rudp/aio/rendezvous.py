@@ -255,8 +255,8 @@ class Inbox:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
-            readable = loop.create_future()
-            loop.add_reader(fd, lambda: readable.done() or readable.set_result(None))
+            readable: asyncio.Future[None] = loop.create_future()
+            loop.add_reader(fd, _wake, readable)
             try:
                 await asyncio.wait_for(readable, remaining)
             except asyncio.TimeoutError:
@@ -264,8 +264,10 @@ class Inbox:
             finally:
                 loop.remove_reader(fd)
 
-    def close(self) -> None:
-        """Nothing to release: the socket is the caller's (kept for symmetry)."""
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 @dataclass(frozen=True)
