@@ -192,6 +192,24 @@ def test_same_private_address_and_port(lab: NatLab, tmp_path: Path, loop: str) -
     assert "connected directly to 203.0.113.12:40000" in results["h1"][2]
 
 
+def test_both_behind_the_same_nat(lab: NatLab, tmp_path: Path) -> None:
+    """Two hosts on one LAN behind one NAT, which does not hairpin: they
+    reach each other at their local addresses, which they told the server."""
+    lab.nat("n1", "203.0.113.11", "10.1.0.0/24")
+    lab.host("h1", "n1", "10.1.0.2")
+    lab.host("h2", "n1", "10.1.0.3")
+    rv = Rendezvous(lab)
+    try:
+        data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
+        results = peers(lab, tmp_path, ["h1", "h2"], data)
+    finally:
+        rv.stop()
+    assert_exchanged(results, data)
+    assert "connected directly to 10.1.0.3:" in results["h1"][2]
+    assert "connected directly to 10.1.0.2:" in results["h2"][2]
+    assert lab.counters("n1")["out_other"]["bytes"] == 0  # nothing left the LAN but the rendezvous
+
+
 def test_symmetric_nats_fail_cleanly(lab: NatLab, tmp_path: Path) -> None:
     """``masquerade random`` on both sides (a new port for every destination):
     no direct path; both peers say so and exit non-zero within 30 s."""

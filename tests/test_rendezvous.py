@@ -19,6 +19,13 @@ from rudp.core.endpoint import Endpoint
 from rudp.tools import cli
 
 
+def reg(**fields: Any) -> bytes:
+    """A REGISTER padded as clients pad it."""
+    msg = {"op": "register", **fields}
+    msg["pad"] = "." * max(0, rendezvous.MIN_REGISTER - len(encode(msg)) - 9)
+    return encode(msg)
+
+
 async def _server() -> tuple[asyncio.DatagramTransport, rendezvous.RendezvousServer, tuple[str, int]]:
     transport, server = await rudp.start_rendezvous_server("127.0.0.1", 0)
     return transport, server, ("127.0.0.1", transport.get_extra_info("sockname")[1])
@@ -58,6 +65,36 @@ def test_two_peers_meet_and_connect(run: Callable[..., Any]) -> None:
     run(main(), 30)
 
 
+def test_ipv6(run: Callable[..., Any]) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).bind(("::1", 0))
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+
+    async def main() -> None:
+        transport, _ = await rudp.start_rendezvous_server("::1", 0)
+        where = f"[::1]:{transport.get_extra_info('sockname')[1]}"
+
+        async def peer(data: bytes) -> tuple[bytes, Any]:
+            reader, writer = await rudp.open_rendezvous_connection(where, "six")
+            writer.write(data)
+            writer.write_eof()
+            got = await reader.read()
+            public = writer.get_extra_info("public_address")
+            writer.close()
+            await writer.wait_closed()
+            return got, public
+
+        (got_a, pub_a), (got_b, pub_b) = await asyncio.gather(peer(b"a" * 5000), peer(b"b" * 7000))
+        transport.close()
+        assert (got_a, got_b) == (b"b" * 7000, b"a" * 5000)
+        assert pub_a[0] == pub_b[0] == "::1"
+
+    run(main(), 30)
+
+
 def test_options_override_the_keepalive(run: Callable[..., Any]) -> None:
     async def main() -> None:
         transport, _, addr = await _server()
@@ -82,7 +119,7 @@ def test_third_peer_finds_the_room_full(run: Callable[..., Any]) -> None:
         socks = []
         for mid in ("one", "two"):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.sendto(encode({"op": "register", "room": "full", "id": mid, "local": []}), addr)
+            s.sendto(reg(room="full", id=mid, local=[]), addr)
             socks.append(s)
         with pytest.raises(RendezvousError, match="already has two peers"):
             await rudp.open_rendezvous_connection(addr, "full")
@@ -162,24 +199,46 @@ def test_server_counts_and_drops_bad_datagrams() -> None:
     src = ("192.0.2.1", 5000)
     for bad in (b"", b"hello", MAGIC, MAGIC + b"{", MAGIC + b"[1]", MAGIC + b'{"op": 1}',
                 MAGIC + b"x" * 2000, encode({"op": "punch"}),
-                encode({"op": "register", "room": "", "id": "a"}),
-                encode({"op": "register", "room": "r" * 200, "id": "a"}),
-                encode({"op": "register", "room": "r", "id": 5}),
-                encode({"op": "register", "room": "r", "id": "a", "local": [[1, 2]] * 20})):
+                reg(room="", id="a"), reg(room="r" * 200, id="a"), reg(room="r", id=5),
+                reg(room="r", id="a", local=[[1, 2]] * 20)):
         server.datagram_received(bad, src)
     assert server.counters["malformed"] == 12
+    # A valid but unpadded REGISTER: answering it could amplify a spoofed flood.
+    server.datagram_received(encode({"op": "register", "room": "r", "id": "a", "local": []}), src)
+    assert server.counters["short"] == 1
     assert sent == [] and server.rooms == {}
     # Garbage local addresses are left out of what the peer is told.
-    server.datagram_received(encode({"op": "register", "room": "r", "id": "a",
-                                     "local": [["10.0.0.1", 7], ["nonsense", 1], [1, 2], ["10.0.0.2", 0]]}), src)
-    server.datagram_received(encode({"op": "register", "room": "r", "id": "b", "local": []}),
-                             ("198.51.100.7", 6000))
+    server.datagram_received(reg(room="r", id="a", local=[["10.0.0.1", 7], ["nonsense", 1], [1, 2],
+                                                           ["10.0.0.2", 0]]), src)
+    server.datagram_received(reg(room="r", id="b", local=[]), ("198.51.100.7", 6000))
     peer_msgs = [decode(d) for d, a in sent if a == src]
     assert peer_msgs[0]["op"] == "wait" and peer_msgs[0]["you"] == list(src)
     assert peer_msgs[-1]["op"] == "peer"
     assert peer_msgs[-1]["peer"] == {"id": "b", "public": ["198.51.100.7", 6000], "local": []}
     to_b = decode(sent[-1][0])
     assert to_b["peer"]["local"] == [["10.0.0.1", 7]]
+
+
+def test_replies_are_smaller_than_registers() -> None:
+    """The largest reply (IPv6 everywhere, the longest id, every local
+    address) is smaller than the smallest REGISTER the server answers."""
+    server = rendezvous.RendezvousServer(clock=lambda: 0.0)
+    sent: list[bytes] = []
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def sendto(self, data: bytes, addr: Any) -> None:
+            sent.append(data)
+
+    server.transport = Transport()  # type: ignore[assignment]
+    v6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
+    local = [[v6, 65535]] * rendezvous.MAX_LOCAL
+    server.datagram_received(reg(room="r" * rendezvous.MAX_ROOM, id="i" * 64, local=local), (v6, 65535, 0, 0))
+    server.datagram_received(reg(room="r" * rendezvous.MAX_ROOM, id="j" * 64, local=local), (v6, 65534, 0, 0))
+    assert [decode(d)["op"] for d in sent] == ["wait", "peer", "peer"]
+    assert max(len(d) for d in sent) < rendezvous.MIN_REGISTER
 
 
 def test_a_member_that_went_silent_frees_its_place() -> None:

@@ -28,7 +28,11 @@ from typing import Any, Callable, cast
 MAGIC = b"rudp-nat/1" + bytes(10)
 MAX_MESSAGE = 1200
 MAX_ROOM = 128
-MAX_LOCAL = 8
+MAX_LOCAL = 4
+#: A REGISTER is padded to at least this size, and a shorter one is dropped:
+#: every reply is smaller (at most MAX_LOCAL IPv6 addresses), so a spoofed
+#: source gets back fewer bytes than were sent in its name (no amplification).
+MIN_REGISTER = 512
 RETRY = 0.5  # a waiting peer re-registers this often (it also keeps its NAT mapping)
 STALE = 5.0  # a member silent this long has left (connected or gone): its place is free
 TTL = 60.0  # entries silent this long are forgotten
@@ -105,9 +109,9 @@ class Room:
 class RendezvousServer(asyncio.DatagramProtocol):
     """Introduces the two peers of each room; carries none of their data.
 
-    Bad or foreign datagrams are counted (``counters``) and dropped. A reply is
-    never sent to an address that sent no valid REGISTER, and is at most a few
-    hundred bytes, so the server amplifies little.
+    Bad or foreign datagrams are counted (``counters``) and dropped. Replies go
+    only to addresses that sent a valid REGISTER, which must be padded to
+    MIN_REGISTER bytes, more than any reply: the server amplifies nothing.
     """
 
     def __init__(self, *, max_rooms: int = 10000, clock: Callable[[], float] | None = None) -> None:
@@ -149,6 +153,9 @@ class RendezvousServer(asyncio.DatagramProtocol):
         msg = decode(data)
         if msg is None or msg["op"] != "register":
             self.counters["malformed"] += 1
+            return
+        if len(data) < MIN_REGISTER:
+            self.counters["short"] += 1  # unpadded: answering could amplify
             return
         room_name, mid, local = msg.get("room"), msg.get("id"), msg.get("local", [])
         if (not isinstance(room_name, str) or not 0 < len(room_name) <= MAX_ROOM
@@ -315,7 +322,9 @@ async def meet(
     loop = asyncio.get_running_loop()
     my_id = secrets.token_hex(8)
     local = local_addresses(inbox.sock, server)
-    register = {"op": "register", "room": room, "id": my_id, "local": [list(a) for a in local]}
+    register: dict[str, Any] = {"op": "register", "room": room, "id": my_id,
+                                "local": [list(a) for a in local[:MAX_LOCAL]]}
+    register["pad"] = "." * max(0, MIN_REGISTER - len(encode(register)) - len(',"pad":""'))
     server_key = (server[0], server[1])
     start = loop.time()
     answered: Address | None = None
