@@ -184,6 +184,42 @@ def test_no_direct_path_is_a_clear_error(run: Callable[..., Any]) -> None:
     run(main(), 30)
 
 
+def test_punches_that_provoke_icmp_errors_end_nothing(run: Callable[..., Any]) -> None:
+    """Each peer is also told of a local address where nothing listens (as a
+    peer's private address often is): the punches sent there come back as
+    ICMP port unreachable, and the connection is made all the same."""
+    async def main() -> None:
+        dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dead.bind(("127.0.0.1", 0))
+        dead_addr = list(dead.getsockname())
+        dead.close()
+
+        class WithDeadAddress(rendezvous.RendezvousServer):
+            def register(self, room_name: str, mid: str, public: Any, local: Any) -> None:
+                super().register(room_name, mid, public, [tuple(dead_addr)] + list(local))
+
+        loop = asyncio.get_running_loop()
+        transport, server = await loop.create_datagram_endpoint(WithDeadAddress, local_addr=("127.0.0.1", 0))
+        addr = transport.get_extra_info("sockname")
+
+        async def peer(data: bytes) -> tuple[bytes, Any]:
+            reader, writer = await rudp.open_rendezvous_connection(addr, "icmp")
+            writer.write(data)
+            writer.write_eof()
+            got = await reader.read()
+            nat = writer.get_extra_info("nat_mapping")
+            writer.close()
+            await writer.wait_closed()
+            return got, nat
+
+        (got_a, nat_a), (got_b, nat_b) = await asyncio.gather(peer(b"x" * 20000), peer(b"y" * 30000))
+        transport.close()
+        assert (got_a, got_b) == (b"y" * 30000, b"x" * 20000)
+        assert tuple(dead_addr) in nat_a["peer_local"] and nat_a["peer"] != tuple(dead_addr)
+
+    run(main(), 30)
+
+
 def test_server_counts_and_drops_bad_datagrams() -> None:
     server = rendezvous.RendezvousServer(clock=lambda: 0.0)
     sent: list[tuple[bytes, Any]] = []
