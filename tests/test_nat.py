@@ -57,9 +57,9 @@ table inet acct {{
 
 
 class Rendezvous:
-    def __init__(self, lab: NatLab) -> None:
+    def __init__(self, lab: NatLab, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            lab.command("rv", sys.executable, "-m", "rudp", "rendezvous", str(PORT)),
+            lab.command("rv", sys.executable, "-m", "rudp", "rendezvous", str(PORT), *extra),
             env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             text=True)
         assert self.proc.stderr is not None
@@ -255,3 +255,46 @@ def test_keepalives_hold_the_mappings(lab: NatLab, tmp_path: Path, keepalive: in
         assert dropped == 0
     else:
         assert dropped > 0
+
+
+def test_relay_only_when_asked(lab: NatLab, tmp_path: Path) -> None:
+    """Symmetric NATs on both sides, both peers pass --relay and the server
+    allows it: they say that no direct path exists, that the relay carries
+    the traffic, and the data flows through the rendezvous server."""
+    lab.nat("n1", "203.0.113.11", "10.1.0.0/24", random=True)
+    lab.nat("n2", "203.0.113.12", "10.2.0.0/24", random=True)
+    lab.host("h1", "n1", "10.1.0.2")
+    lab.host("h2", "n2", "10.2.0.2")
+    rv = Rendezvous(lab, "--relay")
+    try:
+        data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
+        results = peers(lab, tmp_path, ["h1", "h2"], data, "--relay", "--punch-timeout", "3")
+    finally:
+        rv.stop()
+    for node, (rc, out, err, _) in results.items():
+        other = "h2" if node == "h1" else "h1"
+        assert rc == 0, (node, err)
+        assert hashlib.sha256(out).digest() == hashlib.sha256(data[other]).digest(), node
+        assert "no direct path to the peer" in err and "relaying through the rendezvous server" in err, err
+        assert f"connected through the relay at {RENDEZVOUS}:{PORT}" in err, err
+    assert lab.counters("rv")["rendezvous_in"]["bytes"] > SIZE // 2
+    assert lab.counters("n1")["out_other"]["bytes"] < 4096  # only the punches went to the other NAT
+
+
+def test_relay_refused_by_the_server(lab: NatLab, tmp_path: Path) -> None:
+    """--relay on the peers, but the server was not started with --relay:
+    a clear error, exit 1, nothing relayed."""
+    lab.nat("n1", "203.0.113.11", "10.1.0.0/24", random=True)
+    lab.nat("n2", "203.0.113.12", "10.2.0.0/24", random=True)
+    lab.host("h1", "n1", "10.1.0.2")
+    lab.host("h2", "n2", "10.2.0.2")
+    rv = Rendezvous(lab)
+    try:
+        results = peers(lab, tmp_path, ["h1", "h2"], {"h1": b"x", "h2": b"y"}, "--relay",
+                        "--punch-timeout", "3")
+    finally:
+        rv.stop()
+    for node, (rc, out, err, _) in results.items():
+        assert rc == 1 and out == b"", (node, err)
+        assert "relay refused: this rendezvous server does not relay" in err, err
+        assert "Traceback" not in err, err

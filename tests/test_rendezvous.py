@@ -55,7 +55,7 @@ def test_two_peers_meet_and_connect(run: Callable[..., Any]) -> None:
             assert public == ("127.0.0.1", sockname[1])  # no NAT: the mapping is the socket
             assert nat["public"] == public and nat["translated"] is False
             assert nat["peer"] == other_public == nat["peer_public"]
-            assert nat["rendezvous"] == addr and nat["room"] == "room"
+            assert nat["rendezvous"] == addr and nat["room"] == "room" and nat["relayed"] is False
             # NAT keep-alives by default; the caller's options still apply.
             assert config.keepalive and config.keepalive_idle == 15.0
             assert config.nodelay
@@ -275,6 +275,88 @@ def test_replies_are_smaller_than_registers() -> None:
     server.datagram_received(reg(room="r" * rendezvous.MAX_ROOM, id="j" * 64, local=local), (v6, 65534, 0, 0))
     assert [decode(d)["op"] for d in sent] == ["wait", "peer", "peer"]
     assert max(len(d) for d in sent) < rendezvous.MIN_REGISTER
+
+
+def test_relay_forwards_only_for_pairs_that_both_asked() -> None:
+    server = rendezvous.RendezvousServer(relay=True, clock=lambda: 0.0)
+    sent: list[tuple[bytes, Any]] = []
+
+    class Transport:
+        def is_closing(self) -> bool:
+            return False
+
+        def sendto(self, data: bytes, addr: Any) -> None:
+            sent.append((data, addr))
+
+    server.transport = Transport()  # type: ignore[assignment]
+    a, b, c = ("192.0.2.1", 1), ("198.51.100.2", 2), ("203.0.113.3", 3)
+    seg = rendezvous.RELAY_MAGIC + b"segment"
+    server.datagram_received(reg(room="r", id="a"), a)
+    server.datagram_received(seg, a)  # not introduced, no relay asked
+    server.datagram_received(reg(room="r", id="b"), b)
+    relay_a = encode(rendezvous.padded({"op": "relay", "room": "r", "id": "a"}))
+    server.datagram_received(relay_a, a)
+    assert decode(sent[-1][0]) == {"op": "relay-wait"}
+    server.datagram_received(seg, a)  # b has not asked yet
+    server.datagram_received(encode(rendezvous.padded({"op": "relay", "room": "r", "id": "a"})), c)
+    assert decode(sent[-1][0])["op"] == "error" and sent[-1][1] == c  # not a's address
+    assert server.counters["relay_dropped"] == 2 and server.counters["relay_refused"] == 1
+    sent.clear()
+    server.datagram_received(encode(rendezvous.padded({"op": "relay", "room": "r", "id": "b"})), b)
+    assert sorted((decode(d)["op"], addr) for d, addr in sent) == [("relay-ok", a), ("relay-ok", b)]
+    sent.clear()
+    server.datagram_received(seg, a)
+    server.datagram_received(seg + b"back", b)
+    server.datagram_received(seg, c)  # a stranger
+    assert sent == [(seg, b), (seg + b"back", a)]
+    assert server.counters["relayed"] == 2 and server.counters["relay_dropped"] == 3
+    # A server without relay=True refuses, and says how to allow it.
+    plain = rendezvous.RendezvousServer(clock=lambda: 0.0)
+    plain.transport = Transport()  # type: ignore[assignment]
+    plain.datagram_received(relay_a, a)
+    assert "does not relay" in decode(sent[-1][0])["reason"]
+
+
+def test_relay_fallback_over_loopback(run: Callable[..., Any]) -> None:
+    """No direct path (the server points each peer at a dead port), both ask
+    for the relay: the connection goes through the server, and says so."""
+    async def main() -> None:
+        dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        dead.bind(("127.0.0.1", 0))
+        dead_addr = dead.getsockname()
+        dead.close()
+
+        class NoPath(rendezvous.RendezvousServer):
+            @staticmethod
+            def _peer_message(to: rendezvous.Member, peer: rendezvous.Member) -> dict[str, Any]:
+                return {"op": "peer", "you": list(to.public),
+                        "peer": {"id": peer.id, "public": list(dead_addr), "local": []}}
+
+        loop = asyncio.get_running_loop()
+        transport, server = await loop.create_datagram_endpoint(lambda: NoPath(relay=True),
+                                                                local_addr=("127.0.0.1", 0))
+        addr = transport.get_extra_info("sockname")
+        reasons: list[str] = []
+
+        async def peer(data: bytes) -> tuple[bytes, Any]:
+            reader, writer = await rudp.open_rendezvous_connection(
+                addr, "relay", punch_timeout=0.5, relay=True, on_relay=reasons.append)
+            writer.write(data)
+            writer.write_eof()
+            got = await reader.read()
+            nat = writer.get_extra_info("nat_mapping")
+            writer.close()
+            await writer.wait_closed()
+            return got, nat
+
+        (got_a, nat_a), (got_b, nat_b) = await asyncio.gather(peer(b"p" * 100_000), peer(b"q" * 50_000))
+        transport.close()
+        assert (got_a, got_b) == (b"q" * 50_000, b"p" * 100_000)
+        assert nat_a["relayed"] and nat_b["relayed"] and nat_a["peer"] == addr
+        assert len(reasons) == 2 and all("no direct path" in r for r in reasons)
+        assert server.counters["relays"] == 1 and server.counters["relayed_bytes"] > 150_000
+
+    run(main(), 30)
 
 
 def test_a_member_that_went_silent_frees_its_place() -> None:

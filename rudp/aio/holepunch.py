@@ -14,7 +14,8 @@ an early punch provokes ends nothing.
 
 NATs that map each destination to a new port (symmetric NAT, e.g. nftables'
 ``masquerade random``) on both sides leave no path: NatTraversalError after
-``punch_timeout``. There is no silent relay.
+``punch_timeout``, unless both peers asked for the relay fallback
+(``relay=True``, ``rudp.aio.relay``): never silent.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Callable
 from ..core.wire import SYN, DecodeError, decode as decode_segment
 from .api import SOCKET_BUFFER, resolve, split_options
 from .driver import EndpointDriver, address_key
+from .relay import RELAY_MSS, RelayShim, request_relay
 from .rendezvous import Address, Inbox, Meeting, decode, meet, parse_host_port
 from .transport import RudpTransport
 from .udpio import open_socket
@@ -126,6 +128,8 @@ async def create_rendezvous_connection(
     wait_timeout: float | None = 300.0,
     punch_timeout: float = 10.0,
     on_wait: Callable[[Address], None] | None = None,
+    relay: bool = False,
+    on_relay: Callable[[str], None] | None = None,
     **options: Any,
 ) -> tuple[RudpTransport, asyncio.BaseProtocol]:
     """Meet the other peer of ``room`` at the rendezvous server, punch through
@@ -139,6 +143,11 @@ async def create_rendezvous_connection(
     no peer within ``wait_timeout``), NatTraversalError (no direct path within
     ``punch_timeout``), TimeoutError (no handshake within ``connect_timeout``,
     10 s by default here).
+
+    ``relay=True``: where no direct path exists, ask the rendezvous server
+    to relay (it must allow it, and the peer must ask too); ``on_relay`` is
+    called with the reason first. The server then carries all the traffic;
+    ``nat_mapping["relayed"]`` is True.
     """
     if isinstance(rendezvous, str):
         rendezvous = parse_host_port(rendezvous)
@@ -155,9 +164,31 @@ async def create_rendezvous_connection(
     handed_over = False
     try:
         meeting = await meet(inbox, server, room, wait_timeout=wait_timeout, on_wait=on_wait)
-        peer = await punch(inbox, meeting, punch_timeout)
-        handed_over = True
-        ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
+        shim: RelayShim | None = None
+        try:
+            peer = await punch(inbox, meeting, punch_timeout)
+        except NatTraversalError as exc:
+            if not relay:
+                raise
+            if on_relay is not None:
+                on_relay(str(exc))
+            await request_relay(inbox, meeting, punch_timeout)
+            inner = await open_socket(socket.AF_INET, ("127.0.0.1", 0))
+            try:
+                ep_sock = await open_socket(socket.AF_INET, ("127.0.0.1", 0), buffer_size=SOCKET_BUFFER)
+            except BaseException:
+                inner.close()
+                raise
+            shim = RelayShim(loop, sock, meeting.server, inner, ep_sock.getsockname())
+            handed_over = True  # the shim owns the socket now
+            config = config.replace(mss=min(config.mss, RELAY_MSS))
+            peer = (shim.address[0], shim.address[1])
+            ep = EndpointDriver(loop, config, ep_sock, own=True)
+            closer = asyncio.ensure_future(ep.wait_closed())
+            closer.add_done_callback(lambda _: shim.close() if shim is not None else None)
+        else:
+            handed_over = True
+            ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
         port = tcp_port(meeting)
         extra = {
             "public_address": meeting.public,
@@ -165,7 +196,8 @@ async def create_rendezvous_connection(
                 "local": meeting.local[0] if meeting.local else address_key(sock.getsockname()),
                 "public": meeting.public,
                 "translated": meeting.public not in meeting.local,
-                "peer": peer,
+                "peer": meeting.server if shim is not None else peer,
+                "relayed": shim is not None,
                 "peer_public": meeting.peer_public,
                 "peer_local": list(meeting.peer_local),
                 "rendezvous": meeting.server,

@@ -6,7 +6,8 @@ address it saw, the peer's public mapping) until a second peer registers in
 the same room, then PEER to each: the other's public address as the server
 observed it and its self-reported local addresses. The server only introduces;
 the peers' data never passes through it (``rudp.aio.holepunch`` connects them
-directly). Nothing is authenticated: the room name is all the peers share, so
+directly) unless the server was started with ``relay=True`` and both peers,
+having found no direct path, asked for the relay (``rudp.aio.relay``). Nothing is authenticated: the room name is all the peers share, so
 use TLS (or check the peer's first bytes) where that matters.
 
 A message is a 20-byte prefix then a small JSON object. The prefix has a TCP
@@ -26,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
 MAGIC = b"rudp-nat/1" + bytes(10)
+#: Prefix of a relayed segment (TCP data offset 0 too).
+RELAY_MAGIC = b"rudp-relay/1" + bytes(8)
 MAX_MESSAGE = 1200
 MAX_ROOM = 128
 MAX_LOCAL = 4
@@ -98,6 +101,7 @@ class Member:
     public: Address
     local: list[Address]
     seen: float
+    relay: bool = False  # asked for the relay
 
 
 @dataclass
@@ -114,8 +118,12 @@ class RendezvousServer(asyncio.DatagramProtocol):
     MIN_REGISTER bytes, more than any reply: the server amplifies nothing.
     """
 
-    def __init__(self, *, max_rooms: int = 10000, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, *, max_rooms: int = 10000, relay: bool = False,
+                 clock: Callable[[], float] | None = None) -> None:
         self.rooms: dict[str, Room] = {}
+        self.relay = relay
+        #: Relayed pairs: a member's public address -> (that member, the other).
+        self.relays: dict[Address, tuple[Member, Member]] = {}
         self.counters: collections.Counter[str] = collections.Counter()
         self.max_rooms = max_rooms
         self._clock = clock
@@ -141,8 +149,9 @@ class RendezvousServer(asyncio.DatagramProtocol):
         now = self._now()
         for name in list(self.rooms):
             room = self.rooms[name]
-            for mid in [m.id for m in room.members.values() if now - m.seen > TTL]:
-                del room.members[mid]
+            for old in [m for m in room.members.values() if now - m.seen > TTL]:
+                del room.members[old.id]
+                self.relays.pop(old.public, None)
             if not room.members:
                 del self.rooms[name]
         self._schedule_sweep()
@@ -150,8 +159,11 @@ class RendezvousServer(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.counters["datagrams"] += 1
         self.counters["bytes_in"] += len(data)
+        if data.startswith(RELAY_MAGIC):
+            self.relay_datagram(data, (addr[0], addr[1]))
+            return
         msg = decode(data)
-        if msg is None or msg["op"] != "register":
+        if msg is None or msg["op"] not in ("register", "relay"):
             self.counters["malformed"] += 1
             return
         if len(data) < MIN_REGISTER:
@@ -163,8 +175,11 @@ class RendezvousServer(asyncio.DatagramProtocol):
                 or not isinstance(local, list) or len(local) > MAX_LOCAL):
             self.counters["malformed"] += 1
             return
-        locals_ = [a for a in (parse_address(v) for v in local) if a is not None]
         public: Address = (addr[0], addr[1])
+        if msg["op"] == "relay":
+            self.relay_request(room_name, mid, public)
+            return
+        locals_ = [a for a in (parse_address(v) for v in local) if a is not None]
         self.register(room_name, mid, public, locals_)
 
     def register(self, room_name: str, mid: str, public: Address, local: list[Address]) -> None:
@@ -178,8 +193,9 @@ class RendezvousServer(asyncio.DatagramProtocol):
             room = self.rooms[room_name] = Room()
         member = room.members.get(mid)
         if member is None:
-            # A member silent for STALE has connected or left: its place is free.
-            for old in [m for m in room.members.values() if now - m.seen > STALE]:
+            # A member silent for STALE has connected or left: its place is
+            # free (unless we relay for it: its traffic keeps ``seen`` fresh).
+            for old in [m for m in room.members.values() if now - m.seen > STALE and not m.relay]:
                 del room.members[old.id]
                 room.introduced = False
             if len(room.members) >= 2:
@@ -202,6 +218,47 @@ class RendezvousServer(asyncio.DatagramProtocol):
             self._send(self._peer_message(other, member), other.public)
         self._send(self._peer_message(member, other), public)
 
+    def relay_request(self, room_name: str, mid: str, public: Address) -> None:
+        """A member of an introduced room found no direct path and asks for
+        the relay; once both have asked, each one's RELAY_MAGIC datagrams go
+        to the other (relay-ok), until then relay-wait."""
+        room = self.rooms.get(room_name)
+        member = room.members.get(mid) if room is not None else None
+        if not self.relay:
+            self.counters["relay_refused"] += 1
+            self._send({"op": "error", "reason": "this rendezvous server does not relay "
+                        "(start it with relay enabled: rudp rendezvous --relay)"}, public)
+            return
+        if room is None or member is None or not room.introduced or member.public != public:
+            self.counters["relay_refused"] += 1
+            self._send({"op": "error", "reason": "not a member of that room"}, public)
+            return
+        member.relay, member.seen = True, self._now()
+        other = next((m for m in room.members.values() if m is not member), None)
+        if other is None or not other.relay:
+            self._send({"op": "relay-wait"}, public)
+            return
+        if public not in self.relays:
+            self.counters["relays"] += 1
+            logger.info("room %r: relaying between %s:%s and %s:%s", room_name, *public, *other.public)
+        self.relays[public] = (member, other)
+        self.relays[other.public] = (other, member)
+        self._send({"op": "relay-ok"}, public)
+        self._send({"op": "relay-ok"}, other.public)
+
+    def relay_datagram(self, data: bytes, addr: Address) -> None:
+        """Forward a relayed segment, unchanged, to the sender's partner; the
+        same size goes out as came in."""
+        pair = self.relays.get(addr)
+        if pair is None or self.transport is None or self.transport.is_closing():
+            self.counters["relay_dropped"] += 1
+            return
+        member, other = pair
+        member.seen = self._now()
+        self.counters["relayed"] += 1
+        self.counters["relayed_bytes"] += len(data)
+        self.transport.sendto(data, other.public)
+
     @staticmethod
     def _peer_message(to: Member, peer: Member) -> dict[str, Any]:
         return {"op": "peer", "you": list(to.public), "peer": {
@@ -216,12 +273,15 @@ class RendezvousServer(asyncio.DatagramProtocol):
 
 
 async def start_rendezvous_server(
-    host: str | None = None, port: int = 0, *, max_rooms: int = 10000
+    host: str | None = None, port: int = 0, *, max_rooms: int = 10000, relay: bool = False,
 ) -> tuple[asyncio.DatagramTransport, RendezvousServer]:
-    """A rendezvous server on UDP ``host``:``port`` (every IPv4 address by default)."""
+    """A rendezvous server on UDP ``host``:``port`` (every IPv4 address by default).
+
+    ``relay=True`` lets peers that found no direct path ask it to carry
+    their traffic (both must ask); it then sees and forwards all of it."""
     loop = asyncio.get_running_loop()
     transport, protocol = await loop.create_datagram_endpoint(
-        lambda: RendezvousServer(max_rooms=max_rooms), local_addr=(host or "0.0.0.0", port))
+        lambda: RendezvousServer(max_rooms=max_rooms, relay=relay), local_addr=(host or "0.0.0.0", port))
     assert isinstance(protocol, RendezvousServer)
     return transport, protocol
 
@@ -291,6 +351,11 @@ class Meeting:
     peer_local: list[Address]
 
 
+def padded(msg: dict[str, Any]) -> dict[str, Any]:
+    """``msg`` with a "pad" field that makes it MIN_REGISTER bytes long."""
+    return dict(msg, pad="." * max(0, MIN_REGISTER - len(encode(msg)) - len(',"pad":""')))
+
+
 def local_addresses(sock: socket.socket, server: Any) -> list[Address]:
     """The address the socket uses towards ``server``: its interface's address
     (as routing picks it; no datagram is sent) with the socket's port."""
@@ -322,9 +387,8 @@ async def meet(
     loop = asyncio.get_running_loop()
     my_id = secrets.token_hex(8)
     local = local_addresses(inbox.sock, server)
-    register: dict[str, Any] = {"op": "register", "room": room, "id": my_id,
-                                "local": [list(a) for a in local[:MAX_LOCAL]]}
-    register["pad"] = "." * max(0, MIN_REGISTER - len(encode(register)) - len(',"pad":""'))
+    register = padded({"op": "register", "room": room, "id": my_id,
+                       "local": [list(a) for a in local[:MAX_LOCAL]]})
     server_key = (server[0], server[1])
     start = loop.time()
     answered: Address | None = None

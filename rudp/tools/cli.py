@@ -142,23 +142,29 @@ async def _open_rendezvous(args: argparse.Namespace) -> tuple[asyncio.StreamRead
         print(f"rudp: in room {args.room!r} at {args.rendezvous} as {public[0]}:{public[1]}; "
               "waiting for the peer", file=sys.stderr)
 
+    def relaying(reason: str) -> None:
+        print(f"rudp: {reason}\nrudp: relaying through the rendezvous server {args.rendezvous} "
+              "instead (--relay): it carries all the traffic", file=sys.stderr)
+
     opts = _options(args)
     if args.keepalive is not None:
         opts.update(holepunch.keepalive_options(args.keepalive))
     local = ("0.0.0.0", args.local_port) if args.local_port else None
     reader, writer = await aio.open_rendezvous_connection(
         args.rendezvous, args.room, local_addr=local, punch_timeout=args.punch_timeout,
-        on_wait=waiting, **opts)
+        on_wait=waiting, relay=args.relay, on_relay=relaying, **opts)
     nat = writer.get_extra_info("nat_mapping")
-    print(f"rudp: connected directly to {nat['peer'][0]}:{nat['peer'][1]} "
+    how = "through the relay at" if nat["relayed"] else "directly to"
+    print(f"rudp: connected {how} {nat['peer'][0]}:{nat['peer'][1]} "
           f"(our public address {nat['public'][0]}:{nat['public'][1]})", file=sys.stderr)
     return reader, writer
 
 
 async def _rendezvous(args: argparse.Namespace) -> int:
-    transport, server = await aio.start_rendezvous_server(args.host, args.port)
+    transport, server = await aio.start_rendezvous_server(args.host, args.port, relay=args.relay)
     name = transport.get_extra_info("sockname")
-    print(f"rudp: rendezvous server on {name[0]} port {name[1]}", file=sys.stderr)
+    print(f"rudp: rendezvous server on {name[0]} port {name[1]}"
+          f"{' (relays for peers that ask)' if args.relay else ''}", file=sys.stderr)
     try:
         await asyncio.Event().wait()  # until interrupted
     finally:
@@ -311,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="with --rendezvous: give up on a direct path after this many seconds")
     p.add_argument("--keepalive", type=float, metavar="SECS",
                    help="with --rendezvous: keep-alive after SECS idle (default 15; 0 = off)")
+    p.add_argument("--relay", action="store_true",
+                   help="with --rendezvous: if no direct path, relay through the rendezvous server "
+                        "(both peers must ask, the server must allow it; it carries all the traffic)")
     common(p)
     p = sub.add_parser("perf", help="measure throughput, like iperf3 (-s server, -c HOST client)")
     perf.add_arguments(p)
@@ -320,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("rendezvous", help="introduce peers behind NATs (rudp connect --rendezvous)")
     p.add_argument("port", type=int)
     p.add_argument("--host", help="address to bind (default: every IPv4 address)")
+    p.add_argument("--relay", action="store_true",
+                   help="relay for pairs of peers that found no direct path and both ask (connect --relay)")
     p = sub.add_parser("demo", help="a transfer through a lossy path, reported")
     p.add_argument("--size", type=int, default=4_000_000)
     p.add_argument("--loss", type=float, default=0.02)
