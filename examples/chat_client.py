@@ -69,7 +69,9 @@ async def main(args: argparse.Namespace) -> int:
             print(f"meeting the other peer of room {args.room!r} at {args.rendezvous}...", file=sys.stderr)
             # --keepalive 0 turns off the NAT keep-alives the library sends by default.
             reader, writer = await rudp.open_rendezvous_connection(
-                args.rendezvous, args.room, limit=1 << 20,
+                args.rendezvous, args.room, limit=1 << 20, relay=args.relay,
+                on_relay=lambda why: print(f"{why}\nrelaying through the rendezvous server (--relay)",
+                                           file=sys.stderr),
                 **(keepalive_options(args.keepalive) or {"keepalive": False}))
         else:
             reader, writer = await rudp.open_connection(
@@ -185,7 +187,8 @@ async def peer_chat(
     nat = writer.get_extra_info("nat_mapping")
     lines = await stdin.open()
     screen = Screen(interactive=stdin.mode == "tty" and sys.stdout.isatty())
-    screen.show(f"* {peer} is here, directly at {nat['peer'][0]}:{nat['peer'][1]} "
+    how = "through the relay at" if nat["relayed"] else "directly at"
+    screen.show(f"* {peer} is here, {how} {nat['peer'][0]}:{nat['peer'][1]} "
                 f"(we are {nat['public'][0]}:{nat['public'][1]} to the world)")
 
     async def receive() -> int:
@@ -241,6 +244,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--nick", required=True, help="nickname (no spaces)")
     p.add_argument("--room", help="chat directly with the other peer of this room (needs --rendezvous)")
     p.add_argument("--rendezvous", metavar="HOST:PORT", help="rendezvous server (rudp rendezvous PORT)")
+    p.add_argument("--relay", action="store_true",
+                   help="with --room: if no direct path, chat through the rendezvous server "
+                        "(both peers must ask; the server must be started with --relay)")
     p.add_argument("--timeout", type=float, default=10.0, help="connect / login timeout, seconds")
     p.add_argument("--linger", type=float, default=10.0,
                    help="after stdin EOF, how long to wait for the server to close, seconds")
