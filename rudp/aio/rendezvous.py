@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import json
 import logging
 import secrets
@@ -317,8 +318,10 @@ class Inbox:
                 return data, (addr[0], addr[1])
             except (BlockingIOError, InterruptedError):
                 pass
-            except OSError:  # an ICMP error an earlier send provoked: it ends nothing
-                continue
+            except OSError as exc:
+                if exc.errno not in _ICMP_ERRORS:
+                    raise
+                continue  # an ICMP error an earlier send provoked: it ends nothing
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return None
@@ -330,6 +333,10 @@ class Inbox:
                 return None
             finally:
                 loop.remove_reader(fd)
+
+
+_ICMP_ERRORS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                          errno.EHOSTDOWN, errno.ENETDOWN})
 
 
 def _wake(fut: asyncio.Future[None]) -> None:
