@@ -99,6 +99,12 @@ async def main(args: argparse.Namespace) -> int:
             writer.transport.abort()
         except ConnectionError:
             pass
+        endpoint = writer.get_extra_info("endpoint")  # --room: our own socket's TIME_WAIT linger
+        if endpoint is not None:
+            try:
+                await asyncio.wait_for(endpoint.wait_closed(), CLOSE_TIMEOUT)
+            except asyncio.TimeoutError:
+                pass
 
 
 async def chat(

@@ -111,14 +111,16 @@ class NatLab:
         self._uplink(node, address)
 
     def nat(self, node: str, address: str, lan: str, *, random: bool = False,
-            udp_timeout: int | None = None) -> None:
+            udp_timeout: int | None = None, loss: float = 0.0) -> None:
         """A NAT router: ``address`` on the public segment, the first address of ``lan`` inside.
 
         ``udp_timeout``: seconds after which it forgets an idle UDP mapping
         (Linux's defaults: 30 s, 120 s once traffic went both ways). Its
         counter ``dropped_ack`` counts unsolicited inbound datagrams that
         carry a TCP segment with ACK set (UDP payload byte 13): traffic of a
-        connection whose mapping the NAT forgot (hole punches have 0 there)."""
+        connection whose mapping the NAT forgot (hole punches have 0 there).
+        ``loss``: the fraction of the UDP datagrams it forwards, either way,
+        that it drops at random (nft numgen; counted as ``lost``)."""
         self.ns(self.name(node))
         self._uplink(node, address)
         net = ipaddress.ip_network(lan)
@@ -138,6 +140,7 @@ table inet filter {{
     counter out_other {{ }}
     counter in_other {{ }}
     counter dropped_ack {{ }}
+    counter lost {{ }}
     chain input {{
         type filter hook input priority filter; policy accept;
         iifname "pub" ct state new,invalid udp dport != 0 @ih,104,8 & 0x10 == 0x10 counter name "dropped_ack"
@@ -145,6 +148,7 @@ table inet filter {{
     }}
     chain forward {{
         type filter hook forward priority filter; policy accept;
+        {f'meta l4proto udp numgen random mod 10000 < {round(loss * 10000)} counter name "lost" drop' if loss else ''}
         iifname "pub" ct state new,invalid drop
         oifname "pub" ip daddr 203.0.113.1 counter name "out_rendezvous"
         oifname "pub" ip daddr != 203.0.113.1 counter name "out_other"

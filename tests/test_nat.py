@@ -155,6 +155,23 @@ def test_both_behind_nat(lab: NatLab, tmp_path: Path, loop: str) -> None:
     assert rvc["other_in"]["packets"] == 0, rvc
 
 
+def test_both_behind_lossy_nats(lab: NatLab, tmp_path: Path) -> None:
+    """Each NAT drops 5% of the UDP datagrams it forwards, either way (the
+    rendezvous messages, the punches, the handshake and the data alike)."""
+    lab.nat("n1", "203.0.113.11", "10.1.0.0/24", loss=0.05)
+    lab.nat("n2", "203.0.113.12", "10.2.0.0/24", loss=0.05)
+    lab.host("h1", "n1", "10.1.0.2")
+    lab.host("h2", "n2", "10.2.0.2")
+    rv = Rendezvous(lab)
+    try:
+        data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
+        results = peers(lab, tmp_path, ["h1", "h2"], data)
+    finally:
+        rv.stop()
+    assert_exchanged(results, data)
+    assert lab.counters("n1")["lost"]["packets"] > 0 and lab.counters("n2")["lost"]["packets"] > 0
+
+
 def test_one_peer_public(lab: NatLab, tmp_path: Path) -> None:
     """One peer on the public segment, the other behind a NAT."""
     lab.public("p", "203.0.113.20")

@@ -45,6 +45,9 @@ def test_two_peers_meet_and_connect(run: Callable[..., Any]) -> None:
                     writer.get_extra_info("connection").config, writer.get_extra_info("sockname"))
             writer.close()
             await writer.wait_closed()
+            # The socket closes after its TIME_WAIT linger (bounded by the engine).
+            await asyncio.wait_for(writer.get_extra_info("endpoint").wait_closed(), 10)
+            assert writer.get_extra_info("socket").fileno() == -1
             return got, info
 
         (got_a, info_a), (got_b, info_b) = await asyncio.gather(peer("a"), peer("b"))

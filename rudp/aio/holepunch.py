@@ -139,7 +139,12 @@ async def create_rendezvous_connection(
     silence hold the NAT mappings unless the options say otherwise. The
     transport's ``get_extra_info("public_address")`` is our address as the
     rendezvous server saw it (the NAT's mapping) and ``"nat_mapping"`` a dict
-    of both sides' addresses. Errors: RendezvousError (no server, room full,
+    of both sides' addresses. The connection has its own socket, which
+    lingers a little in TIME_WAIT to re-ACK a FIN the peer retransmits (our
+    last ACK may be lost, and the peer does not hear ICMP on its unconnected
+    socket): a program about to exit awaits
+    ``get_extra_info("endpoint").wait_closed()`` after ``writer.wait_closed()``,
+    or the peer may retransmit its FIN for minutes. Errors: RendezvousError (no server, room full,
     no peer within ``wait_timeout``), NatTraversalError (no direct path within
     ``punch_timeout``), TimeoutError (no handshake within ``connect_timeout``,
     10 s by default here).
@@ -191,6 +196,7 @@ async def create_rendezvous_connection(
             ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
         port = tcp_port(meeting)
         extra = {
+            "endpoint": ep,
             "public_address": meeting.public,
             "nat_mapping": {
                 "local": meeting.local[0] if meeting.local else address_key(sock.getsockname()),

@@ -25,6 +25,7 @@ from .sim import LinkConfig, Simulator
 from .stdio import StdinReader
 
 _CHUNK = 64 * 1024
+_LINGER_BOUND = 10.0  # seconds; the engine's linger is max(1 s, 3 RTO)
 
 
 def _run(coro: Any, loop_name: str) -> Any:
@@ -132,6 +133,14 @@ async def _connect(args: argparse.Namespace) -> int:
     except ConnectionError as exc:
         print(f"rudp: {exc}", file=sys.stderr)
         return 1
+    endpoint = writer.get_extra_info("endpoint")
+    if endpoint is not None:
+        # A hole-punched connection's peer does not hear ICMP: stay for the
+        # socket's short TIME_WAIT linger, to re-ACK its FIN if our ACK was lost.
+        try:
+            await asyncio.wait_for(endpoint.wait_closed(), _LINGER_BOUND)
+        except asyncio.TimeoutError:
+            pass
     return 0
 
 
