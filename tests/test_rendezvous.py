@@ -54,6 +54,7 @@ def test_two_peers_meet_and_connect(run: Callable[..., Any]) -> None:
         transport.close()
         assert hashlib.sha256(got_a).digest() == hashlib.sha256(data["b"]).digest()
         assert hashlib.sha256(got_b).digest() == hashlib.sha256(data["a"]).digest()
+        assert info_a[1]["initiator"] != info_b[1]["initiator"]
         for (public, nat, config, sockname), (other_public, *_) in ((info_a, info_b), (info_b, info_a)):
             assert public == ("127.0.0.1", sockname[1])  # no NAT: the mapping is the socket
             assert nat["public"] == public and nat["translated"] is False

@@ -204,6 +204,9 @@ async def create_rendezvous_connection(
                 "translated": meeting.public not in meeting.local,
                 "peer": meeting.server if shim is not None else peer,
                 "relayed": shim is not None,
+                # An agreed role for protocols that need one side to lead
+                # (who speaks first, the TLS client): opposite on the two sides.
+                "initiator": meeting.id < meeting.peer_id,
                 "peer_public": meeting.peer_public,
                 "peer_local": list(meeting.peer_local),
                 "rendezvous": meeting.server,
