@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ss":
             return ss.main(args.json, args.listening, sys.stdout)
         if args.command == "rendezvous":
-            return int(_run(_rendezvous(args), args.loop))
+            return int(_run(_terminable(_rendezvous(args)), args.loop))
         if args.sim:
             return _sim_demo(args)
         return int(_run(_demo(args), args.loop))
