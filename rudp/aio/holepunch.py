@@ -23,13 +23,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+import ssl as _ssl
 from typing import Any, Callable
 
 from ..core.wire import SYN, DecodeError, decode as decode_segment
+from . import tls
 from .api import SOCKET_BUFFER, resolve, split_options
 from .driver import EndpointDriver, address_key
 from .relay import RELAY_MSS, RelayShim, request_relay
 from .rendezvous import Address, Inbox, Meeting, decode, meet, parse_host_port
+from .streams import StreamReaderProtocol, StreamWriter
 from .transport import RudpTransport
 from .udpio import open_socket
 
@@ -130,8 +133,13 @@ async def create_rendezvous_connection(
     on_wait: Callable[[Address], None] | None = None,
     relay: bool = False,
     on_relay: Callable[[str], None] | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    ssl_server: _ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     **options: Any,
-) -> tuple[RudpTransport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Meet the other peer of ``room`` at the rendezvous server, punch through
     both NATs and open a direct rudp connection to it (simultaneous open).
 
@@ -153,7 +161,27 @@ async def create_rendezvous_connection(
     to relay (it must allow it, and the peer must ask too); ``on_relay`` is
     called with the reason first. The server then carries all the traffic;
     ``nat_mapping["relayed"]`` is True.
+
+    TLS: the two peers are alike, so the role is settled at the rendezvous:
+    the side whose ``nat_mapping["initiator"]`` is True is the TLS client and
+    uses ``ssl`` (its ``server_hostname``: the name the peer's certificate must
+    carry, or ``""`` when the context does not check names), the other the TLS
+    server and uses ``ssl_server``. Give both on both sides (a server context
+    that requires a client certificate authenticates both peers). The
+    transport returned is then a TlsTransport whose handshake is complete.
     """
+    if (ssl is None) != (ssl_server is None):
+        raise ValueError("TLS between peers needs ssl= (the TLS client's context) and ssl_server= "
+                         "(the TLS server's): which role this side takes is settled at the rendezvous")
+    if ssl is not None:
+        if not isinstance(ssl, _ssl.SSLContext) or not isinstance(ssl_server, _ssl.SSLContext):
+            raise TypeError("ssl and ssl_server must be ssl.SSLContext objects")
+        if server_hostname is None:
+            raise ValueError("with ssl=, give server_hostname= (the peer's certificate name, "
+                             "or '' when the context checks no name)")
+        tls.client_context(ssl, None, server_hostname, ssl_handshake_timeout, ssl_shutdown_timeout)
+    elif server_hostname is not None or ssl_handshake_timeout is not None or ssl_shutdown_timeout is not None:
+        raise ValueError("server_hostname and ssl_*_timeout are only meaningful with ssl")
     if isinstance(rendezvous, str):
         rendezvous = parse_host_port(rendezvous)
     if not isinstance(punch_timeout, (int, float)) or punch_timeout <= 0:
@@ -213,15 +241,38 @@ async def create_rendezvous_connection(
                 "room": meeting.room,
             },
         }
+        factory = protocol_factory
+        waiter: asyncio.Future[None] = loop.create_future()
+        if ssl is not None:
+            initiator = meeting.id < meeting.peer_id
+            context = ssl if initiator else ssl_server
+            assert context is not None
+
+            def factory() -> tls.TlsProtocol:
+                return tls.TlsProtocol(loop, protocol_factory(), context, waiter,
+                                       server_side=not initiator,
+                                       server_hostname=(server_hostname or None) if initiator else None,
+                                       ssl_handshake_timeout=ssl_handshake_timeout,
+                                       ssl_shutdown_timeout=ssl_shutdown_timeout)
         try:
-            return await ep.open(
-                protocol_factory, peer, port, local_port=port, config=config,
+            transport, protocol = await ep.open(
+                factory, peer, port, local_port=port, config=config,
                 send_buffer=adapter["send_buffer"], connect_timeout=adapter["connect_timeout"],
                 extra=extra,
             )
         except BaseException:
             ep.close()
             raise
+        if ssl is None:
+            return transport, protocol
+        assert isinstance(protocol, tls.TlsProtocol)
+        try:
+            await waiter  # the TLS handshake
+        except BaseException:
+            if protocol.state is not tls.TlsState.CLOSED:
+                protocol.abort(None)
+            raise
+        return protocol.app_transport, protocol.get_app_protocol()
     finally:
         if not handed_over:
             sock.close()
@@ -233,7 +284,7 @@ async def open_rendezvous_connection(
     """``open_connection`` for two peers behind NATs: see create_rendezvous_connection."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    protocol = StreamReaderProtocol(reader, loop=loop)
     transport, _ = await create_rendezvous_connection(lambda: protocol, rendezvous, room, **kwds)
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    writer = StreamWriter(transport, protocol, reader, loop, server_side=False)
     return reader, writer
