@@ -341,6 +341,35 @@ def test_chat_example(tmp_path: Path, loop_kind: str, run_on_loop: Callable[...,
     run_on_loop(with_procs(tmp_path, loop_kind, body)(), 45)
 
 
+def test_chat_room_example(tmp_path: Path, loop_kind: str, run_on_loop: Callable[..., Any]) -> None:
+    """``--room``: two peers meet at a rendezvous server and chat directly."""
+    async def body(procs: Procs) -> None:
+        transport, server = await rudp.start_rendezvous_server("127.0.0.1", 0)
+        rv = f"127.0.0.1:{transport.get_extra_info('sockname')[1]}"
+        try:
+            alice, bob = [await procs.start(nick, "chat_client.py", "--rendezvous", rv, "--room", "r1",
+                                            "--nick", nick) for nick in ("alice", "bob")]
+            await alice.expect(r"^\* bob is here, directly at 127\.0\.0\.1:\d+ ")
+            await bob.expect(r"^\* alice is here, directly at 127\.0\.0\.1:\d+ ")
+            await alice.send("hello bob")
+            await bob.expect(r"^<alice> hello bob$")
+            await bob.send("/who")
+            await bob.expect(r"^\* bob \(you\), alice$")
+            await bob.send("hi alice")
+            await alice.expect(r"^<bob> hi alice$")
+            await alice.send("/quit")  # half-closes; alice exits once bob is done too
+            await bob.expect(r"^\* alice left$")
+            bob.close_stdin()
+            assert await bob.wait() == 0, bob.transcript()
+            await alice.expect(r"^\* bob left$")
+            assert await alice.wait() == 0, alice.transcript()
+        finally:
+            transport.close()
+        assert server.counters["introductions"] == 1
+
+    run_on_loop(with_procs(tmp_path, loop_kind, body)(), 45)
+
+
 def test_chat_client_exits_when_server_unreachable(tmp_path: Path, loop_kind: str,
                                                    run_on_loop: Callable[..., Any]) -> None:
     """No server: the client reports the refusal and exits 1 instead of hanging."""

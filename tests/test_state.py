@@ -189,6 +189,22 @@ def simultaneous_open(rec: Recorder) -> None:
 
 
 @scenario
+def simultaneous_open_syn_and_syn_ack_together(rec: Recorder) -> None:
+    """Simultaneous open where the peer's SYN and then its SYN,ACK arrive before
+    we sent anything (one batch off the socket, as after a hole punch): the
+    SYN,ACK acknowledges our SYN -> ESTABLISHED, and since our SYN,ACK never
+    left, the peer's SYN still needs its ACK now, not after the peer's
+    retransmission timeout."""
+    conn = syn_sent()
+    recv(conn, 0.0)  # our SYN
+    deliver(conn, syn_from_peer(), 0.1)
+    deliver(conn, seg(IRS, ISS + 1, SYN | ACK, mss=REMOTE_MSS), 0.1)
+    assert rec.path(conn) == [CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED]
+    out = recv(conn, 0.1)
+    assert [(s.flags, s.seq, s.ack) for s in out] == [(ACK, ISS + 1, IRS + 1)]
+
+
+@scenario
 def simultaneous_close(rec: Recorder) -> None:
     """§3.10.7.4 eighth: the peer's FIN in FIN-WAIT-1, not acknowledging ours ->
     CLOSING; fifth: the ACK of our FIN -> TIME-WAIT (§3.6 Figure 13); §3.10.8."""

@@ -29,7 +29,7 @@ from .udpio import open_socket
 #: Adapter options accepted next to the Config fields.
 _ADAPTER_OPTIONS = ("send_buffer", "connect_timeout", "gso")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
-_SOCKET_BUFFER = 4 << 20
+SOCKET_BUFFER = 4 << 20  # SO_RCVBUF/SO_SNDBUF of the UDP sockets we open
 
 
 def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
@@ -58,11 +58,12 @@ async def create_endpoint(
     config, adapter = split_options(options)
     if host is None:
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
-    sock = await open_socket(family, (host, port), buffer_size=_SOCKET_BUFFER)
+    sock = await open_socket(family, (host, port), buffer_size=SOCKET_BUFFER)
     return EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"])
 
 
-async def _resolve(host: str, port: int, family: int) -> tuple[int, Any]:
+async def resolve(host: str, port: int, family: int) -> tuple[int, Any]:
+    """(family, socket address) of host:port; a numeric host in its canonical spelling."""
     if not isinstance(host, str):
         raise TypeError(f"host must be a str, not {type(host).__name__}")
     if not isinstance(port, int) or not 0 < port < 65536:
@@ -118,14 +119,14 @@ async def create_connection(
                                     ssl_handshake_timeout, ssl_shutdown_timeout)
     config, adapter = split_options(options)
     loop = asyncio.get_running_loop()
-    fam, sockaddr = await _resolve(host, port, family)
+    fam, sockaddr = await resolve(host, port, family)
     rport = port if remote_port is None else remote_port
     if not 0 < rport < 65536:
         raise ValueError(f"remote_port must be in 1..65535, got {rport}")
     if endpoint is None:
         if local_addr is None:
             local_addr = ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0)
-        sock = await open_socket(fam, local_addr, sockaddr, buffer_size=_SOCKET_BUFFER)
+        sock = await open_socket(fam, local_addr, sockaddr, buffer_size=SOCKET_BUFFER)
         ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
     else:
         ep = endpoint
@@ -323,7 +324,7 @@ async def create_server(
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
     if not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"port must be an int in 0..65535, got {port!r}")
-    sock = await open_socket(family, (host, port), buffer_size=_SOCKET_BUFFER)
+    sock = await open_socket(family, (host, port), buffer_size=SOCKET_BUFFER)
     ep = EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"])
     lport = listen_port if listen_port is not None else ep.sockname[1]
     try:

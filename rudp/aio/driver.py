@@ -334,8 +334,10 @@ class EndpointDriver:
         config: Config,
         send_buffer: int,
         connect_timeout: float | None,
+        local_port: int | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[RudpTransport, asyncio.BaseProtocol]:
-        conn = self.endpoint.connect(addr, port, self.loop.time(), config=config)
+        conn = self.endpoint.connect(addr, port, self.loop.time(), local_port=local_port, config=config)
         fut: asyncio.Future[None] = self.loop.create_future()
         self._connecting[conn] = fut
         self.kick()
@@ -355,7 +357,7 @@ class EndpointDriver:
             self.kick()
             raise
         protocol = protocol_factory()
-        tr = RudpTransport(self, conn, protocol, send_buffer)
+        tr = RudpTransport(self, conn, protocol, send_buffer, extra)
         self._transports[conn] = tr
         protocol.connection_made(tr)
         tr.deliver()

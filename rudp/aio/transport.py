@@ -23,7 +23,7 @@ class RudpTransport(asyncio.Transport):
 
     # Slotted, like asyncio's own transports' base class: one per connection.
     __slots__ = (
-        "_closed_future", "_closing", "_conn", "_eof_delivered", "_eof_written", "_high",
+        "_closed_future", "_closing", "_conn", "_eof_delivered", "_eof_written", "_extra", "_high",
         "_lost", "_lost_pending", "_low", "_owner", "_protocol", "_reading_paused",
         "_send_buffer_limit", "_writing_paused",
         "__weakref__",
@@ -35,9 +35,11 @@ class RudpTransport(asyncio.Transport):
         conn: Connection,
         protocol: asyncio.BaseProtocol,
         send_buffer: int,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self._owner = owner
+        self._extra = extra or {}  # set by whoever opened it (e.g. "public_address")
         self._conn = conn
         self._protocol = protocol
         self._send_buffer_limit = send_buffer
@@ -68,7 +70,7 @@ class RudpTransport(asyncio.Transport):
             return conn
         if name == "ports":
             return (conn.local_port, conn.remote_port)
-        return default
+        return self._extra.get(name, default)
 
     def is_closing(self) -> bool:
         return self._closing or self._lost

@@ -281,6 +281,11 @@ class Receiver:
             # Simultaneous open (§3.5 Figure 8, line 7): the peer's SYN,ACK repeats
             # the SYN we hold and acknowledges ours; take its ACK and carry on
             # as if the SYN bit were clear, so both sides reach ESTABLISHED.
+            # If our own SYN,ACK has not left yet (the peer's SYN and SYN,ACK
+            # came in one batch), nothing of ours acknowledges that SYN: ACK
+            # it now rather than after the peer's retransmission timeout.
+            if c.snd_nxt == c.iss:
+                c.output.ack_now = True
             flags &= ~SYN
             seq += 1
         payload = seg.payload

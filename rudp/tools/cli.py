@@ -1,4 +1,5 @@
-"""rudp command line: netcat-like ``listen``/``connect`` and a ``demo``."""
+"""rudp command line: netcat-like ``listen``/``connect`` (also through NATs, with a
+``rendezvous`` server) and a ``demo``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 from .. import aio
 from ..aio import introspect
+from ..aio import holepunch, rendezvous
 from ..core import events
 from ..core.config import Config
 from ..core.endpoint import Endpoint
@@ -23,6 +25,7 @@ from .sim import LinkConfig, Simulator
 from .stdio import StdinReader
 
 _CHUNK = 64 * 1024
+_LINGER_BOUND = 10.0  # seconds; the engine's linger is max(1 s, 3 RTO)
 
 
 def _run(coro: Any, loop_name: str) -> Any:
@@ -118,7 +121,10 @@ async def _listen(args: argparse.Namespace) -> int:
 
 async def _connect(args: argparse.Namespace) -> int:
     try:
-        reader, writer = await aio.open_connection(args.host, args.port, **_options(args))
+        if args.rendezvous is not None:
+            reader, writer = await _open_rendezvous(args)
+        else:
+            reader, writer = await aio.open_connection(args.host, args.port, **_options(args))
     except (ConnectionError, TimeoutError, OSError) as exc:
         print(f"rudp: {exc}", file=sys.stderr)
         return 1
@@ -127,6 +133,53 @@ async def _connect(args: argparse.Namespace) -> int:
     except ConnectionError as exc:
         print(f"rudp: {exc}", file=sys.stderr)
         return 1
+    endpoint = writer.get_extra_info("endpoint")
+    if endpoint is not None:
+        # A hole-punched connection's peer does not hear ICMP: stay for the
+        # socket's short TIME_WAIT linger, to re-ACK its FIN if our ACK was lost.
+        try:
+            await asyncio.wait_for(endpoint.wait_closed(), _LINGER_BOUND)
+        except asyncio.TimeoutError:
+            pass
+    return 0
+
+
+async def _open_rendezvous(args: argparse.Namespace) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Meet the peer of ``--room`` at ``--rendezvous`` and connect to it directly."""
+
+    def waiting(public: tuple[str, int]) -> None:
+        print(f"rudp: in room {args.room!r} at {args.rendezvous} as {public[0]}:{public[1]}; "
+              "waiting for the peer", file=sys.stderr)
+
+    def relaying(reason: str) -> None:
+        print(f"rudp: {reason}\nrudp: relaying through the rendezvous server {args.rendezvous} "
+              "instead (--relay): it carries all the traffic", file=sys.stderr)
+
+    opts = _options(args)
+    if args.keepalive is not None:
+        opts.update(holepunch.keepalive_options(args.keepalive))
+    local = ("0.0.0.0", args.local_port) if args.local_port else None
+    reader, writer = await aio.open_rendezvous_connection(
+        args.rendezvous, args.room, local_addr=local, punch_timeout=args.punch_timeout,
+        on_wait=waiting, relay=args.relay, on_relay=relaying, **opts)
+    nat = writer.get_extra_info("nat_mapping")
+    how = "through the relay at" if nat["relayed"] else "directly to"
+    print(f"rudp: connected {how} {nat['peer'][0]}:{nat['peer'][1]} "
+          f"(our public address {nat['public'][0]}:{nat['public'][1]})", file=sys.stderr)
+    return reader, writer
+
+
+async def _rendezvous(args: argparse.Namespace) -> int:
+    transport, server = await aio.start_rendezvous_server(args.host, args.port, relay=args.relay)
+    name = transport.get_extra_info("sockname")
+    print(f"rudp: rendezvous server on {name[0]} port {name[1]}"
+          f"{' (relays for peers that ask)' if args.relay else ''}", file=sys.stderr)
+    try:
+        await asyncio.Event().wait()  # until interrupted
+    finally:
+        logging.getLogger("rudp").info(
+            "rendezvous: %s", " ".join(f"{k}={v}" for k, v in sorted(server.counters.items())))
+        transport.close()
     return 0
 
 
@@ -259,15 +312,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("port", type=int)
     p.add_argument("--host", help="address to bind (default: every IPv4 address)")
     common(p)
-    p = sub.add_parser("connect", help="connect and pipe stdin/stdout (half-close on EOF)")
-    p.add_argument("host")
-    p.add_argument("port", type=int)
+    p = sub.add_parser("connect", help="connect and pipe stdin/stdout (half-close on EOF)",
+                       usage="rudp connect [options] HOST PORT\n"
+                             "       rudp connect [options] --rendezvous HOST:PORT --room NAME")
+    p.add_argument("host", nargs="?")
+    p.add_argument("port", type=int, nargs="?")
+    p.add_argument("--rendezvous", metavar="HOST:PORT",
+                   help="meet the peer at this rendezvous server and connect to it directly, "
+                        "through both NATs (hole punching)")
+    p.add_argument("--room", help="with --rendezvous: the name both peers give")
+    p.add_argument("--local-port", type=int, default=0, help="with --rendezvous: the UDP port to use")
+    p.add_argument("--punch-timeout", type=float, default=10.0,
+                   help="with --rendezvous: give up on a direct path after this many seconds")
+    p.add_argument("--keepalive", type=float, metavar="SECS",
+                   help="with --rendezvous: keep-alive after SECS idle (default 15; 0 = off)")
+    p.add_argument("--relay", action="store_true",
+                   help="with --rendezvous: if no direct path, relay through the rendezvous server "
+                        "(both peers must ask, the server must allow it; it carries all the traffic)")
     common(p)
     p = sub.add_parser("perf", help="measure throughput, like iperf3 (-s server, -c HOST client)")
     perf.add_arguments(p)
     p = sub.add_parser("ss", help="list the rudp connections and listeners of this machine, like ss -tani")
     p.add_argument("--json", action="store_true", help="one JSON object for machines")
     p.add_argument("-l", "--listening", action="store_true", help="listeners only")
+    p = sub.add_parser("rendezvous", help="introduce peers behind NATs (rudp connect --rendezvous)")
+    p.add_argument("port", type=int)
+    p.add_argument("--host", help="address to bind (default: every IPv4 address)")
+    p.add_argument("--relay", action="store_true",
+                   help="relay for pairs of peers that found no direct path and both ask (connect --relay)")
     p = sub.add_parser("demo", help="a transfer through a lossy path, reported")
     p.add_argument("--size", type=int, default=4_000_000)
     p.add_argument("--loss", type=float, default=0.02)
@@ -275,6 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--sim", action="store_true", help="use the simulator instead of sockets")
     args = parser.parse_args(argv)
+    if args.command == "connect":
+        if args.rendezvous is not None:
+            if args.host is not None or not args.room:
+                parser.error("connect --rendezvous HOST:PORT takes --room NAME and no HOST PORT")
+            try:
+                rendezvous.parse_host_port(args.rendezvous)
+            except ValueError as exc:
+                parser.error(f"--rendezvous: {exc}")
+        elif args.host is None or args.port is None:
+            parser.error("connect needs HOST PORT (or --rendezvous HOST:PORT --room NAME)")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
@@ -289,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
             return int(_run(_terminable(perf.main(args, parser)), args.loop))
         if args.command == "ss":
             return ss.main(args.json, args.listening, sys.stdout)
+        if args.command == "rendezvous":
+            return int(_run(_terminable(_rendezvous(args)), args.loop))
         if args.sim:
             return _sim_demo(args)
         return int(_run(_demo(args), args.loop))
