@@ -132,9 +132,9 @@ def test_echo_through_a_lossy_relay(run: Run, pki: Pki) -> None:
     run(main())
 
 
-def test_extra_info_and_no_half_close(run: Run, pki: Pki) -> None:
+def test_extra_info(run: Run, pki: Pki) -> None:
     """ssl_object, peercert, cipher on both sides; the connection's own extra
-    info still shows through; write_eof is refused as on asyncio's TLS transports."""
+    info still shows through."""
     seen: dict[str, Any] = {}
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -162,9 +162,6 @@ def test_extra_info_and_no_half_close(run: Run, pki: Pki) -> None:
             assert writer.get_extra_info("no such thing", 42) == 42
             writer.write(b"ping")
             assert await reader.readexactly(4) == b"ping"
-            assert not writer.can_write_eof()
-            with pytest.raises(NotImplementedError):
-                writer.write_eof()
             assert seen["ssl_object"].server_side and seen["peercert"] is None  # no client cert
             assert seen["cipher"] == writer.get_extra_info("cipher")
             writer.close()
@@ -631,3 +628,68 @@ def test_readme_snippet_runs(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "'TLSv1.3'" in proc.stdout and "b'hello over TLS\\n'" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("first", ["client", "server"])
+def test_half_close_over_tls13(run: Run, pki: Pki, first: str) -> None:
+    """TLS 1.3's close_notify closes one direction (RFC 8446 §6.1): after
+    one side's write_eof the other still sends 1 MB, which arrives whole,
+    then closes; both sides end cleanly. Either side may half-close first."""
+    data = {"client": payload(1 << 20, 21), "server": payload(1 << 20, 22)}
+    got: dict[str, bytes] = {}
+    done: dict[str, asyncio.Future[None]] = {}
+
+    async def side(name: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert writer.can_write_eof()
+        if name == first:
+            await write_all(writer, data[name])
+            writer.write_eof()  # close_notify: our direction only
+            assert writer.can_write_eof()  # still open; a second write_eof does nothing
+            writer.write_eof()
+            with pytest.raises(RuntimeError, match="after write_eof"):
+                writer.write(b"late")
+            got[name] = await asyncio.wait_for(reader.read(), STEP)
+        else:
+            got[name] = await asyncio.wait_for(reader.read(), STEP)  # the peer's close_notify
+            assert writer.can_write_eof() and not writer.is_closing()
+            await write_all(writer, data[name])  # after the peer's EOF
+            writer.close()
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), STEP)
+        done[name].set_result(None)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        done.update(client=loop.create_future(), server=loop.create_future())
+        server = await rudp.start_server(lambda r, w: side("server", r, w), "127.0.0.1", 0,
+                                         ssl=pki.server_context())
+        async with server:
+            reader, writer = await rudp.open_connection(
+                "127.0.0.1", port_of(server), ssl=pki.client_context(), server_hostname="localhost")
+            await side("client", reader, writer)
+            await asyncio.wait_for(done["server"], STEP)
+
+    run(main())
+    assert got["client"] == data["server"] and got["server"] == data["client"]
+
+
+def test_no_half_close_before_tls13(run: Run, pki: Pki) -> None:
+    """Over TLS 1.2 a close_notify asks for an immediate close: write_eof is
+    refused as on asyncio's TLS transports, and the peer's EOF closes both ways."""
+    async def main() -> None:
+        server = await rudp.start_server(echo, "127.0.0.1", 0, ssl=pki.server_context())
+        async with server:
+            context = pki.client_context()
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
+            reader, writer = await rudp.open_connection(
+                "127.0.0.1", port_of(server), ssl=context, server_hostname="localhost")
+            assert writer.get_extra_info("ssl_object").version() == "TLSv1.2"
+            writer.write(b"ping")
+            assert await asyncio.wait_for(reader.readexactly(4), STEP) == b"ping"
+            assert not writer.can_write_eof()
+            with pytest.raises(NotImplementedError, match="TLS 1.3"):
+                writer.write_eof()
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), STEP)
+
+    run(main())

@@ -34,9 +34,15 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
         #: The accepted connection's writer: kept while the connection lives,
         #: so a handler may drop its reference (as asyncio 3.11/3.12 keep theirs).
         self.writer: StreamWriter | None = None
-        #: Upgraded by start_tls: no half-close from now on.
+        #: Upgraded by start_tls.
         self.over_tls = False
+        #: The transport the application writes to (the TLS one once upgraded).
+        self.app_transport: asyncio.BaseTransport | None = None
         super().__init__(reader, None if client_connected_cb is None else self.connected, loop=loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.app_transport = transport
+        super().connection_made(transport)
 
     def connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
         """asyncio's connection_made built ``writer``; the callback gets ours."""
@@ -46,8 +52,12 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
         return self.user_callback(reader, self.writer)
 
     def eof_received(self) -> bool:
-        """As asyncio's; over TLS nothing is kept open (TLS cannot half-close)."""
+        """As asyncio's: the writer stays open after the peer's EOF, as over
+        TCP, also over TLS 1.3, where the peer's close_notify closes only its
+        direction (RFC 8446 §6.1); over older TLS nothing is kept open."""
         keep_open = super().eof_received()
+        if isinstance(self.app_transport, tls.TlsTransport):
+            return self.app_transport.can_write_eof()
         return False if self.over_tls else bool(keep_open)
 
 
@@ -88,3 +98,4 @@ class StreamWriter(asyncio.StreamWriter):
             ssl_shutdown_timeout=ssl_shutdown_timeout)
         self._transport = new_transport  # what asyncio's start_tls does: the writer's methods use it
         self.protocol.over_tls = True
+        self.protocol.app_transport = new_transport

@@ -4,7 +4,12 @@
 an ``ssl.SSLObject`` over two ``ssl.MemoryBIO``s; ``TlsTransport`` is what
 the application's protocol sees. The behaviour follows CPython 3.11's
 ``asyncio/sslproto.py``: the same states, handshake and shutdown timeouts,
-errors, extra info, flow-control marks, and no half-close (TLS has none).
+errors, extra info, flow-control marks. One addition: over TLS 1.3 the
+transport can half-close, since there a close_notify closes only its
+sender's write side (RFC 8446 §6.1): ``write_eof`` sends it and reading goes
+on, and a protocol whose ``eof_received`` returns True may keep writing after
+the peer's. Before 1.3 a close_notify asks for an immediate close, so there
+is no half-close (asyncio's TLS transports have none at all).
 
 Why not asyncio's ``sslproto.SSLProtocol`` itself: it is private API that
 changed shape between 3.10 (``data_received``, no shutdown timeout) and 3.11
@@ -167,6 +172,8 @@ class TlsProtocol(asyncio.Protocol):
         self._backlog_size = 0
         self._lost_writes = 0
         self._eof_received = False
+        self._write_eof_sent = False  # our close_notify is out, reading goes on (TLS 1.3)
+        self._peer_write_closed = False  # the peer's close_notify came, writing goes on (TLS 1.3)
         self._lower_writing_paused = False
         self._lower_reading_paused = False
         self._app_reading_paused = False
@@ -353,11 +360,18 @@ class TlsProtocol(asyncio.Protocol):
                 chunks.append(chunk)
         except _AGAIN:
             pass
+        except ssl.SSLZeroReturnError:  # the peer's close_notify after ours (write_eof)
+            close_notify = True
         if chunks:
             self._deliver(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if close_notify and self._state is not TlsState.CLOSED:
-            self._call_eof_received()
-            self.start_shutdown()
+            keep_open = self._call_eof_received()
+            if self._state is TlsState.WRAPPED and keep_open and not self._write_eof_sent:
+                # RFC 8446 §6.1: the peer closed its write side only; ours
+                # closes when the application closes.
+                self._peer_write_closed = True
+            else:
+                self.start_shutdown()
 
     def _deliver(self, data: bytes) -> None:
         app = self._app
@@ -374,15 +388,52 @@ class TlsProtocol(asyncio.Protocol):
         else:
             app.data_received(data)  # type: ignore[attr-defined]
 
-    def _call_eof_received(self) -> None:
+    def _call_eof_received(self) -> bool:
+        """The application's eof_received(); True: it keeps writing (TLS 1.3 only)."""
         if self._app_made and not self._app_eof and not self._app_lost:
             self._app_eof = True
             if self._app.eof_received():  # type: ignore[attr-defined]
+                if self.half_close_allowed():
+                    return True
                 logger.warning("returning true from eof_received() has no effect when using ssl")
+        return False
+
+    def half_close_allowed(self) -> bool:
+        """TLS 1.3 negotiated and the connection open: a close_notify closes
+        one direction only (RFC 8446 §6.1)."""
+        return self._state is TlsState.WRAPPED and self._sslobj.version() == "TLSv1.3"
+
+    def write_eof(self) -> None:
+        """Our close_notify after what the application wrote; reading goes on
+        until the peer's (RFC 8446 §6.1). After the peer's, a full close."""
+        if not self.half_close_allowed():
+            raise NotImplementedError("a TLS connection can half-close (write_eof) only over TLS 1.3")
+        if self._write_eof_sent:
+            return
+        if self._peer_write_closed:
+            self.start_shutdown()  # both directions are done
+            return
+        self._write_eof_sent = True
+        try:
+            self._do_write()
+            # unwrap() sends close_notify, then tries once to read the peer's:
+            # records already received must not be consumed there, so they
+            # wait outside the BIO meanwhile and SSLObject.read() gets them.
+            pending = self._incoming.read()
+            try:
+                self._sslobj.unwrap()
+            except _AGAIN:
+                pass
+            self._incoming.write(pending)
+            self._process_outgoing()
+        except Exception as exc:  # noqa: BLE001 - the TLS library
+            self._fatal_error(exc, "Fatal error on TLS protocol")
 
     # -- writing
 
     def write_appdata(self, list_of_data: Iterable[Any]) -> None:
+        if self._write_eof_sent:
+            raise RuntimeError("Cannot call write() after write_eof()")
         if self._state in (TlsState.FLUSHING, TlsState.SHUTDOWN, TlsState.CLOSED):
             if self._lost_writes >= _LOG_LOST_WRITES:
                 logger.warning("TLS connection is closed")
@@ -664,11 +715,15 @@ class TlsTransport(asyncio.Transport):
         self._tls.write_appdata(list_of_data)
 
     def write_eof(self) -> None:
-        """TLS has no half-close (asyncio's TLS transports raise the same)."""
-        raise NotImplementedError("a TLS transport cannot half-close (write_eof)")
+        """Half-close over TLS 1.3 (close_notify, RFC 8446 §6.1); before 1.3
+        NotImplementedError, as asyncio's TLS transports always raise."""
+        if self._closed:
+            return
+        self._tls.write_eof()
 
     def can_write_eof(self) -> bool:
-        return False
+        """True once TLS 1.3 is negotiated, while the connection is open."""
+        return not self._closed and self._tls.half_close_allowed()
 
     def __repr__(self) -> str:
         return f"<rudp TlsTransport {self._tls.state.value}>"
