@@ -6,7 +6,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
+import shlex
+import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -490,3 +496,103 @@ def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
             cli.main(argv)
         assert exc.value.code == 2, argv
     assert "--room" in capsys.readouterr().err
+
+
+def test_cli_tls_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
+    """--tls needs all of --cert, --key, --cafile, --peer-name, files that load,
+    and --rendezvous; those options mean nothing without --tls."""
+    base = ["connect", "--rendezvous", "127.0.0.1:9", "--room", "r"]
+    missing = str(tmp_path / "missing.pem")
+    for argv, says in (
+        ([*base, "--tls", "--cert", "c", "--key", "k", "--cafile", "a"], "--tls needs --peer-name"),
+        ([*base, "--tls"], "--tls needs --cert, --key, --cafile, --peer-name"),
+        ([*base, "--cafile", "a"], "--cafile only with --tls"),
+        (["connect", "127.0.0.1", "9", "--tls"], "--tls is for connect --rendezvous"),
+        ([*base, "--tls", "--cert", missing, "--key", missing, "--cafile", missing, "--peer-name", "p"],
+         "cannot load"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2, argv
+        assert says in capsys.readouterr().err, argv
+
+
+def _readme_block(marker: str) -> str:
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    match = re.search(rf"<!-- {marker} -->\n```sh\n(.*?)```", text, re.S)
+    assert match, f"README lost its {marker} block"
+    return match.group(1)
+
+
+def test_readme_nat_tls_commands_run(tmp_path: Path) -> None:
+    """README, "With TLS": its openssl commands, run as written, make the CA and
+    the two certificates; its two `rudp connect` lines, run as written (only
+    RENDEZVOUS_HOST:9000 pointing at a loopback server), each in a directory
+    with that peer's files only, exchange their stdin both ways and exit 0.
+    Then bob trusting another CA: both sides exit 1 and say why."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command for the README's certificates")
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run(["sh", "-e", "-c", _readme_block("nat-tls-certs")], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=60)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "rudp").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m rudp "$@"\n')
+    (bindir / "rudp").chmod(0o755)
+    env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
+               PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    lines = [x for x in _readme_block("nat-tls-run").splitlines() if x.startswith("rudp connect")]
+    assert len(lines) == 2 and "--peer-name bob" in lines[0] and "--peer-name alice" in lines[1]
+
+    def exchange(ca_of: dict[str, str], round: str) -> dict[str, tuple[int, bytes, str]]:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([sys.executable, "-m", "rudp", "rendezvous", str(port), "--host", "127.0.0.1"],
+                                  env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        procs = {}
+        try:
+            assert server.stderr is not None and f"port {port}" in server.stderr.readline()
+            for name, line in zip(("alice", "bob"), lines):
+                home = tmp_path / round / name
+                home.mkdir(parents=True)
+                for f in (f"{name}.pem", f"{name}.key"):
+                    shutil.copy(tmp_path / f, home / f)
+                shutil.copy(tmp_path / ca_of[name], home / "ca.pem")
+                (home / "to-send").write_bytes(name.encode() * 100_000)
+                procs[name] = subprocess.Popen(
+                    ["sh", "-c", line.replace("RENDEZVOUS_HOST:9000", f"127.0.0.1:{port}")],
+                    cwd=home, env=env, stderr=subprocess.PIPE)
+            results = {}
+            for name, proc in procs.items():
+                _, err = proc.communicate(timeout=60)
+                home = tmp_path / round / name
+                results[name] = (proc.returncode, (home / "received").read_bytes(), err.decode())
+            return results
+        finally:
+            for proc in (*procs.values(), server):
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait()
+            assert server.stderr is not None
+            server.stderr.close()
+
+    results = exchange({"alice": "ca.pem", "bob": "ca.pem"}, "same-ca")
+    for name, other in (("alice", "bob"), ("bob", "alice")):
+        rc, received, err = results[name]
+        assert rc == 0, err
+        assert received == other.encode() * 100_000, (name, len(received), err)
+        assert f"rudp: TLS TLSv1.3 with '{other}', its certificate verified against ca.pem" in err
+
+    # bob trusts a CA that did not sign alice's certificate.
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-keyout", "other.key", "-out", "other.pem",
+                    "-subj", "/CN=other-ca"], cwd=tmp_path, check=True, capture_output=True, timeout=60)
+    results = exchange({"alice": "ca.pem", "bob": "other.pem"}, "other-ca")
+    for name in ("alice", "bob"):
+        rc, received, err = results[name]
+        assert rc == 1 and received == b"", (name, rc, err)
+    assert "certificate verify failed" in results["bob"][2], results["bob"][2]
+    assert "--cafile must hold the CA that signed the peer's certificate" in results["bob"][2]
+    assert "rudp: TLS: " in results["alice"][2], results["alice"][2]  # the alert bob sent

@@ -9,6 +9,7 @@ import hashlib
 import logging
 import os
 import signal
+import ssl
 import sys
 import time
 from typing import Any
@@ -119,21 +120,75 @@ async def _listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tls_contexts(args: argparse.Namespace) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """--tls: (client, server) contexts with this peer's certificate, trusting
+    --cafile. TLS 1.3 only, for its half-close (RFC 8446 §6.1); the server
+    side requires the peer's certificate too, so both peers authenticate."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.verify_mode = ssl.CERT_REQUIRED
+    for context in (client, server):
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.load_cert_chain(args.cert, args.key)
+        context.load_verify_locations(cafile=args.cafile)
+    return client, server
+
+
+def _check_peer_name(writer: asyncio.StreamWriter, name: str) -> str | None:
+    """Why the peer's certificate does not carry ``name`` as a DNS name, or None.
+
+    The TLS client checked it in the handshake (check_hostname); a TLS
+    server does not check its client's names, so both sides check here."""
+    cert = writer.get_extra_info("peercert") or {}
+    names = [value for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
+    if name.lower() in (n.lower() for n in names):
+        return None
+    return (f"the peer's certificate is for {', '.join(names) or 'no DNS name'}, "
+            f"not {name!r} (--peer-name)")
+
+
+def _tls_failure(exc: ssl.SSLError) -> str:
+    text = str(exc).lower()
+    hint = ""
+    if "hostname mismatch" in text:
+        hint = "; --peer-name must be a DNS name of the peer's certificate"
+    elif "alert" in text:
+        hint = "; the peer refused our certificate (see its --cafile and --peer-name)"
+    elif "certificate verify failed" in text:
+        hint = "; --cafile must hold the CA that signed the peer's certificate"
+    return f"rudp: TLS: {exc}{hint}"
+
+
 async def _connect(args: argparse.Namespace) -> int:
     try:
         if args.rendezvous is not None:
             reader, writer = await _open_rendezvous(args)
         else:
             reader, writer = await aio.open_connection(args.host, args.port, **_options(args))
+    except ssl.SSLError as exc:
+        print(_tls_failure(exc), file=sys.stderr)
+        return 1
     except (ConnectionError, TimeoutError, OSError) as exc:
         print(f"rudp: {exc}", file=sys.stderr)
         return 1
+    # Taken now: a TLS transport forgets the connection's extra info once closed.
+    endpoint = writer.get_extra_info("endpoint")
+    if args.tls:
+        mismatch = _check_peer_name(writer, args.peer_name)
+        if mismatch is not None:
+            print(f"rudp: TLS: {mismatch}", file=sys.stderr)
+            writer.transport.abort()
+            return 1
+        print(f"rudp: TLS {writer.get_extra_info('ssl_object').version()} with {args.peer_name!r}, "
+              f"its certificate verified against {args.cafile}", file=sys.stderr)
     try:
         await _pipe(reader, writer)
+    except ssl.SSLError as exc:
+        print(_tls_failure(exc), file=sys.stderr)
+        return 1
     except ConnectionError as exc:
         print(f"rudp: {exc}", file=sys.stderr)
         return 1
-    endpoint = writer.get_extra_info("endpoint")
     if endpoint is not None:
         # A hole-punched connection's peer does not hear ICMP: stay for the
         # socket's short TIME_WAIT linger, to re-ACK its FIN if our ACK was lost.
@@ -158,6 +213,9 @@ async def _open_rendezvous(args: argparse.Namespace) -> tuple[asyncio.StreamRead
     opts = _options(args)
     if args.keepalive is not None:
         opts.update(holepunch.keepalive_options(args.keepalive))
+    if args.tls:
+        client, server = _tls_contexts(args)
+        opts.update(ssl=client, ssl_server=server, server_hostname=args.peer_name)
     local = ("0.0.0.0", args.local_port) if args.local_port else None
     reader, writer = await aio.open_rendezvous_connection(
         args.rendezvous, args.room, local_addr=local, punch_timeout=args.punch_timeout,
@@ -312,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("port", type=int)
     p.add_argument("--host", help="address to bind (default: every IPv4 address)")
     common(p)
-    p = sub.add_parser("connect", help="connect and pipe stdin/stdout (half-close on EOF)",
+    p = sub.add_parser("connect", help="connect and pipe stdin/stdout (half-close on EOF, also with --tls)",
                        usage="rudp connect [options] HOST PORT\n"
                              "       rudp connect [options] --rendezvous HOST:PORT --room NAME")
     p.add_argument("host", nargs="?")
@@ -329,6 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--relay", action="store_true",
                    help="with --rendezvous: if no direct path, relay through the rendezvous server "
                         "(both peers must ask, the server must allow it; it carries all the traffic)")
+    p.add_argument("--tls", action="store_true",
+                   help="with --rendezvous: TLS 1.3 between the peers, both authenticated "
+                        "(needs --cert, --key, --cafile, --peer-name); stdin EOF sends close_notify, "
+                        "which closes our direction only")
+    p.add_argument("--cert", metavar="FILE", help="with --tls: this peer's certificate (PEM, chain allowed)")
+    p.add_argument("--key", metavar="FILE", help="with --tls: its private key (PEM)")
+    p.add_argument("--cafile", metavar="FILE",
+                   help="with --tls: the CA certificate(s) the peer's certificate must chain to")
+    p.add_argument("--peer-name", metavar="NAME",
+                   help="with --tls: the DNS name the peer's certificate must carry (required)")
     common(p)
     p = sub.add_parser("perf", help="measure throughput, like iperf3 (-s server, -c HOST client)")
     perf.add_arguments(p)
@@ -357,6 +425,21 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--rendezvous: {exc}")
         elif args.host is None or args.port is None:
             parser.error("connect needs HOST PORT (or --rendezvous HOST:PORT --room NAME)")
+        tls_args = [f"--{n.replace('_', '-')}" for n in ("cert", "key", "cafile", "peer_name")
+                    if getattr(args, n) is not None]
+        if args.tls:
+            if args.rendezvous is None:
+                parser.error("--tls is for connect --rendezvous")
+            missing = [f"--{n.replace('_', '-')}" for n in ("cert", "key", "cafile", "peer_name")
+                       if not getattr(args, n)]
+            if missing:
+                parser.error(f"--tls needs {', '.join(missing)}")
+            try:
+                _tls_contexts(args)
+            except (OSError, ssl.SSLError) as exc:
+                parser.error(f"--tls: cannot load --cert/--key/--cafile: {exc}")
+        elif tls_args:
+            parser.error(f"{', '.join(tls_args)} only with --tls")
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s: %(message)s",
