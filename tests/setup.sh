@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh machine: a virtual environment with
 # rudp and its test extra, and (when we are root with apt) tshark, whose TCP
-# dissector checks our segments, and nftables, whose NATs tests/test_nat.py
+# dissector checks our segments, tcpdump, which captures between the NATs of
+# tests/test_nat.py, and nftables, whose NATs that test
 # punches through (it also installs nftables itself when missing). Tests that
 # need a missing tool skip with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
-if ! command -v tshark >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing tshark (Debian package) for the dissector tests..." >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark; } \
-        >/tmp/rudp-apt.log 2>&1 || echo "tshark could not be installed (see /tmp/rudp-apt.log); its tests will skip" >&2
+if ! { command -v tshark && command -v tcpdump; } >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing tshark and tcpdump (Debian packages) for the dissector and NAT capture tests..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark tcpdump; } \
+        >/tmp/rudp-apt.log 2>&1 || echo "tshark/tcpdump could not be installed (see /tmp/rudp-apt.log); their tests will skip" >&2
 fi
 if ! command -v nft >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing nftables (Debian package) for the NAT tests..." >&2
