@@ -350,7 +350,8 @@ def _tls_args(pki: object, node: str, peer: str, ca: Path) -> list[str]:
     return ["--tls", "--cert", str(cert), "--key", str(key), "--cafile", str(ca), "--peer-name", peer]
 
 
-def test_tls_between_peers_behind_nats(lab: NatLab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_tls_between_peers_behind_nats(lab: NatLab, tmp_path: Path, loop: str) -> None:
     """README "With TLS" through the NATs: both peers behind port-preserving
     masquerade, authenticated both ways, 1 MB each way (TLS 1.3 half-close:
     each side's stdin EOF ends its direction only). On the public segment
@@ -374,7 +375,7 @@ def test_tls_between_peers_behind_nats(lab: NatLab, tmp_path: Path) -> None:
     capture = Capture(lab, tmp_path / "public.pcap")
     rv = Rendezvous(lab)
     try:
-        results = peers(lab, tmp_path, ["h1", "h2"], data, own=own)
+        results = peers(lab, tmp_path, ["h1", "h2"], data, own=own, loop=loop)
     finally:
         rv.stop()
         capture.stop()
