@@ -662,15 +662,40 @@ def test_half_close_over_tls13(run: Run, pki: Pki, first: str) -> None:
         loop = asyncio.get_running_loop()
         done.update(client=loop.create_future(), server=loop.create_future())
         server = await rudp.start_server(lambda r, w: side("server", r, w), "127.0.0.1", 0,
-                                         ssl=pki.server_context())
+                                         ssl=pki.server_context(), ssl_half_close=True)
         async with server:
             reader, writer = await rudp.open_connection(
-                "127.0.0.1", port_of(server), ssl=pki.client_context(), server_hostname="localhost")
+                "127.0.0.1", port_of(server), ssl=pki.client_context(), server_hostname="localhost",
+                ssl_half_close=True)
             await side("client", reader, writer)
             await asyncio.wait_for(done["server"], STEP)
 
     run(main())
     assert got["client"] == data["server"] and got["server"] == data["client"]
+
+
+def test_no_half_close_by_default_as_asyncio(run: Run, pki: Pki) -> None:
+    """Without ssl_half_close, TLS 1.3 or not, the transport is asyncio's:
+    can_write_eof() is False, write_eof() raises, and a handler that reads
+    to EOF sees the connection close (the peer's close() completes)."""
+    async def reader_to_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert not writer.can_write_eof()
+        with pytest.raises(NotImplementedError):
+            writer.write_eof()
+        assert await reader.read() == b"bye"
+
+    async def main() -> None:
+        server = await rudp.start_server(reader_to_eof, "127.0.0.1", 0, ssl=pki.server_context())
+        async with server:
+            reader, writer = await rudp.open_connection(
+                "127.0.0.1", port_of(server), ssl=pki.client_context(), server_hostname="localhost")
+            assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"
+            assert not writer.can_write_eof()
+            writer.write(b"bye")
+            writer.close()
+            await asyncio.wait_for(writer.wait_closed(), STEP)
+
+    run(main())
 
 
 def test_no_half_close_before_tls13(run: Run, pki: Pki) -> None:
@@ -682,12 +707,13 @@ def test_no_half_close_before_tls13(run: Run, pki: Pki) -> None:
             context = pki.client_context()
             context.maximum_version = ssl.TLSVersion.TLSv1_2
             reader, writer = await rudp.open_connection(
-                "127.0.0.1", port_of(server), ssl=context, server_hostname="localhost")
+                "127.0.0.1", port_of(server), ssl=context, server_hostname="localhost",
+                ssl_half_close=True)
             assert writer.get_extra_info("ssl_object").version() == "TLSv1.2"
             writer.write(b"ping")
             assert await asyncio.wait_for(reader.readexactly(4), STEP) == b"ping"
             assert not writer.can_write_eof()
-            with pytest.raises(NotImplementedError, match="TLS 1.3"):
+            with pytest.raises(NotImplementedError, match="TLS 1.3 was negotiated"):
                 writer.write_eof()
             writer.close()
             await asyncio.wait_for(writer.wait_closed(), STEP)

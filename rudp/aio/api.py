@@ -100,6 +100,7 @@ async def create_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    ssl_half_close: bool = False,
     **options: Any,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Like ``loop.create_connection``: open an rudp connection to (host, port).
@@ -113,7 +114,8 @@ async def create_connection(
     (default: ``host``), ``ssl_handshake_timeout`` (60 s) and
     ``ssl_shutdown_timeout`` (30 s) are asyncio's: the transport returned is
     then a ``TlsTransport`` whose handshake is complete, and the protocol
-    heard ``connection_made`` only then.
+    heard ``connection_made`` only then. Like asyncio's, it cannot half-close,
+    unless ``ssl_half_close`` asks for TLS 1.3's (see ``rudp.aio.tls``).
     """
     tls_client = tls.client_context(ssl, host, server_hostname,
                                     ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -139,7 +141,8 @@ async def create_connection(
             return tls.TlsProtocol(loop, protocol_factory(), context, waiter,
                                    server_hostname=hostname,
                                    ssl_handshake_timeout=ssl_handshake_timeout,
-                                   ssl_shutdown_timeout=ssl_shutdown_timeout)
+                                   ssl_shutdown_timeout=ssl_shutdown_timeout,
+                                   half_close=ssl_half_close)
     try:
         transport, protocol = await ep.open(
             factory,
@@ -306,6 +309,7 @@ async def create_server(
     ssl: _ssl.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    ssl_half_close: bool = False,
     **options: Any,
 ) -> Server:
     """Like ``loop.create_server``: one UDP socket carries every accepted connection.
@@ -341,7 +345,8 @@ async def create_server(
         def factory() -> tls.TlsProtocol:
             return tls.TlsProtocol(loop, protocol_factory(), tls_context, None, server_side=True,
                                    ssl_handshake_timeout=ssl_handshake_timeout,
-                                   ssl_shutdown_timeout=ssl_shutdown_timeout)
+                                   ssl_shutdown_timeout=ssl_shutdown_timeout,
+                                   half_close=ssl_half_close)
     return Server(loop, ep, listener, factory, adapter["send_buffer"])
 
 

@@ -138,6 +138,7 @@ async def create_rendezvous_connection(
     server_hostname: str | None = None,
     ssl_handshake_timeout: float | None = None,
     ssl_shutdown_timeout: float | None = None,
+    ssl_half_close: bool = False,
     **options: Any,
 ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
     """Meet the other peer of ``room`` at the rendezvous server, punch through
@@ -253,7 +254,8 @@ async def create_rendezvous_connection(
                                        server_side=not initiator,
                                        server_hostname=(server_hostname or None) if initiator else None,
                                        ssl_handshake_timeout=ssl_handshake_timeout,
-                                       ssl_shutdown_timeout=ssl_shutdown_timeout)
+                                       ssl_shutdown_timeout=ssl_shutdown_timeout,
+                                       half_close=ssl_half_close)
         try:
             transport, protocol = await ep.open(
                 factory, peer, port, local_port=port, config=config,

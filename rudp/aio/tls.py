@@ -4,12 +4,12 @@
 an ``ssl.SSLObject`` over two ``ssl.MemoryBIO``s; ``TlsTransport`` is what
 the application's protocol sees. The behaviour follows CPython 3.11's
 ``asyncio/sslproto.py``: the same states, handshake and shutdown timeouts,
-errors, extra info, flow-control marks. One addition: over TLS 1.3 the
-transport can half-close, since there a close_notify closes only its
-sender's write side (RFC 8446 §6.1): ``write_eof`` sends it and reading goes
-on, and a protocol whose ``eof_received`` returns True may keep writing after
-the peer's. Before 1.3 a close_notify asks for an immediate close, so there
-is no half-close (asyncio's TLS transports have none at all).
+errors, extra info, flow-control marks, and by default no half-close. One
+option on top (``ssl_half_close=True``): over TLS 1.3 the transport can
+half-close, since there a close_notify closes only its sender's write side
+(RFC 8446 §6.1): ``write_eof`` sends it and reading goes on, and a protocol
+whose ``eof_received`` returns True may keep writing after the peer's. Before
+1.3 a close_notify asks for an immediate close, so there is no half-close.
 
 Why not asyncio's ``sslproto.SSLProtocol`` itself: it is private API that
 changed shape between 3.10 (``data_received``, no shutdown timeout) and 3.11
@@ -143,6 +143,7 @@ class TlsProtocol(asyncio.Protocol):
         call_connection_made: bool = True,
         ssl_handshake_timeout: float | None = None,
         ssl_shutdown_timeout: float | None = None,
+        half_close: bool = False,
     ) -> None:
         _check_timeout("ssl_handshake_timeout", ssl_handshake_timeout)
         _check_timeout("ssl_shutdown_timeout", ssl_shutdown_timeout)
@@ -172,6 +173,8 @@ class TlsProtocol(asyncio.Protocol):
         self._backlog_size = 0
         self._lost_writes = 0
         self._eof_received = False
+        #: TLS 1.3's half-close offered to the application (asyncio's TLS has none).
+        self._half_close = half_close
         self._write_eof_sent = False  # our close_notify is out, reading goes on (TLS 1.3)
         self._peer_write_closed = False  # the peer's close_notify came, writing goes on (TLS 1.3)
         self._lower_writing_paused = False
@@ -399,15 +402,17 @@ class TlsProtocol(asyncio.Protocol):
         return False
 
     def half_close_allowed(self) -> bool:
-        """TLS 1.3 negotiated and the connection open: a close_notify closes
-        one direction only (RFC 8446 §6.1)."""
-        return self._state is TlsState.WRAPPED and self._sslobj.version() == "TLSv1.3"
+        """Asked for (``ssl_half_close``), TLS 1.3 negotiated and the connection
+        open: a close_notify closes one direction only (RFC 8446 §6.1)."""
+        return (self._half_close and self._state is TlsState.WRAPPED
+                and self._sslobj.version() == "TLSv1.3")
 
     def write_eof(self) -> None:
         """Our close_notify after what the application wrote; reading goes on
         until the peer's (RFC 8446 §6.1). After the peer's, a full close."""
         if not self.half_close_allowed():
-            raise NotImplementedError("a TLS connection can half-close (write_eof) only over TLS 1.3")
+            raise NotImplementedError("a TLS transport cannot half-close (write_eof) unless "
+                                      "ssl_half_close=True and TLS 1.3 was negotiated")
         if self._write_eof_sent:
             return
         if self._peer_write_closed:

@@ -215,7 +215,7 @@ async def _open_rendezvous(args: argparse.Namespace) -> tuple[asyncio.StreamRead
         opts.update(holepunch.keepalive_options(args.keepalive))
     if args.tls:
         client, server = _tls_contexts(args)
-        opts.update(ssl=client, ssl_server=server, server_hostname=args.peer_name)
+        opts.update(ssl=client, ssl_server=server, server_hostname=args.peer_name, ssl_half_close=True)
     local = ("0.0.0.0", args.local_port) if args.local_port else None
     reader, writer = await aio.open_rendezvous_connection(
         args.rendezvous, args.room, local_addr=local, punch_timeout=args.punch_timeout,
