@@ -458,6 +458,23 @@ def test_paws_drops_an_old_duplicate_and_acknowledges_it():
     assert conn.events() == [DATA] and conn.read() == b"new"
 
 
+def test_blind_in_window_segment_cannot_move_ts_recent():
+    """RFC 5961 meets RFC 7323: an attacker's in-window segment with an
+    unacceptable ACK (or a SYN, or a RST off the exact sequence number) and a
+    TSval far ahead gets a challenge ACK and leaves TS.Recent alone (as
+    Linux updates it only in tcp_ack), so PAWS keeps taking the real peer."""
+    conn, t0 = ts_established()
+    far = (500 + 0x7000_0000) & MASK
+    for i, (flags, ack) in enumerate([(ACK, ISS + 1 + 0x4000_0000), (ACK, ISS + 1 - 0x4000_0000),
+                                      (SYN | ACK, ISS + 1), (RST, 0)]):
+        deliver(conn, seg({ACK: IRS + 1 - 2, RST: IRS + 11}.get(flags, IRS + 1), ack, flags,
+                          payload=b"evil" if flags == ACK else b"",
+                          ts=(far, t0)), 0.2 + i)
+        assert conn.ts_recent == 500 and conn.state is State.ESTABLISHED
+    deliver(conn, seg(IRS + 1, ISS + 1, payload=b"real", ts=(501, t0)), 5.0)
+    assert conn.read() == b"real" and conn.ts_recent == 501
+
+
 def test_paws_lets_a_rst_through_and_forgets_ts_recent_after_24_days():
     """RFC 7323 §5.3 R1 applies to everything but RSTs; §5.5: after 24 days
     without a segment TS.Recent is no longer valid, so an 'old' TSval (the

@@ -310,7 +310,6 @@ class Receiver:
                 c.output.ack_now = True
                 if not flags & RST:
                     fin = 0
-        self.update_ts_recent(seg.ts, seq)  # RFC 7323 §4.3
         if flags & (RST | SYN):
             self.rst_or_syn(flags, seq, now)  # second and fourth
             return
@@ -451,6 +450,7 @@ class Receiver:
                 c.output.reset(seg.ack)
                 c.counters["bad_ack_syn_rcvd"] += 1
                 return False
+            self.update_ts_recent(seg.ts, seq)
             c.snd_wnd = seg.window << c.snd_wscale
             c.snd_wl1, c.snd_wl2 = seq, ack
             self.sample_syn_rtt(seg, now)
@@ -463,6 +463,12 @@ class Receiver:
         if ack < c.snd_una - max(c.max_snd_wnd, 1):  # RFC 5961 §5.2: too old to be believed
             self.refuse_with_ack("ack_too_old", now, challenge=True)
             return False
+        if ack >= c.snd_una:
+            # RFC 7323 §4.3 takes TSval from an acceptable segment; only one
+            # whose ACK is acceptable too (and not older than SND.UNA), as
+            # Linux's tcp_ack, so that a blind in-window segment (RFC 5961)
+            # cannot move TS.Recent ahead and make PAWS refuse the real peer.
+            self.update_ts_recent(seg.ts, seq)
         self.process_ack(seg, seq, ack, plen, fin, now)
         return True
 
