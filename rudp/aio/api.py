@@ -61,7 +61,10 @@ def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
 async def create_endpoint(
     host: str | None = None, port: int = 0, *, family: int = 0, **options: Any
 ) -> EndpointDriver:
-    """A UDP socket that several client connections can share (``endpoint=``)."""
+    """A UDP socket that several client connections can share (``endpoint=``).
+
+    ``pcap=`` and ``event_log=`` (rudp.aio.capture, rudp.aio.eventlog) cover
+    every connection made through it."""
     loop = asyncio.get_running_loop()
     config, adapter = split_options(options)
     if host is None:
@@ -117,7 +120,10 @@ async def create_connection(
     ``port`` is the server's UDP port; the TCP destination port is the same
     number unless ``remote_port`` says otherwise. Without ``endpoint`` the
     connection gets its own UDP socket, connected to the server so that an
-    ICMP port-unreachable refuses the connection at once.
+    ICMP port-unreachable refuses the connection at once. ``pcap=`` (a path
+    or binary file object) captures that socket's segments, ``event_log=``
+    logs its connection's events as JSON lines; both are options of a
+    socket, so with ``endpoint`` they belong to ``create_endpoint``.
 
     ``ssl`` (an SSLContext, or True for the default one), ``server_hostname``
     (default: ``host``), ``ssl_handshake_timeout`` (60 s) and
@@ -334,6 +340,7 @@ async def create_server(
     With ``ssl`` (a server SSLContext) each accepted connection does the TLS
     handshake first; the protocol hears ``connection_made`` once it is done,
     and a connection whose handshake fails or times out is closed unseen.
+    ``pcap=`` and ``event_log=`` capture and log every connection on the socket.
     """
     context = tls.server_context(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     config, adapter = split_options(options)
