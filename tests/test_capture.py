@@ -30,6 +30,7 @@ from rudp.aio.capture import PcapWriter, udp_packet
 from rudp.aio.udpio import gso_supported
 from rudp.tools.proxy import LossyProxy
 from tests.conftest import LOOPS
+from tests.test_cli import wait_bound
 
 TSHARK = shutil.which("tshark")
 needs_tshark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed (tests/setup.sh installs it as root)")
@@ -399,7 +400,7 @@ def test_cli_pcap_and_event_log(loop: str, tmp_path: Path) -> None:
         stdin=subprocess.PIPE, stdout=out_file, stderr=subprocess.PIPE, env=env,
     )
     try:
-        time.sleep(0.5)
+        wait_bound(port, listener)
         assert listener.stdin is not None
         listener.stdin.write(b"reply\n" * 5000)
         listener.stdin.close()
