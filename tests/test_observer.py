@@ -19,7 +19,10 @@ import pytest
 from rudp.core import observer as obs
 from rudp.core.connection import Connection
 from rudp.core.endpoint import Endpoint
+from rudp.core.config import Config
 from rudp.core.state import State
+from rudp.tools.sim import LinkConfig
+from tests.simapps import CLIENT, PORT, SERVER, Net, bulk_sender, payload, sink
 
 try:
     from golden import MODES, SCENARIOS, golden_path, render  # type: ignore[import-not-found]
@@ -116,13 +119,35 @@ def test_observed_run_matches_golden_and_counters(name: str, recorders: list[Rec
 
 
 def test_the_scenarios_exercise_every_hook(recorders: list[Recorder]) -> None:
-    """Together the golden scenarios fire every hook but the SYN's (below)."""
+    """Together the golden scenarios fire every hook but the timeouts' (below)."""
     totals: Counter[str] = Counter()
     for name in SCENARIOS:
         totals += check_run(name, recorders)
-    missing = [k for k in (obs.FAST_RETRANSMIT, obs.RTO, obs.TLP, "spurious", "rtt", "acked")
+    missing = [k for k in (obs.FAST_RETRANSMIT, obs.TLP, "spurious", "rtt", "acked")
                if not totals[k]]
     assert not missing, (missing, totals)
+
+
+def test_data_timeout_is_reported(recorders: list[Recorder]) -> None:
+    """The path dies in the middle of a transfer: one loss(RTO) per timeout,
+    until the connection gives up (RFC 9293 §3.8.3)."""
+    net = Net(5)
+    cfg = Config(max_retries=3)
+    net.host(CLIENT, cfg)
+    server = net.host(SERVER, cfg, factory=lambda: sink(None))
+    net.link(CLIENT, SERVER, LinkConfig(delay=0.01))
+    server.endpoint.listen(PORT)
+    holder: list[Connection] = []
+    app = bulk_sender(payload(300_000, 5))
+    net.sim.call_at(0.0, lambda: holder.append(net.hosts[CLIENT].connect(SERVER, PORT, app)))
+    net.sim.call_at(0.1, lambda: net.cut(CLIENT, SERVER))
+    net.sim.run(until=600)
+    conn = holder[0]
+    rec = next(r for r in recorders if conn in r.states)
+    assert conn.state is State.CLOSED and conn.error == "timeout"
+    assert conn.stats.timeouts >= 1
+    assert rec.losses[conn][obs.RTO] == conn.stats.timeouts
+    assert rec.states[conn][-1] == (State.ESTABLISHED, State.CLOSED)
 
 
 def test_syn_timeout_is_reported() -> None:
