@@ -102,7 +102,10 @@ class NatLab:
            "peer", "name", "pub", "netns", self.name(node))
         sh("ip", "-n", self.name("sw"), "link", "set", port, "master", "br0", "up")
         sh("ip", "-n", self.name(node), "addr", "add", f"{address}/24", "dev", "pub")
-        sh("ip", "-n", self.name(node), "link", "set", "pub", "up")
+        # gso_max_segs 1: UDP GSO batches (rudp's default) leave as single
+        # datagrams, as through a NIC without segmentation offload, so the
+        # NATs see, count and drop datagrams rather than whole batches.
+        sh("ip", "-n", self.name(node), "link", "set", "pub", "gso_max_segs", "1", "up")
         self.addresses[node] = address
 
     def public(self, node: str, address: str) -> None:
@@ -172,7 +175,7 @@ table inet filter {{
         lan = [a for a in json.loads(sh("ip", "-j", "-n", self.name(nat), "addr", "show", "dev", "lan"))
                [0]["addr_info"] if a["family"] == "inet"][0]
         sh("ip", "-n", self.name(node), "addr", "add", f"{address}/{lan['prefixlen']}", "dev", "eth0")
-        sh("ip", "-n", self.name(node), "link", "set", "eth0", "up")
+        sh("ip", "-n", self.name(node), "link", "set", "eth0", "gso_max_segs", "1", "up")  # as "pub"
         sh("ip", "-n", self.name(node), "route", "add", "default", "via", lan["local"])
         self.addresses[node] = address
 

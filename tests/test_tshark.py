@@ -94,7 +94,9 @@ def test_loopback_capture_of_a_real_transfer_dissects_cleanly(tmp_path: Path) ->
     """Capture a real rudp transfer on the loopback interface with tshark and
     dissect it: every UDP datagram is exactly one TCP segment (no batching
     artefacts), the handshake and FINs are seen, nothing is malformed, and the
-    sequence analysis finds no gap on this lossless path."""
+    sequence analysis finds no gap on this lossless path. Both sides run with
+    ``gso=False``: on lo a GSO batch is captured as one large datagram (the
+    in-process ``pcap=`` capture, tests/test_capture.py, has no such limit)."""
     import asyncio
     import hashlib
     import os
@@ -116,7 +118,7 @@ def test_loopback_capture_of_a_real_transfer_dissects_cleanly(tmp_path: Path) ->
             writer.close()
             await writer.wait_closed()
 
-        server = await rudp.start_server(handle, "127.0.0.1", 0)
+        server = await rudp.start_server(handle, "127.0.0.1", 0, gso=False)
         port = server.sockets[0].getsockname()[1]
         cap = subprocess.Popen(
             [TSHARK, "-i", "lo", "-f", f"udp port {port}", "-w", str(pcap), "-q"],
@@ -139,7 +141,7 @@ def test_loopback_capture_of_a_real_transfer_dissects_cleanly(tmp_path: Path) ->
                 await asyncio.sleep(0.05)
                 seen += cap.stderr.read() or b""
             async with server:
-                reader, writer = await rudp.open_connection("127.0.0.1", port)
+                reader, writer = await rudp.open_connection("127.0.0.1", port, gso=False)
                 writer.write(data)
                 writer.write_eof()
                 assert await reader.read() == hashlib.sha256(data).digest()

@@ -6,7 +6,8 @@ socket I/O, ``driver`` drives one Endpoint per socket, ``transport`` is a
 connection's ``asyncio.Transport``, ``tls`` runs TLS above it, ``streams``
 holds the StreamWriter whose ``start_tls`` works on every loop, and ``api``
 the public functions; ``rendezvous`` and ``holepunch`` connect peers
-behind NATs.
+behind NATs; ``capture`` (``pcap=``) and ``eventlog`` (``event_log=``)
+record what a socket's connections do, when asked.
 """
 
 from __future__ import annotations

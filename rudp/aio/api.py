@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
+import os
 import socket
 import ssl as _ssl
 from typing import Any, Callable
@@ -27,7 +28,9 @@ from .transport import RudpTransport
 from .udpio import open_socket
 
 #: Adapter options accepted next to the Config fields.
-_ADAPTER_OPTIONS = ("send_buffer", "connect_timeout", "gso")
+_ADAPTER_OPTIONS = ("send_buffer", "connect_timeout", "gso", "pcap", "event_log")
+#: Options of the UDP socket itself, which a shared ``endpoint=`` already has.
+_SOCKET_OPTIONS = ("pcap", "event_log")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
 SOCKET_BUFFER = 4 << 20  # SO_RCVBUF/SO_SNDBUF of the UDP sockets we open
 
@@ -42,8 +45,13 @@ def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     send_buffer = adapter.setdefault("send_buffer", 1 << 20)
     if not isinstance(send_buffer, int) or send_buffer < 0:
         raise ValueError(f"send_buffer must be a non-negative int, got {send_buffer!r}")
-    if not isinstance(adapter.setdefault("gso", False), bool):
+    if not isinstance(adapter.setdefault("gso", True), bool):
         raise TypeError(f"gso must be a bool, got {adapter['gso']!r}")
+    for name in _SOCKET_OPTIONS:
+        target = adapter.setdefault(name, None)
+        if target is not None and not isinstance(target, (str, os.PathLike)) \
+                and not callable(getattr(target, "write", None)):
+            raise TypeError(f"{name} must be a path or a file object, got {target!r}")
     timeout = adapter.setdefault("connect_timeout", 30.0)
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"connect_timeout must be a positive number or None, got {timeout!r}")
@@ -53,13 +61,17 @@ def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
 async def create_endpoint(
     host: str | None = None, port: int = 0, *, family: int = 0, **options: Any
 ) -> EndpointDriver:
-    """A UDP socket that several client connections can share (``endpoint=``)."""
+    """A UDP socket that several client connections can share (``endpoint=``).
+
+    ``pcap=`` and ``event_log=`` (rudp.aio.capture, rudp.aio.eventlog) cover
+    every connection made through it."""
     loop = asyncio.get_running_loop()
     config, adapter = split_options(options)
     if host is None:
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
     sock = await open_socket(family, (host, port), buffer_size=SOCKET_BUFFER)
-    return EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"])
+    return EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"],
+                          pcap=adapter["pcap"], event_log=adapter["event_log"])
 
 
 async def resolve(host: str, port: int, family: int) -> tuple[int, Any]:
@@ -108,7 +120,10 @@ async def create_connection(
     ``port`` is the server's UDP port; the TCP destination port is the same
     number unless ``remote_port`` says otherwise. Without ``endpoint`` the
     connection gets its own UDP socket, connected to the server so that an
-    ICMP port-unreachable refuses the connection at once.
+    ICMP port-unreachable refuses the connection at once. ``pcap=`` (a path
+    or binary file object) captures that socket's segments, ``event_log=``
+    logs its connection's events as JSON lines; both are options of a
+    socket, so with ``endpoint`` they belong to ``create_endpoint``.
 
     ``ssl`` (an SSLContext, or True for the default one), ``server_hostname``
     (default: ``host``), ``ssl_handshake_timeout`` (60 s) and
@@ -129,8 +144,13 @@ async def create_connection(
         if local_addr is None:
             local_addr = ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0)
         sock = await open_socket(fam, local_addr, sockaddr, buffer_size=SOCKET_BUFFER)
-        ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"])
+        ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"],
+                            pcap=adapter["pcap"], event_log=adapter["event_log"])
     else:
+        given = [name for name in _SOCKET_OPTIONS if adapter[name] is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} belong(s) to the shared endpoint's socket: "
+                             "pass them to create_endpoint()")
         ep = endpoint
     factory = protocol_factory
     waiter: asyncio.Future[None] = loop.create_future()
@@ -320,6 +340,7 @@ async def create_server(
     With ``ssl`` (a server SSLContext) each accepted connection does the TLS
     handshake first; the protocol hears ``connection_made`` once it is done,
     and a connection whose handshake fails or times out is closed unseen.
+    ``pcap=`` and ``event_log=`` capture and log every connection on the socket.
     """
     context = tls.server_context(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
     config, adapter = split_options(options)
@@ -329,7 +350,8 @@ async def create_server(
     if not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"port must be an int in 0..65535, got {port!r}")
     sock = await open_socket(family, (host, port), buffer_size=SOCKET_BUFFER)
-    ep = EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"])
+    ep = EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"],
+                        pcap=adapter["pcap"], event_log=adapter["event_log"])
     lport = listen_port if listen_port is not None else ep.sockname[1]
     try:
         listener = ep.endpoint.listen(lport, backlog=backlog, max_half_open=max_half_open,

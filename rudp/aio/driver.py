@@ -21,8 +21,12 @@ from ..core.state import State
 from ..core.endpoint import Endpoint
 from ..core.listener import Listener
 from . import introspect
+from .capture import SocketCapture
+from .capture import Target as PcapTarget
+from .eventlog import EventLog
+from .eventlog import Target as EventLogTarget
 from .transport import RudpTransport
-from .udpio import UdpSocket
+from .udpio import CapturedUdpSocket, UdpSocket
 
 if TYPE_CHECKING:
     from .api import Server
@@ -58,7 +62,9 @@ class EndpointDriver:
         sock: socket.socket,
         *,
         own: bool,
-        gso: bool = False,
+        gso: bool = True,
+        pcap: PcapTarget | None = None,
+        event_log: EventLogTarget | None = None,
     ) -> None:
         self.loop = loop
         self.endpoint = Endpoint(config, rng=random.SystemRandom())
@@ -83,16 +89,36 @@ class EndpointDriver:
         self._closed = loop.create_future()
         if logger.isEnabledFor(logging.DEBUG):
             self.endpoint.on_state_change = _log_state  # --verbose; off the hot path otherwise
+        #: The JSON-lines event log (``event_log=``), the engine's observer.
+        self.event_log: EventLog | None = None
+        capture: SocketCapture | None = None
+        try:
+            if event_log is not None:
+                self.event_log = EventLog(event_log, local=self.sockname)
+                self.endpoint.observer = self.event_log
+            if pcap is not None:
+                capture = SocketCapture(pcap, sock)
+        except BaseException:  # a file that cannot be opened: nothing is left open
+            if self.event_log is not None:
+                self.event_log.close()
+            sock.close()
+            raise
         # IPv4 addresses arrive as the (host, port) keys the endpoint uses, so
         # datagrams go straight to it; IPv6 ones lose flow info and scope first.
         receive = (
             self.endpoint.datagrams_received if sock.family == socket.AF_INET
             else self._datagrams_received
         )
-        self.udp = UdpSocket(
-            loop, sock, receive, self._flush, self.error_received,
-            self._socket_closed, gso=gso,
-        )
+        if capture is None:
+            self.udp = UdpSocket(
+                loop, sock, receive, self._flush, self.error_received,
+                self._socket_closed, gso=gso,
+            )
+        else:
+            self.udp = CapturedUdpSocket(
+                loop, sock, receive, self._flush, self.error_received,
+                self._socket_closed, gso=gso, capture=capture,
+            )
         self._peer = self.udp.peer
         introspect.register(self)  # listed by `rudp ss` (once per socket, weakly)
 
@@ -128,6 +154,8 @@ class EndpointDriver:
                 fut.set_exception(err)
         for tr in list(self._transports.values()):
             tr.connection_ended(err)
+        if self.event_log is not None:
+            self.event_log.close()
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -177,6 +205,8 @@ class EndpointDriver:
         if self._paused_writers:
             for tr in list(self._paused_writers):
                 tr.check_write_pause()
+        if self.event_log is not None:
+            self.event_log.flush()
         self._arm_timer()
         if self._close_when_idle and not self._transports and not self._connecting:
             # The socket lives until its connections need nothing more; how

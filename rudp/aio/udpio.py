@@ -1,9 +1,11 @@
 """Batched UDP I/O on a non-blocking socket, for the asyncio adapter.
 
-GSO is opt-in: packet captures taken on the sending host (and anything on
-lo or veth) see a GSO batch as one large UDP datagram holding many segments,
-which tshark cannot dissect as TCP; without it every datagram seen anywhere
-is exactly one segment.
+GSO is on by default where the kernel has it (probed per socket; ``gso=False``
+turns it off). A packet capture taken on the sending host (or on lo or a
+veth) sees a GSO batch as one large UDP datagram holding many segments,
+which tshark cannot dissect as TCP; the in-process capture
+(``CapturedUdpSocket``, the ``pcap=`` option) writes one record per segment
+instead, and a capture on another host sees one segment per datagram.
 
 Plain asyncio UDP costs one event-loop callback and one syscall per datagram
 (measured here: ~143k datagrams/s on uvloop, ~26k/s on the default loop). Here a readiness callback drains
@@ -22,7 +24,10 @@ import ipaddress
 import socket
 import struct
 from collections import deque
+import time
 from typing import Any, Callable
+
+from .capture import SocketCapture
 
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
@@ -64,7 +69,7 @@ class UdpSocket:
         self._queue: deque[tuple[bytes, Any]] = deque()
         self._writing = False
         self._closed = False
-        self.gso = gso and sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(sock, "sendmsg")
+        self.gso = gso and gso_supported(sock)
         self.stats = {"sent": 0, "send_calls": 0, "received": 0, "queued": 0, "send_dropped": 0}
         loop.add_reader(sock.fileno(), self._on_readable)
 
@@ -154,6 +159,11 @@ class UdpSocket:
             stats["sent"] += j - i
             i = j
 
+    #: How queued datagrams go out once the socket is writable: this class's
+    #: own ``send``, so that a subclass recording what is handed to ``send``
+    #: (``CapturedUdpSocket``) records each datagram once.
+    _resend = send
+
     def _send_each(self, datagrams: list[tuple[bytes, Any]]) -> None:
         """One syscall per datagram: the loop of ``send`` without GSO's checks."""
         sock = self.sock
@@ -204,7 +214,7 @@ class UdpSocket:
         queue.clear()
         self._writing = False
         self.loop.remove_writer(self.sock.fileno())
-        self.send(batch)  # re-queues (and re-arms) what still does not fit
+        self._resend(batch)  # re-queues (and re-arms) what still does not fit
 
     # -- lifecycle
 
@@ -222,6 +232,60 @@ class UdpSocket:
         self._queue.clear()
         self.sock.close()
         self.loop.call_soon(self._on_close)
+
+
+class CapturedUdpSocket(UdpSocket):
+    """A ``UdpSocket`` that also writes each datagram it sends or receives to
+    a packet capture (``rudp.aio.capture``): one record per segment, GSO or
+    not. A separate class, so that a socket without a capture does no extra
+    work per datagram."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        receive: Receiver,
+        after_batch: Callable[[], None],
+        on_error: Callable[[OSError], None],
+        on_close: Callable[[], None],
+        *,
+        gso: bool = False,
+        capture: SocketCapture,
+    ) -> None:
+        self.capture = capture
+
+        def received(batch: list[tuple[bytes, Any]], now: float) -> None:
+            capture.received(batch, time.time())
+            receive(batch, now)
+
+        super().__init__(loop, sock, received, after_batch, on_error, on_close, gso=gso)
+
+    def send(self, datagrams: list[tuple[bytes, Any]]) -> None:
+        """Send, then record what the socket took or queued; datagrams dropped
+        because its queue was full (the tail of the list) are left out."""
+        if self.is_closing() or not datagrams:
+            return
+        dropped = self.stats["send_dropped"]
+        super().send(datagrams)
+        dropped = self.stats["send_dropped"] - dropped
+        self.capture.sent(datagrams[: len(datagrams) - dropped] if dropped else datagrams, time.time())
+
+    def close(self) -> None:
+        super().close()
+        self.capture.close()
+
+
+def gso_supported(sock: socket.socket) -> bool:
+    """Whether the kernel offers UDP GSO on this socket (Linux 4.18+): the
+    ``UDP_SEGMENT`` option reads without error. A send that fails anyway
+    turns GSO off for the socket (``UdpSocket.send``)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not hasattr(sock, "sendmsg"):
+        return False
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
+    return True
 
 
 def numeric_family(host: str) -> int:

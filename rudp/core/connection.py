@@ -23,6 +23,7 @@ from .buffers import RecvQueue, SendBuffer
 from .config import Config
 from .input import Receiver
 from .output import Sender
+from .observer import RTO, SYN_RTO, Observer
 from .recovery import Recovery
 from .ratelimit import ChallengeLimiter
 from .rtt import RttEstimator
@@ -70,7 +71,7 @@ class Connection:
         "last_ack_sent", "smss", "ts_offset", "now", "last_rcv", "progress_at", "retries",
         "rtt_seq", "rtt_time", "unacked_bytes", "fin_queued", "user_closed",
         "send_complete_sent", "keepalive_probes", "keepalive_sent_at", "pending_events",
-        "challenge_limiter", "last_refusal_ack",
+        "challenge_limiter", "last_refusal_ack", "observer",
         "sndbuf", "rcvq", "recovery", "timers", "input", "output", "_on_wake", "__weakref__",
     )
 
@@ -100,6 +101,8 @@ class Connection:
         self.error: str | None = None  # why the connection failed, if it did
         self._on_wake = on_wake
         self.on_state_change = on_state_change
+        #: Logs and tracing (rudp.core.observer); None costs one test per hook.
+        self.observer: Observer | None = None
         self.pending_events: list[events.Event] = []  # not yet taken by events()
         # RFC 5961 §7: the endpoint's budget of challenge ACKs, and when this
         # connection last answered a segment it refused.
@@ -165,6 +168,8 @@ class Connection:
                 self.pending_events.append(_CLOSED)
         if self.on_state_change is not None:
             self.on_state_change(self, old, new)
+        if self.observer is not None:
+            self.observer.state_changed(self, old, new)
 
     def established(self) -> None:
         """The handshake completed (RFC 9293 §3.10.7.3/§3.10.7.4 fifth). A FIN
@@ -426,6 +431,8 @@ class Connection:
                 return
             self.rtt.back_off()
             self.snd_nxt = self.iss  # send the SYN (or SYN,ACK) again
+            if self.observer is not None:
+                self.observer.loss(self, SYN_RTO)
             return
         if self.snd_max <= self.snd_una:
             return
@@ -439,6 +446,8 @@ class Connection:
                                  self.smss, now)
         self.snd_nxt = self.snd_una  # resend from SND.UNA
         self.rtt.back_off()
+        if self.observer is not None:
+            self.observer.loss(self, RTO)
 
     def on_keepalive(self, now: float) -> None:
         """Keep-alive (RFC 9293 §3.8.4, RFC 1122 §4.2.3.6): after an idle spell,

@@ -24,6 +24,7 @@ from .state import CLOSED, ESTABLISHED, SYN_RCVD, TIME_WAIT, State
 from .isn import IsnGenerator
 from .connection import DEFAULT_PEER_MSS, ts_offset_for
 from .listener import ACCEPT, COOKIE, EVICT, Listener, source_of
+from .observer import Observer
 from .ratelimit import CHALLENGE_ACK_LIMIT, RST_BURST, RST_RATE, ChallengeLimiter, TokenBucket
 from .syncookies import decode_ts_options, encode_ts_options
 from .seqnum import MASK, seq_gt, ts_clock
@@ -105,6 +106,8 @@ class Endpoint:
         self.segments_received = 0  # a plain int: counted on the hot path
         #: Called on every state change of every connection (for tracing).
         self.on_state_change: Callable[[Connection, State, State], None] | None = None
+        #: Given to every connection made from now on (rudp.core.observer).
+        self.observer: Observer | None = None
         self._out: list[tuple[bytes, Address]] = []
         self._wake: dict[Connection, None] = {}  # ordered set: need output/events
         self._event_conns: dict[Connection, None] = {}
@@ -207,6 +210,7 @@ class Endpoint:
             on_state_change=self._state_changed,
             challenge_limiter=self._challenges,
         )
+        conn.observer = self.observer
         self.connections[(addr, local_port, remote_port)] = conn
         return conn
 

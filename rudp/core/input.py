@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import events
 from .config import MIN_MSS
+from .observer import FAST_RETRANSMIT
 from .ratelimit import INVALID_RATELIMIT
 from .seqnum import MASK
 from .state import (
@@ -246,11 +247,14 @@ class Receiver:
         c.rtt_seq = None
 
     def rtt_sample(self, rtt: float, now: float) -> None:
-        """One RTT measurement: to the RTO estimator and the congestion controller."""
+        """One RTT measurement: to the RTO estimator, the congestion
+        controller and an observer (rudp.core.observer)."""
         c = self.c
         c.rtt.sample(rtt)
         if rtt >= 0:
             c.recovery.cc.on_rtt_sample(rtt, now)
+            if c.observer is not None:
+                c.observer.rtt_sample(c, rtt)
 
     # ------------------------------------------------------------ §3.10.7.4
 
@@ -515,6 +519,8 @@ class Receiver:
         if rec.detect_loss(c.snd_una, c.snd_max, c.sndbuf.end, c.smss, c.sack_ok,
                            c.config.dupack_threshold, c.ts_ok, now, c.rtt.srtt):
             c.rtt_seq = None  # Karn: nothing in flight may be timed now
+            if c.observer is not None:
+                c.observer.loss(c, FAST_RETRANSMIT)
         if c.sack_ok:
             c.timers.reo = rec.reo_deadline
         if rec.in_recovery:
@@ -552,6 +558,8 @@ class Receiver:
         if rec.detect_loss(c.snd_una, c.snd_max, c.sndbuf.end, c.smss, c.sack_ok,
                            c.config.dupack_threshold, c.ts_ok, now, c.rtt.srtt):
             c.rtt_seq = None
+            if c.observer is not None:
+                c.observer.loss(c, FAST_RETRANSMIT)
         c.timers.reo = rec.reo_deadline
 
     def ack_advance(self, ack: int, now: float, tsecr: int | None) -> None:
@@ -575,6 +583,8 @@ class Receiver:
             self.rtt_sample(sample, now)
         if rec.snd_nxt_to:
             self.resume(rec.snd_nxt_to)
+        if c.observer is not None:
+            c.observer.acked(c)
         # RFC 6298 §5.2/§5.3: stop the timer when all is acked, else restart it.
         timers = c.timers
         if c.snd_max <= ack:

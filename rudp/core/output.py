@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .pacing import UNPACED, Pacer
+from .observer import TLP
 from .seqnum import MASK
 from .state import CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, LISTEN, \
     SYN_RCVD, SYN_SENT, SYNCHRONIZED, TIME_WAIT
@@ -318,6 +319,8 @@ class Sender:
         rec.tlp_end = c.snd_nxt
         rec.tlp_rxt = new <= 0
         c.timers.rtx = now + c.rtt.rto
+        if c.observer is not None:
+            c.observer.loss(c, TLP)
 
     def send_probe(self, out: list[Segment], now: float) -> None:
         """Zero-window probe: one byte past the window (RFC 9293 §3.8.6.1)."""

@@ -76,8 +76,29 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             pass
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
+def add_capture_options(p: argparse.ArgumentParser) -> None:
+    """``--pcap`` and ``--event-log``, for every command that opens sockets."""
+    p.add_argument("--pcap", metavar="FILE",
+                   help="write every segment this side sends and receives to a pcap file "
+                        "(tshark -r FILE -d udp.port==PORT,tcp)")
+    p.add_argument("--event-log", metavar="FILE",
+                   help="write state changes, RTT samples, cwnd changes and losses as JSON lines "
+                        "('-': stderr)")
+
+
+def capture_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The rudp options ``add_capture_options`` asked for (none if absent)."""
     opts: dict[str, Any] = {}
+    if getattr(args, "pcap", None):
+        opts["pcap"] = args.pcap
+    event_log = getattr(args, "event_log", None)
+    if event_log:
+        opts["event_log"] = sys.stderr if event_log == "-" else event_log
+    return opts
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = capture_options(args)
     if args.nodelay:
         opts["nodelay"] = True
     if args.checksum:
@@ -365,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--nodelay", action="store_true", help="disable Nagle's algorithm")
         p.add_argument("--checksum", action="store_true", help="checksum the segments we send")
+        add_capture_options(p)
 
     p = sub.add_parser("listen", help="accept one connection and pipe it to stdin/stdout")
     p.add_argument("port", type=int)

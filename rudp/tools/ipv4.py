@@ -1,40 +1,33 @@
 """IPv4 headers for the tools: build one with its checksum, verify, parse.
 
-rudp itself never sees an IP header; `rudp.tools.pcap` wraps segments in
-IPv4/UDP for tshark and `rudp.tools.tunbridge` exchanges IPv4/TCP packets with
-the kernel.
-The header checksum is RFC 1071's, `rudp.core.wire.checksum` (RFC 791 §3.1).
+rudp itself never sees an IP header; its packet captures (`rudp.aio.capture`,
+used by `rudp.tools.pcap` for the simulator) wrap segments in IP/UDP for
+tshark, and `rudp.tools.tunbridge` exchanges IPv4/TCP packets with the kernel.
+Building a header and the pseudo-header live with the capture writer, which
+the asyncio adapter needs without reaching up into the tools; they are
+re-exported here. The header checksum is RFC 1071's (RFC 791 §3.1).
 A tools-layer module: it only formats bytes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import struct
 
+from ..aio.capture import DF, IPV4_HEADER, PROTO_UDP, pseudo_header  # noqa: F401 - re-exported
+from ..aio.capture import ipv4_header as build_header
 from ..core.wire import internet_checksum
 
-HEADER = struct.Struct("!BBHHHBBH4s4s")  # no options: IHL 5
-DF = 0x4000  # flags: don't fragment
+HEADER = IPV4_HEADER  # no options: IHL 5
 PROTO_TCP = 6
-PROTO_UDP = 17
 
-
-def build_header(src: bytes, dst: bytes, proto: int, payload_len: int, ident: int = 0, ttl: int = 64) -> bytes:
-    """A 20-byte IPv4 header (no options, DF set) for `payload_len` bytes, with its checksum."""
-    header = HEADER.pack(0x45, 0, HEADER.size + payload_len, ident & 0xFFFF, DF, ttl, proto, 0, src, dst)
-    return header[:10] + internet_checksum(header).to_bytes(2, "big") + header[12:]
+__all__ = ["DF", "HEADER", "PROTO_TCP", "PROTO_UDP", "IPv4Packet", "PacketError", "build_header",
+           "header_checksum_ok", "parse_ipv4", "pseudo_header"]
 
 
 def header_checksum_ok(header: bytes) -> bool:
     """True if an IPv4 header (options included) verifies: RFC 1071's checksum
     over a header holding a correct checksum field is 0."""
     return internet_checksum(header) == 0
-
-
-def pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
-    """The IPv4 pseudo-header of the TCP and UDP checksums (RFC 9293 §3.1, RFC 768)."""
-    return src + dst + struct.pack("!BBH", 0, proto, length)
 
 
 @dataclasses.dataclass(frozen=True)
