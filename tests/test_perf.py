@@ -209,3 +209,32 @@ def test_busy_server_and_vanished_client(run: Callable[..., Any]) -> None:
         assert res["bytes"] == MB
 
     run(_with_server(body), timeout=60)
+
+
+def test_client_capture_holds_every_stream(run: Callable[..., Any], tmp_path: Any) -> None:
+    """--pcap on the client (run_client's ``capture``): the -P streams share one
+    socket whose capture tshark dissects as TCP with nothing malformed, each
+    stream's handshake and FIN in it, and every data byte the client sent."""
+    from tests.test_capture import TSHARK, dissect
+    if TSHARK is None:
+        pytest.skip("tshark is not installed (tests/setup.sh installs it as root)")
+    pcap = tmp_path / "perf.pcap"
+
+    async def body(port: int, out: io.StringIO) -> dict[str, Any]:
+        params = new_params(2, False, None, 2 * MB, perf.DEFAULT_CC, True)
+        return await run_client("127.0.0.1", port, params, io.StringIO(), True, {"pcap": str(pcap)})
+
+    res = run(_with_server(body), timeout=60)
+    _check_result(res, 2)
+    sent_to = [r["udp.dstport"] for r in dissect(pcap, 1)]  # any port: find the data port first
+    data_port = max(set(sent_to), key=sent_to.count)
+    rows = dissect(pcap, int(data_port))
+    assert not any(r["_ws.malformed"] for r in rows)
+    syns = [r for r in rows if "S" in r["tcp.flags.str"] and "A" not in r["tcp.flags.str"]]
+    fins = [r for r in rows if "F" in r["tcp.flags.str"] and r["udp.dstport"] == data_port]
+    assert len(syns) == 2 and len(fins) == 2
+    payload = sum(int(r["tcp.len"]) for r in rows if r["udp.dstport"] == data_port
+                  and not any(r[f] for f in ("tcp.analysis.retransmission",
+                                             "tcp.analysis.fast_retransmission",
+                                             "tcp.analysis.spurious_retransmission")))
+    assert payload >= 2 * MB  # the data, plus each stream's header line

@@ -422,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     common(p)
     p = sub.add_parser("perf", help="measure throughput, like iperf3 (-s server, -c HOST client)")
     perf.add_arguments(p)
+    add_capture_options(p)  # with -c: the data streams' socket
     p = sub.add_parser("ss", help="list the rudp connections and listeners of this machine, like ss -tani")
     p.add_argument("--json", action="store_true", help="one JSON object for machines")
     p.add_argument("-l", "--listening", action="store_true", help="listeners only")

@@ -22,6 +22,7 @@ Intervals are sampled once a second from the connections' state
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -34,9 +35,11 @@ from typing import Any, TextIO
 from .. import aio
 from ..aio import introspect
 from ..core import congestion
-from ..core.config import DEFAULT_MSS
+from ..core.config import DEFAULT_MSS, Config
 from ..core.connection import Connection
 from ..core.stats import connection_info
+
+DEFAULT_CC = Config().congestion_control  # what the library uses when not told
 
 VERSION = 1
 DEFAULT_PORT = 5201
@@ -64,8 +67,8 @@ class Params:
     reverse: bool = False
     seconds: float | None = 10.0
     bytes: int | None = None
-    cc: str = "newreno"
-    gso: bool = False
+    cc: str = DEFAULT_CC
+    gso: bool = True  # the library's default; the socket falls back where the kernel lacks it
 
     def to_json(self) -> dict[str, Any]:
         return {"version": VERSION, "cookie": self.cookie, "streams": self.streams,
@@ -694,11 +697,14 @@ def _results(obj: Any, n: int) -> list[dict[str, Any]]:
 
 
 async def run_client(host: str, port: int, params: Params, out: TextIO,
-                     json_output: bool) -> dict[str, Any]:
+                     json_output: bool, capture: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one test against ``host``; returns the JSON result (printed as
-    lines on ``out`` unless ``json_output``)."""
+    lines on ``out`` unless ``json_output``). ``capture`` (``pcap=``,
+    ``event_log=``): the data streams then share one UDP socket, which
+    captures them all."""
     check_cc(params.cc)
     loop = asyncio.get_running_loop()
+    shared: Any = None
     text = None if json_output else out
     try:
         reader, writer = await aio.open_connection(
@@ -719,12 +725,15 @@ async def run_client(host: str, port: int, params: Params, out: TextIO,
             raise PerfError(f"server: {err}" if err else "malformed reply from the server")
         data_port = reply["port"]
         sending = not params.reverse
+        if capture:
+            shared = await aio.create_endpoint(gso=params.gso, **capture)
         for i in range(params.streams):
             header = params.cookie.encode() + f"{i:04x}".encode()
             stream = Stream(i, sending, loop, header=header)
+            per_socket: dict[str, Any] = {"endpoint": shared} if shared else {"gso": params.gso}
             await aio.create_connection(lambda s=stream: s, host, data_port,  # type: ignore[misc]
-                                        congestion_control=params.cc, gso=params.gso,
-                                        connect_timeout=SETUP_TIMEOUT)
+                                        congestion_control=params.cc,
+                                        connect_timeout=SETUP_TIMEOUT, **per_socket)
             streams.append(stream)
             if text:
                 conn = stream.conn
@@ -767,6 +776,9 @@ async def run_client(host: str, port: int, params: Params, out: TextIO,
             await writer.wait_closed()
         except (ConnectionError, OSError):
             pass
+        if shared is not None:
+            shared.close_when_idle()  # its capture ends once the streams' TIME_WAIT does
+            await shared.wait_closed()
     sender, receiver = (mine, other) if sending else (other, mine)
     summary = summarize(sender, receiver)
     if text:
@@ -816,10 +828,10 @@ async def main_server(host: str | None, port: int, once: bool, out: TextIO) -> i
 
 
 async def main_client(host: str, port: int, params: Params, json_output: bool,
-                      out: TextIO) -> int:
+                      out: TextIO, capture: dict[str, Any] | None = None) -> int:
     introspect.expose_or_warn()
     try:
-        result = await run_client(host, port, params, out, json_output)
+        result = await run_client(host, port, params, out, json_output, capture)
     except PerfError as exc:
         if json_output:
             json.dump({"error": str(exc)}, out)
@@ -859,8 +871,10 @@ def add_arguments(p: Any) -> None:
     p.add_argument("-P", "--parallel", type=int, default=1, help="parallel streams (1)")
     p.add_argument("-R", "--reverse", action="store_true", help="the server sends")
     p.add_argument("--json", action="store_true", help="one JSON object at the end")
-    p.add_argument("--gso", action="store_true", help="send with UDP GSO (gso=True)")
-    p.add_argument("--cc", default="newreno", help="congestion control (default newreno)")
+    p.add_argument("--gso", action=argparse.BooleanOptionalAction, default=True,
+                   help="send with UDP GSO where the kernel has it (the default); --no-gso: one "
+                        "datagram per send call")
+    p.add_argument("--cc", default=DEFAULT_CC, help=f"congestion control (default {DEFAULT_CC})")
 
 
 async def main(args: Any, parser: Any) -> int:
@@ -879,4 +893,9 @@ async def main(args: Any, parser: Any) -> int:
         print(f"rudp perf: {exc}", file=sys.stderr)
         return 2
     params = new_params(args.parallel, args.reverse, args.time, args.bytes, args.cc, args.gso)
-    return await main_client(args.client, args.port, params, args.json, sys.stdout)
+    capture: dict[str, Any] = {}
+    if getattr(args, "pcap", None):
+        capture["pcap"] = args.pcap
+    if getattr(args, "event_log", None):
+        capture["event_log"] = sys.stderr if args.event_log == "-" else args.event_log
+    return await main_client(args.client, args.port, params, args.json, sys.stdout, capture)
