@@ -267,9 +267,35 @@ def test_tlp_that_repairs_a_loss_reduces_cwnd() -> None:
     [probe] = recv(conn, t)
     assert probe.seq == S[2] & MASK
     assert conn.recovery.tlp_end == S[3]
+    cwnd = conn.cc.cwnd
+    # An ACK of exactly the probe's end may answer the original: wait (§7.4.2).
     deliver(conn, seg(IRS + 1, S[3]), t + 0.1)
+    assert conn.stats.tlp_repairs == 0 and conn.recovery.tlp_end == S[3]
+    conn.send(data(1000))
+    recv(conn, t + 0.1)
+    deliver(conn, seg(IRS + 1, S[3] + 1000), t + 0.2)  # beyond it, and no D-SACK came
     assert conn.stats.tlp_repairs == 1
-    assert conn.cc.cwnd < 10_000
+    assert conn.cc.cwnd < cwnd
+
+
+def test_tlp_crossed_by_a_delayed_ack_is_cleared_by_the_dsack() -> None:
+    """The probe crosses the peer's delayed ACK of the original: that ACK
+    covers exactly the probe's end and proves nothing; the D-SACK the
+    probe's duplicate brings next ends the episode with no reduction (§7.4.2,
+    as Linux's tcp_process_tlp_ack)."""
+    cfg = SACK.replace(tail_loss_probe=True)
+    conn = handshake(cfg, sack_permitted=True)
+    conn.send(data(500))
+    [orig] = recv(conn, 0.1)
+    t = timer(conn)
+    fire(conn, t)
+    [probe] = recv(conn, t)
+    assert probe.seq == orig.seq and conn.recovery.tlp_end == S[0] + 500
+    cwnd = conn.cc.cwnd
+    deliver(conn, seg(IRS + 1, S[0] + 500), t + 0.01)  # the delayed ACK of the original
+    deliver(conn, seg(IRS + 1, S[0] + 500, sack=((S[0], S[0] + 500),)), t + 0.02)  # D-SACK
+    assert conn.stats.tlp_repairs == 0 and conn.recovery.tlp_end == 0
+    assert conn.cc.cwnd >= cwnd
 
 
 def test_tlp_made_needless_by_a_dsack_changes_nothing() -> None:

@@ -543,6 +543,11 @@ class Recovery:
         tlp_end = self.tlp_end
         if not self.tlp_rxt:
             self.tlp_end = 0  # the probe was new data: RACK judges the rest
+        elif ack == tlp_end:
+            # §7.4.2: an ACK of exactly the probe's end may answer the original
+            # (a delayed ACK crossing the probe): wait for the D-SACK the
+            # probe's duplicate brings (on_dsack), or an ACK beyond it.
+            return
         else:
             # The probe's data is acknowledged and no D-SACK for it came with
             # this ACK (input.py judges D-SACKs first; on_dsack would have
