@@ -472,10 +472,14 @@ class Recovery:
         if not self.in_recovery:
             if freed > 0:
                 self.cc.on_ack(freed, self.pipe(ack, snd_nxt, sack_ok), now)
-        elif tsecr and self.undo is not None and seq_diff(tsecr, self.rxt_ts) < 0:
-            # Eifel detection (RFC 3522): this ACK echoes a timestamp older than
-            # our first retransmission, so the original arrived and the
-            # "loss" was reordering. Undo the reduction (RFC 4015 §3).
+        elif (tsecr and self.undo is not None and seq_diff(tsecr, self.rxt_ts) < 0
+              and self.undo_rxt.ranges and ack > self.undo_rxt.ranges[0][0]):
+            # Eifel detection (RFC 3522): this ACK acknowledges our first
+            # retransmission yet echoes a timestamp older than it, so the
+            # original arrived and the "loss" was reordering. Undo the
+            # reduction (RFC 4015 §3). Only an ACK that covers it tells
+            # (RFC 3522 §2): RACK may resend a hole above SND.UNA, and an ACK
+            # for the data below, sent before, says nothing of that hole.
             self.undo_reduction(snd_nxt - ack, acked, ack, now)
         elif ack >= self.recover:  # full ACK (RFC 6582 §3.2 step 6)
             self.in_recovery = False
