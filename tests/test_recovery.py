@@ -649,6 +649,19 @@ def test_no_eifel_undo_for_an_ack_below_the_retransmission() -> None:
     assert rec.stats.spurious_recoveries == 1
 
 
+def test_a_loss_after_an_undo_starts_a_new_recovery() -> None:
+    # The undone recovery was no loss event: RecoveryPoint (MAX) no longer
+    # bars fast recovery for a real loss further on in the same window
+    # (RFC 6675 §5), which only the RTO would repair otherwise.
+    rec = reno_recovery(ts_ok=True, now=2.0)
+    ack(rec, 2000, UNA, tsecr=1999)
+    assert not rec.in_recovery and rec.stats.spurious_recoveries == 1
+    assert rec.recover <= 2000
+    dupacks(rec, 3)
+    assert detect(rec, una=2000, ts_ok=True, now=2.1)
+    assert rec.in_recovery
+
+
 def test_no_undo_without_timestamps() -> None:
     # Eifel needs the timestamp option (RFC 3522 §2); the state is kept for a
     # D-SACK (RFC 3708), but no echo is trusted.

@@ -418,8 +418,15 @@ class Recovery:
             # one restores what it saved on entry), then hears of the undo.
             self.reordering_seen = True  # the "lost" original arrived after all
             self.in_recovery = False
-            self.reno_sacked = 0  # (recover stays: no new recovery in this window, RFC 6582)
+            self.reno_sacked = 0
             cc.on_recovery_end(flight, now)
+        # The undone event was no loss event: RecoveryPoint no longer bars one
+        # (RFC 6675 §5: recovery starts "if no previous loss event has
+        # occurred" or the ACK passed RecoveryPoint). Kept, a real loss later
+        # in the same window could never be repaired but by the RTO (Linux
+        # likewise returns to the Open state on an undo).
+        if self.recover > snd_una:
+            self.recover = snd_una
         if not cc.wants_delivery:  # a window-based controller: RFC 4015's numbers
             cc.ssthresh = pipe_prev
             # RFC 4015 §3.2 step 5 with IW = 4*SMSS (RFC 3390), never above the old cwnd.
