@@ -42,6 +42,26 @@ def test_loss_events_do_not_cut_the_window_but_timeouts_do() -> None:
     assert cc.cwnd == MSS and cc.prior_cwnd == 50_000
 
 
+def test_ack_aggregation_is_the_excess_over_bw_times_time() -> None:
+    """§4.6.4.3: an epoch starts when ACKs come no faster than bw; what it
+    delivers beyond bw x its duration is extra_acked, at most cwnd, and it
+    widens the window (§4.6.4.2)."""
+    cc = Bbr(MSS, 10)
+    cc.bw = 1e6  # bytes/s
+    cc.cwnd = 100_000
+    cc.full_bw_reached = True
+    cc.update_ack_aggregation(10_000, 1.0)  # a new epoch
+    assert max(cc.extra_acked) == 10_000
+    cc.update_ack_aggregation(10_000, 1.005)  # 20 kB in 5 ms where bw says 5 kB
+    assert max(cc.extra_acked) == 15_000
+    cc.update_ack_aggregation(2_000, 1.2)  # slower than bw: a new epoch
+    assert cc.ack_epoch_acked == 2_000
+    assert max(cc.extra_acked) == 15_000  # the filter keeps its maximum
+    cc.cwnd = 12_000
+    cc.update_ack_aggregation(30_000, 1.2)
+    assert max(cc.extra_acked) == 15_000  # this epoch's 32 kB, capped at cwnd
+
+
 def test_min_rtt_filter_expires_after_ten_seconds() -> None:
     cc = Bbr(MSS, 10)
     cc.on_rtt_sample(0.05, 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rudp.core.config import Config
-from rudp.core.pacing import MIN_BURST_SEGMENTS, Pacer
+from rudp.core.pacing import MAX_LAG, MIN_BURST_SEGMENTS, Pacer
 import os
 import sys
 
@@ -24,6 +24,24 @@ def test_bucket_starts_full_and_refills_at_the_rate() -> None:
     assert p.allowance(10e6, 1000, 1.0) == 0
     assert p.release_time(1.0) == pytest.approx(1.0 + 12_000 / 10e6)
     assert p.allowance(10e6, 1000, 1.0012) == pytest.approx(10_000, abs=1)
+
+
+def test_a_late_wake_up_keeps_what_it_earned() -> None:
+    """The pace timer fired 1.5 ms after the release time: the tokens of
+    those 1.5 ms are kept on top of the burst (the loop's lateness must not
+    lower the rate), but never more than MAX_LAG's worth."""
+    p = Pacer()
+    assert p.allowance(10e6, 1000, 1.0) == 10_000
+    p.spent(10_000)
+    due = p.release_time(1.0)
+    assert due == pytest.approx(1.001)
+    assert p.allowance(10e6, 1000, due + 0.0015) == pytest.approx(25_000, abs=1)
+    p.spent(25_000)
+    p.release_time(due + 0.0015)
+    # Woken very late: one burst plus MAX_LAG's worth at most.
+    assert p.allowance(10e6, 1000, 2.0) == pytest.approx(10_000 + MAX_LAG * 10e6, abs=1)
+    # An early call (an ACK) before any hold: the plain burst cap.
+    assert p.allowance(10e6, 1000, 3.0) == 10_000
 
 
 def test_burst_is_at_least_two_segments() -> None:

@@ -76,10 +76,12 @@ def ack(
 
 
 def reno_recovery(ts_ok: bool = False, now: float = 1.0, ts_offset: int = 0) -> Recovery:
-    """Fast recovery without SACK, entered on the third duplicate ACK."""
+    """Fast recovery without SACK, entered on the third duplicate ACK, and
+    its fast retransmission of the segment at SND.UNA sent."""
     rec = make(ts_offset)
     dupacks(rec, 3)
     assert detect(rec, ts_ok=ts_ok, now=now)
+    rec.resent(UNA, UNA + SMSS, now)
     return rec
 
 
@@ -629,6 +631,35 @@ def test_no_undo_when_the_retransmission_is_echoed() -> None:
         assert rec.in_recovery, tsecr  # a partial ACK
         assert (rec.cc.cwnd, rec.cc.ssthresh) == (5000, 5000)
         assert rec.stats.spurious_recoveries == 0
+
+
+def test_no_eifel_undo_for_an_ack_below_the_retransmission() -> None:
+    # RFC 3522 §2 judges the ACK for the retransmitted segment. RACK resent a
+    # hole at 4000 (above SND.UNA); an ACK for 1000-3000, sent before the
+    # retransmission and so echoing an older timestamp, says nothing of it.
+    rec = make()
+    sack(rec, 5000, 7000)
+    rec.enter_recovery(UNA, MAX, 5000, True, True, 2.0)  # RetransmitTS = 2000
+    rec.resent(4000, 5000, 2.0)
+    ack(rec, 3000, UNA, sack_ok=True, tsecr=1990)
+    assert rec.in_recovery
+    assert rec.stats.spurious_recoveries == 0
+    ack(rec, 5000, 3000, sack_ok=True, tsecr=1995)  # it covers the retransmission
+    assert not rec.in_recovery
+    assert rec.stats.spurious_recoveries == 1
+
+
+def test_a_loss_after_an_undo_starts_a_new_recovery() -> None:
+    # The undone recovery was no loss event: RecoveryPoint (MAX) no longer
+    # bars fast recovery for a real loss further on in the same window
+    # (RFC 6675 §5), which only the RTO would repair otherwise.
+    rec = reno_recovery(ts_ok=True, now=2.0)
+    ack(rec, 2000, UNA, tsecr=1999)
+    assert not rec.in_recovery and rec.stats.spurious_recoveries == 1
+    assert rec.recover <= 2000
+    dupacks(rec, 3)
+    assert detect(rec, una=2000, ts_ok=True, now=2.1)
+    assert rec.in_recovery
 
 
 def test_no_undo_without_timestamps() -> None:

@@ -13,8 +13,12 @@ probe saw more than 2% loss, and the short-term bw_lo/inflight_lo, cut by
 Beta when a round outside probing lost more than 2% (see
 ``adapt_lower_bounds`` for how and why that differs from the draft).
 
-Not modelled: ACK aggregation (extra_acked, §4.6.4.2), the idle restart
-(§4.4.3) and the first recovery round's packet conservation (§4.6.4.4).
+ACK aggregation (§4.6.4.2-3) is: a receiver or an event loop that acks in
+batches delivers more than bw x time in bursts, and the window gets that
+excess on top of the BDP so sending does not stall between the batches.
+
+Not modelled: the idle restart (§4.4.3) and the first recovery round's
+packet conservation (§4.6.4.4).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ STARTUP_CWND_GAIN = 2.0
 DRAIN_PACING_GAIN = 0.35  # < 1 / 2.77: drains Startup's queue in about one round
 DEFAULT_CWND_GAIN = 2.0
 PROBE_UP_CWND_GAIN = 2.25
+#: §4.6.4.3: the extra_acked max filter spans ~10 rounds, kept as two
+#: slots of EXTRA_ACKED_WIN_ROUNDS rounds each (as Linux's tcp_bbr.c).
+EXTRA_ACKED_WIN_ROUNDS = 5
+ACK_EPOCH_RESET = 1 << 20  # bytes: restart an epoch this long (Linux's bbr_ack_epoch_acked_reset_thresh)
 PACING_MARGIN = 0.01  # pace 1% below the estimate, to keep the queue small
 LOSS_THRESH = 0.02
 BETA = 0.7
@@ -65,6 +73,8 @@ class Bbr(CongestionControl):
         "ack_phase", "bw_probe_wait", "rounds_since_bw_probe", "bw_probe_up_cnt",
         "bw_probe_up_acks", "bw_probe_up_rounds", "bw_probe_samples", "prior_cwnd",
         "in_flight", "initial_cwnd", "_rand", "srtt", "round_lost", "round_delivered",
+        "extra_acked", "extra_acked_idx", "extra_acked_rounds", "ack_epoch_stamp",
+        "ack_epoch_acked",
     )
 
     def __init__(self, mss: int, initial_window: int) -> None:
@@ -113,6 +123,11 @@ class Bbr(CongestionControl):
         self.prior_cwnd = 0
         self.in_flight = 0
         self._rand = 0x2545F491  # deterministic stand-in for §4.3.3's random wait
+        self.extra_acked = [0, 0]  # max-filter slots of the excess delivered, bytes
+        self.extra_acked_idx = 0
+        self.extra_acked_rounds = 0
+        self.ack_epoch_stamp = 0.0
+        self.ack_epoch_acked = 0
         self.state = STARTUP
         self.pacing_gain = STARTUP_PACING_GAIN
         self.cwnd_gain = STARTUP_CWND_GAIN
@@ -172,6 +187,7 @@ class Bbr(CongestionControl):
         self.check_probe_rtt(now)
         self.advance_latest_delivery_signals()
         self.bw = min(self.max_bw, self.bw_lo)
+        self.update_ack_aggregation(rs.newly_delivered, now)
         # BBRUpdateControlParameters
         self.set_pacing_rate()
         self.set_cwnd()
@@ -203,6 +219,29 @@ class Bbr(CongestionControl):
         if rs.newly_lost:
             self.loss_in_round = True
             self.loss_events += 1
+
+    def update_ack_aggregation(self, acked: int, now: float) -> None:
+        """§4.6.4.3 BBRUpdateACKAggregation: how much more than bw x time
+        an ACK epoch delivered (capped at cwnd), windowed max over ~10 rounds."""
+        if acked <= 0 or not self.bw:
+            return
+        if self.round_start:
+            self.extra_acked_rounds += 1
+            if self.extra_acked_rounds >= EXTRA_ACKED_WIN_ROUNDS or not self.full_bw_reached:
+                # Startup: a one-round filter (§4.6.4.3's extra_acked_filter_len = 1).
+                self.extra_acked_rounds = 0
+                self.extra_acked_idx ^= 1
+                self.extra_acked[self.extra_acked_idx] = 0
+        expected = self.bw * (now - self.ack_epoch_stamp)
+        if self.ack_epoch_acked <= expected or self.ack_epoch_acked + acked >= ACK_EPOCH_RESET:
+            # ACKs came no faster than bw: a new epoch starts here.
+            self.ack_epoch_acked = 0
+            self.ack_epoch_stamp = now
+            expected = 0.0
+        self.ack_epoch_acked += acked
+        extra = min(int(self.ack_epoch_acked - expected), self.cwnd)
+        if extra > self.extra_acked[self.extra_acked_idx]:
+            self.extra_acked[self.extra_acked_idx] = extra
 
     def advance_latest_delivery_signals(self) -> None:
         if self.loss_round_start:
@@ -475,7 +514,8 @@ class Bbr(CongestionControl):
         quanta = 3 * self.send_quantum()
         if self.state == PROBE_BW_UP:
             quanta += 2 * self.mss
-        max_inflight = self.bdp_multiple(self.cwnd_gain) + quanta
+        # §4.6.4.2 BBRUpdateMaxInflight: the BDP plus the ACK aggregation seen.
+        max_inflight = self.bdp_multiple(self.cwnd_gain) + max(self.extra_acked) + quanta
         cwnd = self.cwnd
         acked = rs.newly_delivered
         if rs.newly_lost:

@@ -418,8 +418,15 @@ class Recovery:
             # one restores what it saved on entry), then hears of the undo.
             self.reordering_seen = True  # the "lost" original arrived after all
             self.in_recovery = False
-            self.reno_sacked = 0  # (recover stays: no new recovery in this window, RFC 6582)
+            self.reno_sacked = 0
             cc.on_recovery_end(flight, now)
+        # The undone event was no loss event: RecoveryPoint no longer bars one
+        # (RFC 6675 §5: recovery starts "if no previous loss event has
+        # occurred" or the ACK passed RecoveryPoint). Kept, a real loss later
+        # in the same window could never be repaired but by the RTO (Linux
+        # likewise returns to the Open state on an undo).
+        if self.recover > snd_una:
+            self.recover = snd_una
         if not cc.wants_delivery:  # a window-based controller: RFC 4015's numbers
             cc.ssthresh = pipe_prev
             # RFC 4015 §3.2 step 5 with IW = 4*SMSS (RFC 3390), never above the old cwnd.
@@ -472,10 +479,14 @@ class Recovery:
         if not self.in_recovery:
             if freed > 0:
                 self.cc.on_ack(freed, self.pipe(ack, snd_nxt, sack_ok), now)
-        elif tsecr and self.undo is not None and seq_diff(tsecr, self.rxt_ts) < 0:
-            # Eifel detection (RFC 3522): this ACK echoes a timestamp older than
-            # our first retransmission, so the original arrived and the
-            # "loss" was reordering. Undo the reduction (RFC 4015 §3).
+        elif (tsecr and self.undo is not None and seq_diff(tsecr, self.rxt_ts) < 0
+              and self.undo_rxt.ranges and ack > self.undo_rxt.ranges[0][0]):
+            # Eifel detection (RFC 3522): this ACK acknowledges our first
+            # retransmission yet echoes a timestamp older than it, so the
+            # original arrived and the "loss" was reordering. Undo the
+            # reduction (RFC 4015 §3). Only an ACK that covers it tells
+            # (RFC 3522 §2): RACK may resend a hole above SND.UNA, and an ACK
+            # for the data below, sent before, says nothing of that hole.
             self.undo_reduction(snd_nxt - ack, acked, ack, now)
         elif ack >= self.recover:  # full ACK (RFC 6582 §3.2 step 6)
             self.in_recovery = False
