@@ -163,3 +163,17 @@ def test_listen_reports_a_peer_reset_and_exits_1(tmp_path: Path) -> None:
         listener.wait()
     assert "rudp: " in err and "reset" in err, err
     assert "Traceback" not in err and "Unhandled exception" not in err, err
+
+
+def test_listen_on_a_taken_port_is_a_one_line_error() -> None:
+    """A UDP port another socket holds: one line on stderr and exit 1, no traceback."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        proc = subprocess.run([PY, "-m", "rudp", "listen", str(port), "--host", "127.0.0.1"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert f"cannot listen on port {port}" in err and "Traceback" not in err, err

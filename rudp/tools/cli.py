@@ -123,7 +123,11 @@ async def _listen(args: argparse.Namespace) -> int:
                 done.set_result(None)
 
     introspect.expose_or_warn()  # `rudp ss` lists this process's connections
-    server = await aio.start_server(handle, args.host, args.port, **_options(args))
+    try:
+        server = await aio.start_server(handle, args.host, args.port, **_options(args))
+    except OSError as exc:  # e.g. the port is taken: one line, as nc says it
+        print(f"rudp: cannot listen on port {args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     name = server.sockets[0].getsockname()
     log = logging.getLogger("rudp")
     log.info("listening on %s port %s", name[0], name[1])
