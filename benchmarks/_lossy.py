@@ -62,6 +62,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from _synflood import remove_stale_netns
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NS_PREFIX = "rudp-lossy-"
 SENDER_ADDR, ROUTER_S_ADDR = "10.211.1.1", "10.211.1.2"
@@ -210,15 +212,7 @@ class Topology:
 
     @staticmethod
     def remove_stale() -> None:
-        """Namespaces of earlier runs whose process is gone (a crash or SIGKILL)."""
-        try:
-            names = os.listdir("/run/netns")
-        except OSError:
-            return
-        for name in names:
-            m = re.fullmatch(re.escape(NS_PREFIX) + r"(\d+)-[srv]", name)
-            if m and not os.path.exists(f"/proc/{m.group(1)}"):
-                _run(["ip", "netns", "del", name], check=False)
+        remove_stale_netns(re.escape(NS_PREFIX) + r"(\d+)-[srv]")
 
     def ns(self, ns: str, *cmd: str, check: bool = True, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
         return _run(["ip", "netns", "exec", ns, *cmd], timeout=timeout, check=check)

@@ -76,6 +76,19 @@ SINK_DEV = "sfsink0"  # in the namespace: where the SYN,ACKs to flood sources le
 SINK_PEER = "sfsink1"
 
 
+def remove_stale_netns(pattern: str) -> None:
+    """Delete the namespaces of earlier runs whose process is gone (a crash or
+    SIGKILL): those whose whole name matches ``pattern``, group 1 the pid."""
+    try:
+        names = os.listdir("/run/netns")
+    except OSError:
+        return
+    for name in names:
+        m = re.fullmatch(pattern, name)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+
+
 class Unavailable(Exception):
     """The case cannot run here (not root, no netns, no veth): skip it with this reason."""
 
@@ -396,15 +409,7 @@ class Netns:
 
     @staticmethod
     def remove_stale() -> None:
-        """Namespaces of earlier runs whose process is gone (a crash or SIGKILL)."""
-        try:
-            names = os.listdir("/run/netns")
-        except OSError:
-            return
-        for name in names:
-            m = re.fullmatch(re.escape(NETNS_PREFIX) + r"(\d+)", name)
-            if m and not os.path.exists(f"/proc/{m.group(1)}"):
-                subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10, check=False)
+        remove_stale_netns(re.escape(NETNS_PREFIX) + r"(\d+)")
 
     def setup(self) -> None:
         reason = self.check()
