@@ -265,21 +265,28 @@ async def bulk_stream_server(p: Params, control: Control) -> None:
     server.close()
 
 
+async def send_then_await_fin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                              size: int) -> None:
+    """Write ``size`` bytes, half-close, and read until the receiver's FIN:
+    then it has everything."""
+    remaining = size
+    while remaining > 0:
+        chunk = CHUNK if remaining >= len(CHUNK) else CHUNK[:remaining]
+        writer.write(chunk)
+        remaining -= len(chunk)
+        await writer.drain()
+    writer.write_eof()
+    while await reader.read(1 << 16):
+        pass
+
+
 async def bulk_stream_client(p: Params, control: Control) -> None:
     impl, port, size, nconns = p["impl"], p["port"], int(p["size"]), int(p.get("conns", 1))
     pairs = [await open_stream(impl, port, p) for _ in range(nconns)]
     per_conn = size // nconns
 
     async def push(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        remaining = per_conn
-        while remaining > 0:
-            chunk = CHUNK if remaining >= len(CHUNK) else CHUNK[:remaining]
-            writer.write(chunk)
-            remaining -= len(chunk)
-            await writer.drain()
-        writer.write_eof()
-        while await reader.read(1 << 16):  # the receiver's FIN: it has everything
-            pass
+        await send_then_await_fin(reader, writer, per_conn)
 
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     await asyncio.gather(*(push(r, w) for r, w in pairs))
@@ -1105,15 +1112,7 @@ async def lossy_sender(p: Params, control: Control) -> None:
 
         reader, writer = await asyncio.wait_for(rudp.open_connection(host, port, **lossy_rudp_options(p)), 30.0)
     t0 = time.perf_counter()
-    remaining = size
-    while remaining > 0:
-        chunk = CHUNK if remaining >= len(CHUNK) else CHUNK[:remaining]
-        writer.write(chunk)
-        remaining -= len(chunk)
-        await writer.drain()
-    writer.write_eof()
-    while await reader.read(1 << 16):  # the receiver's FIN: it has everything
-        pass
+    await send_then_await_fin(reader, writer, size)
     t1 = time.perf_counter()
     cpu1 = cpu_seconds()
     info: dict[str, Any] = {}
