@@ -34,8 +34,7 @@ HIGH = 1 << 62  # NewReno's initial ssthresh ("arbitrarily high", RFC 5681 §3.1
 def make(ts_offset: int = 0, sent_at: float = 0.0) -> Recovery:
     """A Recovery that saw the ten segments leave at ``sent_at``."""
     rec = Recovery(congestion.create("newreno", SMSS, IW), Stats(), ISS, ts_offset)
-    for k in range(10):
-        rec.on_sent(UNA + k * SMSS, UNA + (k + 1) * SMSS, UNA + k * SMSS, sent_at)
+    rec.on_sent_run(UNA, 10, SMSS, sent_at)  # one flush: one send stamp
     return rec
 
 
@@ -731,6 +730,39 @@ def test_lost_retransmission_of_snd_una() -> None:
     rec.retransmitted(1000, 1000)
     assert not detect(rec, snd_max=14_000, sack_ok=True, now=2.5)
     assert rec.stats.lost_retransmits == 1
+
+
+def test_lost_retransmission_sent_in_the_same_flush_as_new_data() -> None:
+    # The adapter hands one ``now`` to a whole flush: the retransmission and
+    # the new segment after it share a time. The new one is SACKed half a
+    # second later and the retransmission is not: it was lost (RFC 8985 §6.2;
+    # equal send times are ordered by sequence number).
+    rec = make()
+    sack(rec, 2000, 5000)
+    assert detect(rec, sack_ok=True)
+    rec.on_sent(1000, 2000, MAX, 1.0)
+    rec.retransmitted(1000, 1000)
+    rec.on_sent(MAX, MAX + SMSS, MAX, 1.0)
+    assert rec.sent_time(MAX) == rec.sent_time(1000) == 1.0
+    sack(rec, MAX, MAX + SMSS, snd_max=MAX + SMSS, now=1.5)
+    detect(rec, snd_max=MAX + SMSS, sack_ok=True, now=1.5)
+    assert (rec.stats.lost_retransmits, rec.high_rxt) == (1, 1000)
+    assert next_rxt(rec, 100_000, snd_max=MAX + SMSS) == (1000, 1000)
+
+
+def test_a_retransmission_after_new_data_in_the_same_flush_is_not_lost() -> None:
+    # The other order: new data left first, then the retransmission, at the
+    # same ``now``. A SACK of the new data says nothing about the later one.
+    rec = make()
+    sack(rec, 2000, 5000)
+    assert detect(rec, sack_ok=True)
+    rec.on_sent(MAX, MAX + SMSS, MAX, 1.0)
+    rec.on_sent(1000, 2000, MAX + SMSS, 1.0)
+    rec.retransmitted(1000, 1000)
+    assert rec.sent_time(1000) > rec.sent_time(MAX) == 1.0  # stamped after it
+    sack(rec, MAX, MAX + SMSS, snd_max=MAX + SMSS, now=1.5)
+    detect(rec, snd_max=MAX + SMSS, sack_ok=True, now=1.5)
+    assert rec.stats.lost_retransmits == 0
 
 
 def test_sacks_sent_before_the_retransmission_do_not_count() -> None:

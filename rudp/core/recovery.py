@@ -16,6 +16,7 @@ decides what is lost and what to send again. Sequence numbers are unwrapped.
 from __future__ import annotations
 
 import bisect
+import math
 
 from .congestion import CongestionControl
 from .ranges import Scoreboard
@@ -34,7 +35,8 @@ class Recovery:
         # Per-segment send records (RFC 8985 §5.2), ordered by sequence number:
         # entry i covers [x_end[i-1] (x_start for i = 0), x_end[i]) and was last
         # sent at x_time[i]; rxt_ends holds the ends of entries ever resent.
-        "x_start", "x_end", "x_time", "rxt_ends", "rxt_lost",
+        "x_start", "x_end", "x_time", "rxt_ends", "rxt_lost", "last_xmit",
+        "last_xmit_end",
         # RACK (RFC 8985 §6).
         "rack_xmit", "rack_end", "rack_rtt", "min_rtt", "reordering_seen",
         "reo_wnd_mult", "reo_wnd_persist", "dsack_round", "reo_deadline",
@@ -67,6 +69,8 @@ class Recovery:
         self.x_time: list[float] = []
         self.rxt_ends: list[int] = []  # sorted
         self.rxt_lost: set[int] = set()  # ends of resent entries RACK deemed lost again
+        self.last_xmit = -_INF  # the latest send stamp handed out (stamp())
+        self.last_xmit_end = 0  # the end of what left with it
         self.rack_xmit = -_INF  # RACK.xmit_ts
         self.rack_end = 0  # RACK.end_seq
         self.rack_rtt = 0.0  # RACK.rtt
@@ -124,8 +128,28 @@ class Recovery:
             cwnd = max(cwnd, self.pipe(snd_una, snd_nxt, sack_ok) + self.frto_quota)
         return cwnd
 
+    def stamp(self, seq: int, end: int, now: float) -> float:
+        """The send time to record for [seq, end) leaving at ``now``. The
+        adapter hands one ``now`` to a whole flush, and RACK (RFC 8985 §6.2)
+        breaks a tie of send times by sequence number, which is right while
+        a flush sends in sequence order. A retransmission after higher data
+        at the same ``now`` gets a time one float step later instead, and
+        anything after it no earlier: send order stays readable, as Linux's
+        per-skb nanosecond stamps keep it."""
+        last = self.last_xmit
+        if now > last:
+            t = now
+        elif seq < self.last_xmit_end:
+            t = math.nextafter(last, _INF)
+        else:
+            t = last
+        self.last_xmit = t
+        self.last_xmit_end = end
+        return t
+
     def on_sent(self, seq: int, end: int, snd_max: int, now: float) -> None:
         """Record a transmission of [seq, end) at ``now`` (RFC 8985 §5.2)."""
+        now = self.stamp(seq, end, now)
         if seq >= snd_max:
             if not self.x_end:
                 self.x_start = seq
@@ -143,7 +167,9 @@ class Recovery:
             self.frto_quota -= end - snd_max
 
     def on_sent_run(self, seq: int, count: int, smss: int, now: float) -> None:
-        """``count`` new full segments from ``seq`` (Sender.send_full_segments)."""
+        """``count`` new full segments from ``seq`` (Sender.send_full_segments).
+        They share one stamp: RACK orders them by sequence (§6.2's end_seq tie-break)."""
+        now = self.stamp(seq, seq + count * smss, now)
         x_end = self.x_end
         if not x_end:
             self.x_start = seq
@@ -316,10 +342,9 @@ class Recovery:
             if covered is not None and covered >= e:
                 continue
             t = x_time[i]
-            # Strictly older only: a retransmission sent at the same instant
-            # as RACK's segment may have left after it (the §6.2 tie-break on
-            # end_seq assumes sending in sequence order, true of originals only).
-            if t < rack_xmit:
+            # Equal send stamps left in sequence order (stamp()): the §6.2
+            # end_seq tie-break holds for retransmissions too.
+            if t < rack_xmit or (t == rack_xmit and e < rack_end):
                 if t + self.rack_rtt + reo <= now:
                     self.rxt_lost.add(e)
                     self.stats.lost_retransmits += 1
