@@ -53,16 +53,30 @@ def test_hystart_leaves_slow_start_before_the_queue_overflows(cubic_plain: str) 
 
 
 def test_hystart_cuts_slow_start_drops_with_a_shallower_queue(cubic_plain: str) -> None:
-    """Queue of 2 BDP: HyStart++ sees the delay one round after the queue
-    starts to stand (its per-round minimum RTT), while slow start doubles
-    the window in that round; CSS's quarter-speed growth then overflows the
-    queue less than half as much (58 drops against 133 measured). At a
-    queue of one BDP the delay signal cannot come in time: the window
-    outgrows BDP + queue in the very round the queue begins to stand."""
+    """Queue of 2 BDP at 10 Mbit/s, where ACKs come 2.4 ms apart (too far
+    apart for the ACK train): HyStart++ sees the delay one round after the
+    queue starts to stand (its per-round minimum RTT), while slow start
+    doubles the window in that round; CSS's quarter-speed growth then
+    overflows the queue less than half as much (56 drops against 131
+    measured)."""
     link = LinkConfig(delay=0.025, bandwidth=10e6, queue_limit=86)
     hystart = bulk(Config(), link, 1_500_000)
     plain = bulk(Config(congestion_control=cubic_plain), link, 1_500_000)
     assert hystart.drops_in_slow_start * 2 < plain.drops_in_slow_start
+
+
+def test_ack_train_ends_slow_start_before_a_one_bdp_queue_overflows(cubic_plain: str) -> None:
+    """The lossy benchmark's 20 Mbit/s, 20 ms path with a 25 ms queue (41
+    segments, about one BDP): the delay test alone would come a round too
+    late (77 slow-start drops measured without the ACK train), since the
+    window outgrows BDP + queue in the round the queue begins to stand. The
+    ACK train (ACKs 1.2 ms apart for over half the minimum RTT) ends slow
+    start first."""
+    link = LinkConfig(delay=0.01, bandwidth=20e6, queue_limit=41)
+    hystart = bulk(Config(), link, 1_500_000)
+    plain = bulk(Config(congestion_control=cubic_plain), link, 1_500_000)
+    assert hystart.ss_exit_at is not None and hystart.drops_in_slow_start == 0
+    assert plain.drops_in_slow_start > 40
 
 
 def test_bbr_keeps_the_bottleneck_busy_at_one_percent_loss() -> None:

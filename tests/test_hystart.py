@@ -3,18 +3,50 @@
 from __future__ import annotations
 
 from rudp.core.cubic import Cubic
-from rudp.core.hystart import CSS, CSS_ROUNDS, EXIT, N_RTT_SAMPLE, SLOW_START, HyStart
+from rudp.core.hystart import CSS, CSS_ROUNDS, EXIT, LOW_WINDOW, N_RTT_SAMPLE, SLOW_START, HyStart
 
 MSS = 1000
 
 
 def round_of(hs: HyStart, rtt: float, acks: int = 10, flight: int = 10_000) -> list[int]:
-    """One round: ``acks`` ACKs of one segment, each with an RTT sample."""
+    """One round: ``acks`` ACKs of one segment, each with an RTT sample (a
+    window of ten segments: below LOW_WINDOW, so no ACK-train test)."""
     out = []
     for _ in range(acks):
         hs.on_rtt_sample(rtt)
-        out.append(hs.on_ack(MSS, flight))
+        out.append(hs.on_ack(MSS, flight, 0.0, flight // MSS))
     return out
+
+
+def train(hs: HyStart, start: float, gap: float, acks: int, rtt: float = 0.02,
+          cwnd_segments: int = LOW_WINDOW) -> list[int]:
+    """``acks`` ACKs ``gap`` seconds apart from ``start``, flat RTT."""
+    out = []
+    for i in range(acks):
+        hs.on_rtt_sample(rtt)
+        out.append(hs.on_ack(MSS, cwnd_segments * MSS, start + i * gap, cwnd_segments))
+    return out
+
+
+def test_ack_train_longer_than_half_the_min_rtt_ends_slow_start() -> None:
+    # 20 ms path; ACKs 1 ms apart: the round's train passes 10 ms at its 12th ACK.
+    hs = HyStart()
+    res = train(hs, 0.0, 0.001, 40)
+    assert res[:11] == [SLOW_START] * 11
+    assert res[11] == EXIT
+    assert not hs.in_css
+
+
+def test_ack_gaps_break_the_train() -> None:
+    # The same ACKs 3 ms apart (more than ACK_TRAIN_DELTA): no train, the
+    # flat RTT keeps slow start going.
+    hs = HyStart()
+    assert set(train(hs, 0.0, 0.003, 40)) == {SLOW_START}
+
+
+def test_no_ack_train_test_below_the_low_window() -> None:
+    hs = HyStart()
+    assert set(train(hs, 0.0, 0.001, 40, cwnd_segments=LOW_WINDOW - 1)) == {SLOW_START}
 
 
 def test_stays_in_slow_start_while_the_rtt_is_flat() -> None:

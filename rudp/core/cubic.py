@@ -54,7 +54,7 @@ class Cubic(CongestionControl):
         if self.cwnd < self.ssthresh:
             inc = min(acked, SS_CAP * mss)
             if not self._hystart_done:
-                divisor = self.hystart.on_ack(acked, in_flight)
+                divisor = self.hystart.on_ack(acked, in_flight, now, self.cwnd // mss)
                 if divisor == EXIT:
                     # RFC 9406 §4.2: CSS is over, congestion avoidance from here.
                     self._hystart_done = True
