@@ -20,21 +20,29 @@ def round_of(hs: HyStart, rtt: float, acks: int = 10, flight: int = 10_000) -> l
 
 def train(hs: HyStart, start: float, gap: float, acks: int, rtt: float = 0.02,
           cwnd_segments: int = LOW_WINDOW) -> list[int]:
-    """``acks`` ACKs ``gap`` seconds apart from ``start``, flat RTT."""
+    """``acks`` ACKs ``gap`` seconds apart from ``start``, flat RTT, in one
+    round (a hundred segments in flight when it began)."""
     out = []
     for i in range(acks):
         hs.on_rtt_sample(rtt)
-        out.append(hs.on_ack(MSS, cwnd_segments * MSS, start + i * gap, cwnd_segments))
+        out.append(hs.on_ack(MSS, 100 * MSS, start + i * gap, cwnd_segments))
     return out
 
 
-def test_ack_train_longer_than_half_the_min_rtt_ends_slow_start() -> None:
-    # 20 ms path; ACKs 1 ms apart: the round's train passes 10 ms at its 12th ACK.
+def test_ack_train_longer_than_the_min_rtt_ends_slow_start() -> None:
+    # 20 ms path; ACKs 1 ms apart: the round's train passes 20 ms at its 22nd ACK.
     hs = HyStart()
     res = train(hs, 0.0, 0.001, 40)
-    assert res[:11] == [SLOW_START] * 11
-    assert res[11] == EXIT
+    assert res[:21] == [SLOW_START] * 21
+    assert res[21] == EXIT
     assert not hs.in_css
+
+
+def test_half_an_rtt_of_ack_train_is_what_pacing_alone_gives() -> None:
+    # Slow start paces a window over half the RTT: a train that long says
+    # nothing of a bottleneck.
+    hs = HyStart()
+    assert set(train(hs, 0.0, 0.001, 16)) == {SLOW_START}
 
 
 def test_ack_gaps_break_the_train() -> None:

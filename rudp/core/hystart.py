@@ -9,12 +9,15 @@ baseline means the rise was spurious and slow start resumes (§4.2).
 
 The delay test sees a standing queue one round after it began to stand (the
 round's minimum RTT comes from its first ACKs), and slow start doubles the
-window in that round: with a queue of a BDP or less the window outgrows
-BDP + queue before CSS can begin. So, as Linux's CUBIC does, an ACK train
-that lasts longer than half the minimum RTT also ends slow start: ACKs
-arriving back to back for that long mean the window already fills the
-bottleneck for half a round trip. That test exits to congestion avoidance
-directly (Linux's HyStart sets ssthresh to cwnd).
+window in that round: with a queue of about a BDP the window outgrows BDP +
+queue before CSS can begin. So, as Linux's CUBIC does, an ACK train within
+a round that lasts longer than the minimum RTT also ends slow start: ACKs
+arriving back to back for that long mean the window already keeps the
+bottleneck busy. (Linux halves that time for a sender that does not pace;
+ours paces slow start over half a round trip, so the train from pacing
+alone lasts about half the RTT, and the halved test fired on links with no
+bottleneck at all.) That test exits to congestion avoidance directly, as
+Linux's HyStart sets ssthresh to cwnd.
 """
 
 from __future__ import annotations
@@ -90,7 +93,7 @@ class HyStart:
                     return EXIT  # §4.2: CSS_ROUNDS rounds in CSS end slow start
         if cwnd_segments >= LOW_WINDOW and now - self.last_ack <= ACK_TRAIN_DELTA:
             self.last_ack = now
-            if now - self.round_start > self.min_rtt / 2:
+            if now - self.round_start > self.min_rtt:
                 return EXIT
         if (
             self.rtt_sample_count >= N_RTT_SAMPLE
