@@ -573,10 +573,40 @@ def test_ack_outside_recovery_counts_data_bytes() -> None:
     # RFC 3465 §2.2 counts acknowledged data bytes: an ACK covering 500 bytes
     # and our FIN advances 501 in sequence space but frees 500.
     rec = make()
-    rec.on_ack(1501, 501, 500, None, 1501, False, SMSS, 1.0)
+    rec.on_ack(1501, 501, 500, None, MAX, False, SMSS, 1.0)
     assert rec.cc.cwnd == 10_500
-    rec.on_ack(1502, 1, 0, None, 1502, False, SMSS, 1.0)  # the FIN alone
+    rec.on_ack(1502, 1, 0, None, MAX, False, SMSS, 1.0)  # the FIN alone
     assert rec.cc.cwnd == 10_500
+
+
+def test_cwnd_grows_only_while_the_window_is_used() -> None:
+    # RFC 7661 §4.3, RFC 9438 §5.8. Slow start: cwnd may grow to twice the
+    # most in flight this window (or the last) and no further.
+    rec = make()  # ten segments in flight, cwnd 10_000
+    rec.on_ack(2000, 1000, 1000, None, MAX, False, SMSS, 1.0)
+    assert rec.cc.cwnd == 11_000  # 10_000 were in flight: may grow below 20_000
+    # Only two segments out from here on (an application writing little):
+    # a new window whose flight never passes 2_000 bytes.
+    rec2 = Recovery(congestion.create("newreno", SMSS, IW), Stats(), ISS, 0)
+    rec2.on_sent_run(UNA, 2, SMSS, 0.0)
+    una, nxt = UNA, UNA + 2 * SMSS
+    for k in range(20):
+        rec2.on_ack(una + SMSS, SMSS, SMSS, None, nxt, False, SMSS, 1.0 + k)
+        rec2.on_sent(nxt, nxt + SMSS, nxt, 1.0 + k)
+        una, nxt = una + SMSS, nxt + SMSS
+    assert rec2.cc.cwnd == 10_000  # never more than 2_000 in flight: no growth
+
+
+def test_congestion_avoidance_grows_while_half_the_window_is_used() -> None:
+    # RFC 7661 §4.3: cwnd is validated while pipeACK >= cwnd / 2.
+    rec = make()
+    rec.cc.ssthresh = 5_000  # congestion avoidance, cwnd 10_000
+    rec.on_ack(2000, 1000, 1000, None, 7_000, False, SMSS, 1.0)  # 6_000 were in flight
+    assert rec.cc._bytes_acked == 1000  # type: ignore[attr-defined]
+    rec2 = make()
+    rec2.cc.ssthresh = 5_000
+    rec2.on_ack(2000, 1000, 1000, None, 6_000, False, SMSS, 1.0)  # only 5_000 were
+    assert rec2.cc._bytes_acked == 0  # type: ignore[attr-defined]
 
 
 def test_ack_forgets_sacks_and_counters() -> None:

@@ -50,6 +50,10 @@ class CongestionControl:
         """The retransmission timer expired."""
         raise NotImplementedError
 
+    def on_app_limited(self, now: float) -> None:
+        """New data was acknowledged outside recovery, but the window was not
+        in use (Recovery.cwnd_limited): no growth, as RFC 7661 says."""
+
     def on_rtt_sample(self, rtt: float, now: float) -> None:
         """An RTT measurement, as fed to the RTO estimator (RFC 6298 §3 rules)."""
 

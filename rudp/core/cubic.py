@@ -27,7 +27,7 @@ class Cubic(CongestionControl):
     """RFC 9438 §4; fast convergence on (§4.7)."""
 
     __slots__ = ("w_max", "k", "t_epoch", "cwnd_epoch", "w_est", "srtt", "_acc",
-                 "hystart", "_prior", "_hystart_done")
+                 "hystart", "_prior", "_hystart_done", "_last_ack")
 
     def __init__(self, mss: int, initial_window: int, hystart: bool = True) -> None:
         super().__init__(mss, initial_window)
@@ -41,6 +41,7 @@ class Cubic(CongestionControl):
         self.hystart = HyStart()
         self._hystart_done = not hystart  # only the first slow start uses HyStart++
         self._prior: tuple[float, float, float | None, float, float] | None = None
+        self._last_ack = 0.0  # when on_ack or on_app_limited last ran
 
     # ------------------------------------------------------------ events
 
@@ -49,7 +50,15 @@ class Cubic(CongestionControl):
         if self.cwnd < self.ssthresh and not self._hystart_done:
             self.hystart.on_rtt_sample(rtt)
 
+    def on_app_limited(self, now: float) -> None:
+        # RFC 9438 §5.8: the time the window went unused is not time on the
+        # curve; shift the epoch by it, as Linux does after an idle period.
+        if self.t_epoch is not None:
+            self.t_epoch += now - self._last_ack
+        self._last_ack = now
+
     def on_ack(self, acked: int, in_flight: int, now: float) -> None:
+        self._last_ack = now
         mss = self.mss
         if self.cwnd < self.ssthresh:
             inc = min(acked, SS_CAP * mss)

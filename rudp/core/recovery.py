@@ -48,6 +48,8 @@ class Recovery:
         "undo", "undo_bytes", "undo_rxt", "undo_start", "undo_until", "rxt_ts", "frto",
         "frto_quota",
         "snd_nxt_to",
+        # Window use (RFC 7661, RFC 9438 §5.8): the most in flight this window and the last.
+        "flight_max", "flight_max_prev", "usage_end",
     )
 
     def __init__(
@@ -93,6 +95,9 @@ class Recovery:
         self.rxt_ts = 0  # our TSval when the first retransmission left (RFC 3522)
         self.frto = 0  # F-RTO step (RFC 5682 §2.1) awaiting an ACK: 2 or 3; 0 off
         self.frto_quota = 0  # new bytes F-RTO's step 2b may send whatever the pipe
+        self.flight_max = 0  # bytes in flight at most, seen at ACKs of this window
+        self.flight_max_prev = 0  # ... of the window before
+        self.usage_end = iss  # this window ends when SND.UNA reaches it
         self.snd_nxt_to = 0  # for the connection: 1 resume at SND.MAX, 2 go back to SND.UNA
 
     # ------------------------------------------------------------ sending
@@ -503,7 +508,11 @@ class Recovery:
             self.frto_ack(ack, acked, tsecr, snd_nxt, now)
         if not self.in_recovery:
             if freed > 0:
-                self.cc.on_ack(freed, self.pipe(ack, snd_nxt, sack_ok), now)
+                flight = self.pipe(ack, snd_nxt, sack_ok)
+                if self.cwnd_limited(ack, flight + freed, snd_nxt):
+                    self.cc.on_ack(freed, flight, now)
+                else:
+                    self.cc.on_app_limited(now)
         elif (tsecr and self.undo is not None and seq_diff(tsecr, self.rxt_ts) < 0
               and self.undo_rxt.ranges and ack > self.undo_rxt.ranges[0][0]):
             # Eifel detection (RFC 3522): this ACK acknowledges our first
@@ -571,6 +580,25 @@ class Recovery:
         del x_end[:k]
         del x_time[:k]
         return sample
+
+    def cwnd_limited(self, ack: int, before: int, snd_nxt: int) -> bool:
+        """Whether this window (or the last) used cwnd, so that an ACK may
+        grow it (RFC 9438 §5.8: not while application-limited): a window the
+        sender does not fill measures nothing about the path, and left to
+        grow, cwnd reaches any size (tens of megabytes on loopback behind a
+        4 MB receive window). ``before`` is the flight just before this ACK.
+        The test is RFC 7661's: cwnd is validated while the most in flight
+        ("pipeACK", §4.1, here sampled at ACKs over the window and the last)
+        is at least half of it (§4.3), which in slow start is also Linux's
+        tcp_is_cwnd_limited (cwnd < 2 x max_packets_out)."""
+        if ack >= self.usage_end:
+            self.usage_end = snd_nxt
+            self.flight_max_prev = self.flight_max
+            self.flight_max = before
+        elif before > self.flight_max:
+            self.flight_max = before
+        used = self.flight_max if self.flight_max > self.flight_max_prev else self.flight_max_prev
+        return 2 * used > self.cc.cwnd
 
     def tlp_acked(self, ack: int, flight: int, now: float) -> None:
         """RFC 8985 §7.4: the probe's episode ends. A retransmitted probe
