@@ -71,6 +71,20 @@ def test_min_rtt_filter_expires_after_ten_seconds() -> None:
     assert cc.min_rtt == 0.08
 
 
+def test_a_clock_far_from_zero_does_not_start_in_probe_rtt() -> None:
+    """The adapter's clock is the loop's (seconds since boot): the first RTT
+    sample starts the ProbeRTT and min-RTT stamps (the draft's BBROnInit sets
+    them to Now()) instead of finding them expired. They were 0.0, and every
+    real connection spent its first 200 ms in ProbeRTT at four segments."""
+    cc = Bbr(MSS, 10)
+    cc.on_rtt_sample(0.02, 86_400.0)
+    assert not cc.probe_rtt_expired and cc.min_rtt == 0.02
+    cc.check_probe_rtt(86_400.0)
+    assert cc.state == STARTUP
+    cc.on_rtt_sample(0.03, 86_405.5)  # PROBE_RTT_INTERVAL (5 s) without a new minimum
+    assert cc.probe_rtt_expired
+
+
 def _states(r) -> set[int]:  # type: ignore[no-untyped-def]
     return set(r.cc.states_seen)
 

@@ -152,14 +152,19 @@ class Bbr(CongestionControl):
 
     def on_rtt_sample(self, rtt: float, now: float) -> None:
         self.srtt = rtt if not self.srtt else self.srtt + (rtt - self.srtt) / 8
-        # §4.6.2 BBRUpdateMinRTT
-        probe_rtt_expired = now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
+        # §4.6.2 BBRUpdateMinRTT. The draft starts both stamps at Now() when
+        # the connection starts (BBROnInit); a controller has no clock then,
+        # so the first sample starts them: with stamps of 0.0 the first
+        # sample of a real clock (seconds since boot) found them "expired"
+        # and sent startup into ProbeRTT at once, four segments for 200 ms.
+        first = self.probe_rtt_min_delay == _INF
+        probe_rtt_expired = not first and now > self.probe_rtt_min_stamp + PROBE_RTT_INTERVAL
         if probe_rtt_expired:
             self.probe_rtt_expired = True
         if rtt < self.probe_rtt_min_delay or probe_rtt_expired:
             self.probe_rtt_min_delay = rtt
             self.probe_rtt_min_stamp = now
-        min_rtt_expired = now > self.min_rtt_stamp + MIN_RTT_FILTER_LEN
+        min_rtt_expired = not first and now > self.min_rtt_stamp + MIN_RTT_FILTER_LEN
         if self.probe_rtt_min_delay < self.min_rtt or min_rtt_expired:
             self.min_rtt = self.probe_rtt_min_delay
             self.min_rtt_stamp = self.probe_rtt_min_stamp
