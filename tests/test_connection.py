@@ -1380,6 +1380,17 @@ def test_keepalive_idle_counts_from_last_segment_received():
     assert sent == [(150.0, out(ISS, IRS + 3, window=LOCAL_WIN - 2))]
 
 
+def test_keepalive_probes_a_half_closed_connection_in_fin_wait_2():
+    """After shutdown() the connection waits in FIN-WAIT-2 for the peer's data
+    and FIN; if the peer is gone (its RST lost) nothing would ever arrive.
+    Keep-alives probe there too, as Linux's do, and a dead peer ends it."""
+    conn = fin_wait_2(KA)
+    sent = run_until(conn, 200.0)
+    assert [seg for _, seg in sent] == [out(ISS + 1, IRS + 1)] * 3 + [out(ISS + 2, IRS + 1, RST | ACK)]
+    assert conn.state is State.CLOSED
+    assert events.ConnectionError("keepalive timeout") in conn.events()
+
+
 # ==================================================================== half-close
 
 

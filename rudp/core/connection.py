@@ -43,7 +43,10 @@ if TYPE_CHECKING:
 _SEND_COMPLETE = events.SendComplete()  # fieldless events are shared
 _CLOSED = events.Closed()
 DEFAULT_PEER_MSS = 536  # RFC 9293 §3.7.1 when the peer sends no MSS option
-_KEEPALIVE_STATES = frozenset({ESTABLISHED, CLOSE_WAIT})
+#: Idle states where keep-alives probe (RFC 1122 §4.2.3.6): FIN_WAIT_2 too, as
+#: Linux does, for a half-closed side waiting for data from a peer that may be
+#: gone (its RST lost); the other closing states have a FIN timed already.
+_KEEPALIVE_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2})
 
 
 def ts_offset_for(iss: int) -> int:
