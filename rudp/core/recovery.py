@@ -24,6 +24,9 @@ from .seqnum import seq_diff, ts_clock
 from .stats import Stats
 
 _INF = float("inf")
+#: Below this many segments cwnd may grow whatever the use: RFC 7661 never
+#: takes cwnd under the initial window (RFC 6928's ten segments) either.
+IW_SEGMENTS = 10
 #: RFC 8985 §6.2: reo_wnd_mult falls back to 1 after this many recoveries without DSACK.
 _REO_WND_PERSIST = 16
 
@@ -598,7 +601,8 @@ class Recovery:
         elif before > self.flight_max:
             self.flight_max = before
         used = self.flight_max if self.flight_max > self.flight_max_prev else self.flight_max_prev
-        return 2 * used > self.cc.cwnd
+        cwnd = self.cc.cwnd
+        return 2 * used > cwnd or cwnd < IW_SEGMENTS * self.cc.mss
 
     def tlp_acked(self, ack: int, flight: int, now: float) -> None:
         """RFC 8985 §7.4: the probe's episode ends. A retransmitted probe
