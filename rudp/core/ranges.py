@@ -46,11 +46,11 @@ class ReassemblyQueue:
         j = i
         while j < len(starts) and starts[j] < end:
             if starts[j] > pos:
-                pieces.append((pos, data[pos - seq : starts[j] - seq]))
+                pieces.append((pos, bytes(data[pos - seq : starts[j] - seq])))
             pos = max(pos, starts[j] + len(datas[j]))
             j += 1
         if pos < end:
-            pieces.append((pos, data[pos - seq :]))
+            pieces.append((pos, bytes(data[pos - seq :])))  # kept: never a view of the caller's buffer
         for start, piece in pieces:
             k = bisect.bisect_left(starts, start)
             starts.insert(k, start)

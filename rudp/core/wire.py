@@ -312,7 +312,7 @@ def internet_checksum(data: bytes) -> int:
     return 0 if any(data) else 0xFFFF
 
 
-def _verifies(data: bytes) -> bool:
+def _verifies(data: bytes | memoryview) -> bool:
     """RFC 1071 §1(3): the sum over data holding a nonzero checksum field is 0xFFFF.
 
     An odd length needs no padding here: 256 is invertible mod 0xFFFF.
@@ -348,7 +348,7 @@ def _option_fields(options: list[Any]) -> _Options:
     return mss, wscale, sack_permitted, sack, ts
 
 
-def _parse_options(data: bytes, end: int) -> _Options:
+def _parse_options(data: bytes | memoryview, end: int) -> _Options:
     """Walk the options area ``data[HEADER_LEN:end]`` as `TCP_OPTIONS` declares it.
 
     A few microseconds where construct takes ~150, so no option layout a peer
@@ -388,7 +388,7 @@ def _parse_options(data: bytes, end: int) -> _Options:
     return mss, wscale, sack_permitted, sack, ts
 
 
-def _syn_options(data: bytes) -> tuple[int, int, int, int] | None:
+def _syn_options(data: bytes | memoryview) -> tuple[int, int, int, int] | None:
     """(mss, wscale, tsval, tsecr) if the 20-byte options area is one of the two
     usual SYN layouts (MSS, SACK-permitted, timestamps, window scale), else None."""
     _, mss, kinds, tsval, tsecr, nop_ws, wscale = _SYN_LINUX_OPTS.unpack_from(data, HEADER_LEN)
@@ -400,7 +400,7 @@ def _syn_options(data: bytes) -> tuple[int, int, int, int] | None:
     return None
 
 
-def parse_plain_syn(data: bytes) -> tuple[int, int, int, int, int, int] | None:
+def parse_plain_syn(data: bytes | memoryview) -> tuple[int, int, int, int, int, int] | None:
     """(src_port, dst_port, seq, mss, wscale, tsval) of a 40-byte SYN with no
     other flag, no checksum, no payload and the options of one of the two usual
     SYN layouts (MSS, SACK-permitted, timestamps with TSecr 0, window scale);
@@ -431,20 +431,27 @@ def encode_syn_ack(src: int, dst: int, seq: int, ack: int, window: int, mss: int
         raise ValueError(f"segment field out of range: {e}") from None
 
 
-def decode(data: bytes, verify_checksum: bool = True) -> Segment:
+def decode(data: bytes | memoryview, verify_checksum: bool = True) -> Segment:
     """Decode one segment (RFC 9293 §3.1); raise `DecodeError` for anything invalid.
 
     The checksum is checked first, so a corrupted segment is a `ChecksumError`
     rather than a malformed one; a zero checksum field is accepted unverified.
     Then data offset and options are validated.  Reserved bits are ignored.
+
+    ``data`` may be a memoryview into a receive buffer that is reused once
+    the caller returns (rudp.aio.udpio): the payload is always bytes of its
+    own, copied here once (for bytes, the slice is that copy), so nothing
+    the engine keeps refers to the buffer.
     """
     n = len(data)
     if n >= _HEADER_TS_LEN:
         src, dst, seq, ack, control, window, csum, urgent, word, tsval, tsecr = _HEADER_TS.unpack_from(data)
         if word == _TS_WORD and control & _DOFF_BITS == _TS_DOFF_BITS and not (csum and verify_checksum):
             # The common segment: the general path below would return the same.
+            payload = data[_HEADER_TS_LEN:]
             return segment_of((src, dst, seq, ack, control >> _FLAGS_SHIFT & _FLAGS_MASK, window,
-                               data[_HEADER_TS_LEN:], None, None, False, (), (tsval, tsecr), urgent))
+                               payload if type(payload) is bytes else bytes(payload), None, None, False,
+                               (), (tsval, tsecr), urgent))
     if n < HEADER_LEN:
         raise DecodeError(f"segment of {n} bytes is shorter than the {HEADER_LEN}-byte header")
     src, dst, seq, ack, control, window, csum, urgent = HEADER_STRUCT.unpack_from(data)
@@ -453,7 +460,8 @@ def decode(data: bytes, verify_checksum: bool = True) -> Segment:
     doff = control >> _DOFF_SHIFT & _DOFF_MASK
     flags = control >> _FLAGS_SHIFT & _FLAGS_MASK
     if doff == _MIN_DOFF:
-        return segment_of((src, dst, seq, ack, flags, window, data[HEADER_LEN:], None, None, False, (), None, urgent))
+        return segment_of((src, dst, seq, ack, flags, window, bytes(data[HEADER_LEN:]), None, None, False, (), None,
+                           urgent))
     if doff < _MIN_DOFF:
         raise DecodeError(f"data offset {doff} is below the minimum {_MIN_DOFF}")
     hlen = doff * 4
@@ -461,15 +469,15 @@ def decode(data: bytes, verify_checksum: bool = True) -> Segment:
         raise DecodeError(f"data offset {doff} ({hlen} bytes) exceeds the segment's {n} bytes")
     if hlen == HEADER_LEN + _TS_OPT.size and data[HEADER_LEN : HEADER_LEN + 4] == _TS_PREFIX:
         ts = _2U32.unpack_from(data, HEADER_LEN + 4)
-        return segment_of((src, dst, seq, ack, flags, window, data[hlen:], None, None, False, (), ts, urgent))
+        return segment_of((src, dst, seq, ack, flags, window, bytes(data[hlen:]), None, None, False, (), ts, urgent))
     if hlen == _SYN_HLEN and data[HEADER_LEN : HEADER_LEN + 2] == _MSS_KIND:
         syn = _syn_options(data)
         if syn is not None:
             mss, wscale, tsval, tsecr = syn
-            return segment_of((src, dst, seq, ack, flags, window, data[hlen:], mss, wscale, True, (),
+            return segment_of((src, dst, seq, ack, flags, window, bytes(data[hlen:]), mss, wscale, True, (),
                                (tsval, tsecr), urgent))
     options = _parse_options(data, hlen)
-    return segment_of((src, dst, seq, ack, flags, window, data[hlen:], *options, urgent))
+    return segment_of((src, dst, seq, ack, flags, window, bytes(data[hlen:]), *options, urgent))
 
 
 def decode_construct(data: bytes, verify_checksum: bool = True) -> Segment:
