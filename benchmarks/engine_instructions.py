@@ -19,6 +19,12 @@ Workloads (one connection from start to finish; both endpoints in one process):
 ``pingpong N``  N round trips: the client sends 64 bytes, the server echoes
                 them, the client reads the echo and sends again; then close().
 
+``--batch`` hands each side everything in flight towards it in one
+``datagrams_received(batch, now)`` call instead (the clock advancing TICK
+per datagram before it), as the asyncio adapter hands over what it drained
+from its socket: consecutive segments of one connection are then a run
+that the engine takes as one step.
+
 ``--measure`` runs this script under ``valgrind --tool=cachegrind
 --cache-sim=no`` (user-space instructions, exact from run to run) for a short
 and a long N per workload, and prints (I refs long - I refs short) / (extra
@@ -30,6 +36,7 @@ Run: python benchmarks/engine_instructions.py bulk 2000
      python benchmarks/engine_instructions.py pingpong 200
      python benchmarks/engine_instructions.py --measure [--bulk 2000 12000]
          [--pingpong 200 1200] [--only bulk|pingpong] [--valgrind PATH] [--jobs N]
+         [--batch]
 """
 
 from __future__ import annotations
@@ -201,7 +208,8 @@ class EchoServer(App):
             self.fail(ev)
 
 
-def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None) -> dict[str, Any]:
+def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None,
+        batch: bool = False) -> dict[str, Any]:
     """Connect, run until both applications saw Closed; return what happened.
 
     Each step hands the server every datagram in flight towards it, one
@@ -248,12 +256,17 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
         for j in (1, 0):  # j receives
             q = queues[1 - j]
             if q:
-                receive = eps[j].datagram_received
                 src = srcs[1 - j]
-                while q:
-                    data, _dst = q.popleft()
-                    now += TICK
-                    receive(data, src, now)
+                if batch:
+                    now += TICK * len(q)
+                    eps[j].datagrams_received([(data, src) for data, _dst in q], now)
+                    q.clear()
+                else:
+                    receive = eps[j].datagram_received
+                    while q:
+                        data, _dst = q.popleft()
+                        now += TICK
+                        receive(data, src, now)
                 service(j, now)
                 busy = True
             due = deadline[j]
@@ -278,18 +291,18 @@ def full_segment(config: Config) -> int:
     return config.mss - TS_OPTION_LEN
 
 
-def workload(name: str, n: int) -> str:
+def workload(name: str, n: int, batch: bool = False) -> str:
     """Run one workload, check it did what it should, and describe it in one line."""
     if name == "bulk":
         total = n * full_segment(Config())
         sender, sink = BulkClient(total), Sink()
-        res = run(sender, sink, sender.pump)
+        res = run(sender, sink, sender.pump, batch)
         if sink.received != total:
             raise RuntimeError(f"server read {sink.received} of {total} bytes")
         what = f"bytes={total}"
     elif name == "pingpong":
         pinger, echo = PingClient(n), EchoServer()
-        res = run(pinger, echo)
+        res = run(pinger, echo, batch=batch)
         if pinger.left or echo.echoed != n * len(REQUEST):
             raise RuntimeError(f"{pinger.left} round trips left, {echo.echoed} bytes echoed")
         what = f"bytes={n * len(REQUEST)}"
@@ -297,7 +310,7 @@ def workload(name: str, n: int) -> str:
         raise ValueError(name)
     return (
         f"{name} {n}: {what} c2s={res['c2s']} s2c={res['s2c']} "
-        f"idle_jumps={res['idle_jumps']} t={res['t']:.6f} engine={ENGINE}"
+        f"idle_jumps={res['idle_jumps']} t={res['t']:.6f} engine={ENGINE}{' batch' if batch else ''}"
     )
 
 
@@ -315,12 +328,12 @@ def datagrams(summary: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def under_valgrind(valgrind: str, name: str, n: int) -> tuple[int, str]:
+def under_valgrind(valgrind: str, name: str, n: int, batch: bool = False) -> tuple[int, str]:
     """(I refs, the run's summary line) of one workload under cachegrind."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     cmd = [
         valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-        sys.executable, os.path.abspath(__file__), name, str(n),
+        sys.executable, os.path.abspath(__file__), name, str(n), *(["--batch"] if batch else []),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     found = IREFS.findall(proc.stderr)
@@ -329,7 +342,7 @@ def under_valgrind(valgrind: str, name: str, n: int) -> tuple[int, str]:
     return int(found[-1].replace(",", "")), proc.stdout.strip()
 
 
-def measure(runs: dict[str, tuple[int, int]], valgrind: str, jobs: int) -> int:
+def measure(runs: dict[str, tuple[int, int]], valgrind: str, jobs: int, batch: bool = False) -> int:
     # Once natively first: checks the workloads and writes the .pyc files, so
     # that no measured run pays for compiling and the short and long runs
     # start up identically.
@@ -339,7 +352,7 @@ def measure(runs: dict[str, tuple[int, int]], valgrind: str, jobs: int) -> int:
                        env=env, check=True, capture_output=True)
     tasks = [(name, n) for name, pair in runs.items() for n in pair]
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
-        results = dict(zip(tasks, pool.map(lambda t: under_valgrind(valgrind, *t), tasks)))
+        results = dict(zip(tasks, pool.map(lambda t: under_valgrind(valgrind, *t, batch), tasks)))
     ok = True
     print(f"engine: {ENGINE} ({os.path.dirname(sys.modules[Endpoint.__module__].__file__ or '')})")
     print(f"python: {sys.version.split()[0]}  valgrind: {valgrind} --tool=cachegrind --cache-sim=no")
@@ -371,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bulk", nargs=2, type=int, metavar=("SHORT", "LONG"), default=DEFAULT_BULK)
     p.add_argument("--pingpong", nargs=2, type=int, metavar=("SHORT", "LONG"), default=DEFAULT_PINGPONG)
     p.add_argument("--only", choices=("bulk", "pingpong"), help="measure one workload")
+    p.add_argument("--batch", action="store_true",
+                   help="hand over what is in flight in one datagrams_received call")
     p.add_argument("--valgrind", default="valgrind")
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                    help="valgrind runs at once (counts do not depend on it)")
@@ -382,10 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         for name, (short, long_) in runs.items():
             if not 0 < short < long_:
                 p.error(f"--{name}: need 0 < SHORT < LONG")
-        return measure(runs, args.valgrind, args.jobs)  # type: ignore[arg-type]
+        return measure(runs, args.valgrind, args.jobs, args.batch)  # type: ignore[arg-type]
     if args.workload is None or args.n is None or args.n < 1:
         p.error("give a workload and N >= 1, or --measure")
-    print(workload(args.workload, args.n))
+    print(workload(args.workload, args.n, args.batch))
     return 0
 
 

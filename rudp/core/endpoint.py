@@ -40,7 +40,6 @@ EPHEMERAL_PORTS = range(49152, 65536)  # RFC 6056 §2.1 / IANA dynamic ports
 
 
 _SYN_ACK = SYN | ACK
-_PLAIN_SYN_FLAGS = bytes((SYN,))  # the flags byte of a SYN with no other flag
 _SYN_ACK_RST = SYN | ACK | RST
 
 
@@ -216,20 +215,33 @@ class Endpoint:
 
     # ---------------------------------------------------------------- inputs
 
-    def datagram_received(self, data: bytes, addr: Address, now: float) -> None:
+    def datagram_received(self, data: bytes | memoryview, addr: Address, now: float) -> None:
         """Decode, sanity-check and route one datagram."""
         self.datagrams_received(((data, addr),), now)
 
-    def datagrams_received(self, batch: Iterable[tuple[bytes, Address]], now: float) -> None:
+    def datagrams_received(self, batch: Iterable[tuple[bytes | memoryview, Address]], now: float) -> None:
         """Decode, sanity-check and route each datagram of a batch, in order.
 
         The per-segment work sits in this loop rather than behind a call per
         datagram: the asyncio adapter drains its socket into batches of 64.
+        A datagram may be a memoryview that is only valid during this call
+        (``decode`` copies the payload).
+
+        Consecutive datagrams for one ESTABLISHED connection (a GRO read is
+        such a run) are a run: it is looked up, woken and its events noted
+        once, and the ACK decision of the in-order segments that header
+        prediction takes is made once, at the run's end (``Receiver.
+        schedule_ack``). Each segment still gets its own header checks and,
+        if header prediction declines it, the full RFC 9293 §3.10.7 path in
+        arrival order. With one ``now`` per batch the connection ends the
+        run exactly as it would have one segment at a time.
         """
         counters = self.counters
         connections = self.connections
+        run: Connection | None = None  # the connection of the previous datagram, while ESTABLISHED
+        deferred = 0  # segments of the run whose ACK decision waits for its end
         for data, addr in batch:
-            if data[13:14] == _PLAIN_SYN_FLAGS and self._plain_syn_cookie(data, addr, now):
+            if len(data) > 13 and data[13] == SYN and self._plain_syn_cookie(data, addr, now):
                 continue
             try:
                 seg = decode(data)  # nonzero checksums are always verified
@@ -246,6 +258,24 @@ class Endpoint:
                 if reason is not None:
                     counters[reason] += 1
                     continue
+            if run is not None:
+                if (dst_port == run.local_port and src_port == run.remote_port and run.state is ESTABLISHED
+                        and addr == run.addr):
+                    # The run goes on: no look-up, and the connection is woken already.
+                    inp = run.input
+                    try:
+                        if run.config.header_prediction and inp.take_predicted(seg, now):
+                            deferred += 1
+                        else:
+                            inp.receive(seg, now)
+                    except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+                        self._fault(run, exc)
+                        run = None
+                        deferred = 0
+                    continue
+                self._end_run(run, deferred, now)
+                run = None
+                deferred = 0
             conn = connections.get((addr, dst_port, src_port))
             if conn is not None:
                 state = conn.state
@@ -259,16 +289,24 @@ class Endpoint:
                         if conn in self._unvalidated:
                             self._unvalidated[conn][0] += len(data)
                     # Connection.receive, its parts called directly: this is
-                    # the per-segment path.
+                    # the per-segment path. In-order data that header
+                    # prediction takes starts a run (its ACK decision is
+                    # made in _end_run, after the run's last segment).
                     inp = conn.input
+                    ok = True
                     try:
-                        if not (state is ESTABLISHED and conn.config.header_prediction
-                                and inp.receive_predicted(seg, now)):
+                        if state is ESTABLISHED and conn.config.header_prediction \
+                                and inp.take_predicted(seg, now):
+                            deferred = 1
+                        else:
                             inp.receive(seg, now)
                     except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
                         self._fault(conn, exc)
+                        ok = False
                     self._wake[conn] = None
-                    if conn.pending_events:
+                    if ok and conn.state is ESTABLISHED:
+                        run = conn
+                    elif conn.pending_events:
                         self._event_conns[conn] = None
                     continue
             listener = self.listeners.get(dst_port)
@@ -280,6 +318,25 @@ class Endpoint:
                 if kind == ACK and self._cookie_ack(listener, seg, addr, now):
                     continue
             self._reply_rst(seg, addr, len(data), now)
+        if run is not None:  # _end_run, inlined: once per call, so once per datagram in the simulator
+            if deferred:
+                try:
+                    run.input.schedule_ack(now)
+                except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+                    self._fault(run, exc)
+            if run.pending_events:
+                self._event_conns[run] = None
+
+    def _end_run(self, conn: Connection, deferred: int, now: float) -> None:
+        """A run of segments for ``conn`` ended: the ACK decision its in-order
+        segments left for now, and its events for the next poll."""
+        if deferred:
+            try:
+                conn.input.schedule_ack(now)
+            except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+                self._fault(conn, exc)
+        if conn.pending_events:
+            self._event_conns[conn] = None
 
     @staticmethod
     def _reopens_time_wait(conn: Connection, seg: Segment) -> bool:
@@ -328,7 +385,7 @@ class Endpoint:
             # be spoofed, so it gets at most 3x what it sent (RFC 9000 §8.1's rule).
             self._unvalidated[conn] = [size, 0]
 
-    def _plain_syn_cookie(self, data: bytes, addr: Address, now: float) -> bool:
+    def _plain_syn_cookie(self, data: bytes | memoryview, addr: Address, now: float) -> bool:
         """The SYN-flood path: a usual 40-byte SYN (``wire.parse_plain_syn``)
         that its listener answers with a cookie anyway, answered from its bytes
         with exactly what ``_syn_to_listener`` would send and count (a test

@@ -65,6 +65,14 @@ class Receiver:
         flight or an ACK of all of it (request/response), is handled here in a
         few steps. Anything else returns False, untouched, for ``receive``,
         which would reach the same result."""
+        if not self.take_predicted(seg, now):
+            return False
+        self.schedule_ack(now)
+        return True
+
+    def take_predicted(self, seg: Segment, now: float) -> bool:
+        """``receive_predicted`` but for its ACK decision (``schedule_ack``),
+        which a run of such segments makes once (Endpoint.datagrams_received)."""
         c = self.c
         # One unpack of the tuple instead of a descriptor call per field.
         _, _, seq, ack, flags, window, payload, _, _, _, sack, ts, _ = seg
@@ -116,7 +124,16 @@ class Receiver:
         wnd = window << c.snd_wscale
         if wnd != c.snd_wnd:
             self.update_window(rcv_nxt, c.snd_una, wnd)
-        self.deliver(payload, n, now)
+        # deliver(), inlined up to its ACK decision.
+        rcvq = c.rcvq
+        rcvq.chunks.append(bytes(payload))  # no-op for bytes; a bytearray is not kept
+        rcvq.queued += n
+        c.rcv_nxt += n
+        c.stats.bytes_received += n
+        evs = c.pending_events
+        if not evs or evs[-1] is not _DATA_RECEIVED:
+            evs.append(_DATA_RECEIVED)
+        c.unacked_bytes += n
         return True
 
     # ------------------------------------------------------ shared rules
@@ -680,9 +697,16 @@ class Receiver:
         evs = c.pending_events
         if not evs or evs[-1] is not _DATA_RECEIVED:
             evs.append(_DATA_RECEIVED)
-        unacked = c.unacked_bytes + n
-        c.unacked_bytes = unacked
-        if unacked >= 2 * c.smss:
+        c.unacked_bytes += n
+        self.schedule_ack(now)
+
+    def schedule_ack(self, now: float) -> None:
+        """ACK at least every second full-sized segment, else within the
+        delayed-ACK time (RFC 5681 §4.2, RFC 9293 §3.8.6.3). It only ever sets
+        ``ack_now`` or arms an unarmed timer, so making it once after a run
+        of in-order segments ends where making it after each would."""
+        c = self.c
+        if c.unacked_bytes >= 2 * c.smss:
             c.output.ack_now = True
         elif c.timers.delack is None:
             c.timers.delack = now + c.config.delayed_ack
