@@ -28,7 +28,7 @@ from .transport import RudpTransport
 from .udpio import open_socket
 
 #: Adapter options accepted next to the Config fields.
-_ADAPTER_OPTIONS = ("send_buffer", "connect_timeout", "gso", "pcap", "event_log")
+_ADAPTER_OPTIONS = ("send_buffer", "connect_timeout", "gso", "gro", "pcap", "event_log")
 #: Options of the UDP socket itself, which a shared ``endpoint=`` already has.
 _SOCKET_OPTIONS = ("pcap", "event_log")
 _CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(Config))
@@ -45,8 +45,9 @@ def split_options(options: dict[str, Any]) -> tuple[Config, dict[str, Any]]:
     send_buffer = adapter.setdefault("send_buffer", 1 << 20)
     if not isinstance(send_buffer, int) or send_buffer < 0:
         raise ValueError(f"send_buffer must be a non-negative int, got {send_buffer!r}")
-    if not isinstance(adapter.setdefault("gso", True), bool):
-        raise TypeError(f"gso must be a bool, got {adapter['gso']!r}")
+    for flag in ("gso", "gro"):
+        if not isinstance(adapter.setdefault(flag, True), bool):
+            raise TypeError(f"{flag} must be a bool, got {adapter[flag]!r}")
     for name in _SOCKET_OPTIONS:
         target = adapter.setdefault(name, None)
         if target is not None and not isinstance(target, (str, os.PathLike)) \
@@ -70,7 +71,7 @@ async def create_endpoint(
     if host is None:
         host = "::" if family == socket.AF_INET6 else "0.0.0.0"
     sock = await open_socket(family, (host, port), buffer_size=SOCKET_BUFFER)
-    return EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"],
+    return EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"], gro=adapter["gro"],
                           pcap=adapter["pcap"], event_log=adapter["event_log"])
 
 
@@ -144,7 +145,7 @@ async def create_connection(
         if local_addr is None:
             local_addr = ("::" if fam == socket.AF_INET6 else "0.0.0.0", 0)
         sock = await open_socket(fam, local_addr, sockaddr, buffer_size=SOCKET_BUFFER)
-        ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"],
+        ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"], gro=adapter["gro"],
                             pcap=adapter["pcap"], event_log=adapter["event_log"])
     else:
         given = [name for name in _SOCKET_OPTIONS if adapter[name] is not None]
@@ -350,7 +351,7 @@ async def create_server(
     if not isinstance(port, int) or not 0 <= port < 65536:
         raise ValueError(f"port must be an int in 0..65535, got {port!r}")
     sock = await open_socket(family, (host, port), buffer_size=SOCKET_BUFFER)
-    ep = EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"],
+    ep = EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"], gro=adapter["gro"],
                         pcap=adapter["pcap"], event_log=adapter["event_log"])
     lport = listen_port if listen_port is not None else ep.sockname[1]
     try:

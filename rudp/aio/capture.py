@@ -57,7 +57,7 @@ def pseudo_header(src: bytes, dst: bytes, proto: int, length: int) -> bytes:
     return src + dst + struct.pack("!IxxxB", length, proto)
 
 
-def udp_packet(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes,
+def udp_packet(src: bytes, sport: int, dst: bytes, dport: int, payload: bytes | memoryview,
                ident: int = 0) -> bytes:
     """An IPv4 (4-byte addresses) or IPv6 (16-byte) packet holding one UDP
     datagram, with correct lengths and checksums. The UDP checksum is
@@ -96,7 +96,7 @@ class PcapWriter:
         self.stream.write(self.record(ts, src, sport, dst, dport, payload))
 
     def record(self, ts: float, src: bytes, sport: int, dst: bytes, dport: int,
-               payload: bytes) -> bytes:
+               payload: bytes | memoryview) -> bytes:
         """The bytes ``write_udp`` would append: a record header and the packet."""
         self._ident = ident = (self._ident + 1) & 0xFFFF
         packet = udp_packet(src, sport, dst, dport, payload, ident)
@@ -191,8 +191,9 @@ class SocketCapture:
             records.append(record(ts, local, port, peer, addr[1], data))
         self._file.write(b"".join(records))
 
-    def received(self, datagrams: list[tuple[bytes, Any]], ts: float) -> None:
-        """Datagrams read from this socket at ``ts``."""
+    def received(self, datagrams: list[tuple[bytes | memoryview, Any]], ts: float) -> None:
+        """Datagrams read from this socket at ``ts`` (views are written out
+        before the receive buffer is reused)."""
         record = self.writer.record
         port = self._local_port
         records = []

@@ -26,7 +26,7 @@ from .capture import Target as PcapTarget
 from .eventlog import EventLog
 from .eventlog import Target as EventLogTarget
 from .transport import RudpTransport
-from .udpio import CapturedUdpSocket, UdpSocket
+from .udpio import CapturedUdpSocket, Datagram, UdpSocket
 
 if TYPE_CHECKING:
     from .api import Server
@@ -63,6 +63,7 @@ class EndpointDriver:
         *,
         own: bool,
         gso: bool = True,
+        gro: bool = True,
         pcap: PcapTarget | None = None,
         event_log: EventLogTarget | None = None,
     ) -> None:
@@ -112,17 +113,17 @@ class EndpointDriver:
         if capture is None:
             self.udp = UdpSocket(
                 loop, sock, receive, self._flush, self.error_received,
-                self._socket_closed, gso=gso,
+                self._socket_closed, gso=gso, gro=gro,
             )
         else:
             self.udp = CapturedUdpSocket(
                 loop, sock, receive, self._flush, self.error_received,
-                self._socket_closed, gso=gso, capture=capture,
+                self._socket_closed, gso=gso, gro=gro, capture=capture,
             )
         self._peer = self.udp.peer
         introspect.register(self)  # listed by `rudp ss` (once per socket, weakly)
 
-    def _datagrams_received(self, batch: list[tuple[bytes, Any]], now: float) -> None:
+    def _datagrams_received(self, batch: list[tuple[Datagram, Any]], now: float) -> None:
         self.endpoint.datagrams_received([(data, (a[0], a[1])) for data, a in batch], now)
 
     def error_received(self, exc: Exception) -> None:

@@ -217,13 +217,13 @@ async def create_rendezvous_connection(
             handed_over = True  # the shim owns the socket now
             config = config.replace(mss=min(config.mss, RELAY_MSS))
             peer = (shim.address[0], shim.address[1])
-            ep = EndpointDriver(loop, config, ep_sock, own=True, gso=adapter["gso"],
+            ep = EndpointDriver(loop, config, ep_sock, own=True, gso=adapter["gso"], gro=adapter["gro"],
                                 pcap=adapter["pcap"], event_log=adapter["event_log"])
             closer = asyncio.ensure_future(ep.wait_closed())
             closer.add_done_callback(lambda _: shim.close() if shim is not None else None)
         else:
             handed_over = True
-            ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"],
+            ep = EndpointDriver(loop, config, sock, own=True, gso=adapter["gso"], gro=adapter["gro"],
                                 pcap=adapter["pcap"], event_log=adapter["event_log"])
         port = tcp_port(meeting)
         extra = {

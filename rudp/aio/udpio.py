@@ -1,7 +1,7 @@
 """Batched UDP I/O on a non-blocking socket, for the asyncio adapter.
 
-GSO is on by default where the kernel has it (probed per socket; ``gso=False``
-turns it off). A packet capture taken on the sending host (or on lo or a
+GSO and GRO are on by default where the kernel has them (probed per socket;
+``gso=False`` and ``gro=False`` turn them off). A packet capture taken on the sending host (or on lo or a
 veth) sees a GSO batch as one large UDP datagram holding many segments,
 which tshark cannot dissect as TCP; the in-process capture
 (``CapturedUdpSocket``, the ``pcap=`` option) writes one record per segment
@@ -14,6 +14,15 @@ GSO (``UDP_SEGMENT``) a run of equal-sized datagrams to one address is one
 ``sendmsg`` call, each datagram still its own segment on the wire. Where GSO
 is missing the same code falls back to one ``sendto`` per datagram. Works on
 any loop with ``add_reader``/``add_writer`` (the default loop and uvloop).
+
+Reads go into one preallocated buffer (``recvmsg_into``), never a new bytes
+object per datagram. With Linux UDP GRO (``UDP_GRO``, 5.0+) the kernel hands
+over a run of datagrams from one sender as one super-datagram and says its
+segment size in a control message; it is split here into one memoryview per
+datagram, without copying, all sharing the sender's address. The views are
+only valid until the receiver returns: the buffer is read into again next
+time, so the engine copies what it keeps (``rudp.core.wire.decode`` makes
+the payload its own bytes, the one copy a segment's data gets).
 """
 
 from __future__ import annotations
@@ -31,14 +40,26 @@ from .capture import SocketCapture
 
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)  # linux/udp.h
+UDP_GRO = getattr(socket, "UDP_GRO", 104)  # linux/udp.h
 _GSO_MAX_BYTES = 65000  # one GSO super-datagram must fit an IP packet
 _GSO_MAX_SEGMENTS = 64  # UDP_MAX_SEGMENTS in the kernel
 _READ_BATCH = 512  # datagrams per readiness callback, to stay fair to other work
 _FLUSH_EVERY = 64  # run the engine's output this often inside a batch (ACK clocking)
 _QUEUE_LIMIT = 8192  # datagrams held while the socket buffer is full; beyond: dropped
 _SEGMENT_SIZE = struct.Struct("=H")
+_GRO_SIZE = struct.Struct("=i")  # the UDP_GRO control message: the segment size, an int
+_RECV_ROOM = 65536  # room for one read: the largest datagram or GRO super-datagram
+_RECV_BUFFER = 4 * _RECV_ROOM  # reads per hand-over to the engine, at most
+_CMSG_SPACE = socket.CMSG_SPACE(_GRO_SIZE.size) if hasattr(socket, "CMSG_SPACE") else 0
+_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0x20)
 
-Receiver = Callable[[list[tuple[bytes, Any]], float], None]  # (datagram, address) pairs, now
+#: Receive buffers not in use: a readiness callback takes one and gives it
+#: back when it returns, so a process needs one per callback running at once
+#: (one per thread with a loop), not one per socket.
+_free_buffers: list[bytearray] = []
+
+Datagram = bytes | memoryview  # a memoryview is valid only until the receiver returns
+Receiver = Callable[[list[tuple[Datagram, Any]], float], None]  # (datagram, address) pairs, now
 
 
 class UdpSocket:
@@ -54,6 +75,7 @@ class UdpSocket:
         on_close: Callable[[], None],
         *,
         gso: bool = False,
+        gro: bool = False,
     ) -> None:
         self.loop = loop
         self.sock = sock
@@ -70,24 +92,58 @@ class UdpSocket:
         self._writing = False
         self._closed = False
         self.gso = gso and gso_supported(sock)
-        self.stats = {"sent": 0, "send_calls": 0, "received": 0, "queued": 0, "send_dropped": 0}
+        self.gro = gro and enable_gro(sock)
+        self.stats = {"sent": 0, "send_calls": 0, "received": 0, "recv_calls": 0, "truncated": 0,
+                      "queued": 0, "send_dropped": 0}
         loop.add_reader(sock.fileno(), self._on_readable)
 
     # -- receiving
 
     def _on_readable(self) -> None:
-        """Drain the socket in batches of up to ``_FLUSH_EVERY`` datagrams, each
-        handed over at once and followed by one engine flush (ACK clocking)."""
-        recvfrom = self.sock.recvfrom
+        """Drain the socket into a receive buffer; hand the datagrams to the
+        engine, followed by one engine flush (ACK clocking), every
+        ``_FLUSH_EVERY`` datagrams or when the buffer is full."""
+        buf = _free_buffers.pop() if _free_buffers else bytearray(_RECV_BUFFER)
+        try:
+            self._drain(memoryview(buf))
+        finally:
+            _free_buffers.append(buf)
+
+    def _drain(self, view: memoryview) -> None:
+        recvmsg_into = self.sock.recvmsg_into
         receive = self._receive
-        total = 0
+        stats = self.stats
+        total = calls = 0
+        limit = _RECV_BUFFER - _RECV_ROOM
         while total < _READ_BATCH:
-            batch: list[tuple[bytes, Any]] = []
+            batch: list[tuple[Datagram, Any]] = []
             append = batch.append
             error: OSError | None = None
+            full = False
+            offset = 0
             try:
-                for _ in range(_FLUSH_EVERY):
-                    append(recvfrom(65536))
+                while len(batch) < _FLUSH_EVERY:
+                    if offset > limit:
+                        full = True  # no room for another read: hand these over first
+                        break
+                    n, ancillary, flags, addr = recvmsg_into([view[offset : offset + _RECV_ROOM]], _CMSG_SPACE)
+                    calls += 1
+                    if flags & _MSG_TRUNC:
+                        stats["truncated"] += 1  # larger than any segment we take: a counted drop
+                        continue
+                    end = offset + n
+                    size = 0
+                    for level, kind, data in ancillary:
+                        if level == SOL_UDP and kind == UDP_GRO and len(data) >= _GRO_SIZE.size:
+                            size = _GRO_SIZE.unpack_from(data)[0]
+                    if 0 < size < n:
+                        # A GRO super-datagram: equal segments of ``size`` bytes,
+                        # the last one maybe shorter, all from ``addr``.
+                        for start in range(offset, end, size):
+                            append((view[start : min(start + size, end)], addr))
+                    else:
+                        append((view[offset:end], addr))
+                    offset = end
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
@@ -99,9 +155,10 @@ class UdpSocket:
             if error is not None:
                 self._on_error(error)
                 break
-            if len(batch) < _FLUSH_EVERY or self._closed:
+            if (len(batch) < _FLUSH_EVERY and not full) or self._closed:
                 break
-        self.stats["received"] += total
+        stats["received"] += total
+        stats["recv_calls"] += calls
 
     # -- sending
 
@@ -250,15 +307,16 @@ class CapturedUdpSocket(UdpSocket):
         on_close: Callable[[], None],
         *,
         gso: bool = False,
+        gro: bool = False,
         capture: SocketCapture,
     ) -> None:
         self.capture = capture
 
-        def received(batch: list[tuple[bytes, Any]], now: float) -> None:
+        def received(batch: list[tuple[Datagram, Any]], now: float) -> None:
             capture.received(batch, time.time())
             receive(batch, now)
 
-        super().__init__(loop, sock, received, after_batch, on_error, on_close, gso=gso)
+        super().__init__(loop, sock, received, after_batch, on_error, on_close, gso=gso, gro=gro)
 
     def send(self, datagrams: list[tuple[bytes, Any]]) -> None:
         """Send, then record what the socket took or queued; datagrams dropped
@@ -283,6 +341,20 @@ def gso_supported(sock: socket.socket) -> bool:
         return False
     try:
         sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
+    return True
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    """Turn on UDP GRO for this socket where the kernel has it (Linux 5.0+):
+    reads may then return super-datagrams that ``UdpSocket`` splits. False,
+    and the socket unchanged, where the option is refused."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not _CMSG_SPACE \
+            or not hasattr(sock, "recvmsg_into"):
+        return False
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
     except OSError:
         return False
     return True

@@ -1,0 +1,312 @@
+"""Batch-level receive: UDP GRO super-datagrams split into per-segment views
+(rudp.aio.udpio), and runs of segments for one connection taken as one step
+by the engine (Endpoint.datagrams_received), which must end exactly where
+taking them one at a time ends."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import struct
+from typing import Any
+
+import pytest
+
+from rudp.aio import udpio
+from rudp.core import events
+from rudp.core.config import Config
+from rudp.core.endpoint import Endpoint
+from rudp.core.wire import decode
+
+from .conftest import run_on
+
+CLIENT = ("10.0.0.1", 5000)
+CLIENT2 = ("10.0.0.3", 5001)
+SERVER = ("10.0.0.2", 6000)
+PORT = 80
+T = 1.0  # every step of these exchanges happens at this virtual time
+SEG = Config().mss - 12  # payload of a full segment: MSS less the timestamp option
+
+
+class World:
+    """A server endpoint and clients, wired back to back by hand."""
+
+    def __init__(self, clients: int = 1) -> None:
+        self.server = Endpoint(Config(), seed=2)
+        self.server.listen(PORT)
+        self.clients = [Endpoint(Config(), seed=10 + i) for i in range(clients)]
+        self.addrs = [CLIENT, CLIENT2][:clients]
+        self.conns = [ep.connect(SERVER, PORT, 0.0) for ep in self.clients]
+        self.accepted: list[Any] = []
+        self.events: list[tuple[int, str]] = []
+        for _ in range(4):  # SYN, SYN-ACK, ACK
+            for ep, addr in zip(self.clients, self.addrs):
+                self.server.datagrams_received([(d, addr) for d, _ in ep.datagrams_to_send(0.0)], 0.0)
+            self.poll_server()
+            for d, addr in self.server.datagrams_to_send(0.0):
+                self.clients[self.addrs.index(addr)].datagram_received(d, SERVER, 0.0)
+            for ep in self.clients:
+                ep.poll_events()
+        assert len(self.accepted) == clients
+
+    def poll_server(self) -> None:
+        for conn, ev in self.server.poll_events():
+            if isinstance(ev, events.Connected):
+                self.accepted.append(conn)
+            self.events.append((self.accepted.index(conn) if conn in self.accepted else -1,
+                                type(ev).__name__))
+
+    def client_data(self, i: int, data: bytes) -> list[bytes]:
+        """The datagrams client ``i`` sends for ``data`` (within its first window)."""
+        self.conns[i].send(data)
+        return [d for d, _ in self.clients[i].datagrams_to_send(T)]
+
+    def state(self) -> tuple[Any, ...]:
+        """What the server would do next and what its user sees."""
+        self.poll_server()
+        out = self.server.datagrams_to_send(T)
+        reads = tuple(conn.read() for conn in self.accepted)
+        return (tuple(out), tuple(self.events), reads, self.server.segments_received,
+                tuple((c.rcv_nxt, c.timers.delack, c.stats.segments_received) for c in self.accepted))
+
+
+def payload(n: int, salt: int = 0) -> bytes:
+    return bytes((i * 7 + salt) & 0xFF for i in range(n))
+
+
+def one_at_a_time(world: World, datagrams: list[tuple[bytes, Any]]) -> None:
+    for d, addr in datagrams:
+        world.server.datagram_received(d, addr, T)
+
+
+def as_one_batch(world: World, datagrams: list[tuple[bytes, Any]]) -> None:
+    world.server.datagrams_received(datagrams, T)
+
+
+@pytest.mark.parametrize("drop", [None, 0, 3, 7])
+def test_run_ends_where_one_segment_at_a_time_ends(drop: int | None) -> None:
+    """In-order runs, and a run with a hole in the middle (the segments after
+    it go out of order, then the hole is filled)."""
+    results = []
+    for feed in (one_at_a_time, as_one_batch):
+        w = World()
+        data = payload(10 * SEG)
+        dgrams = w.client_data(0, data)
+        assert len(dgrams) >= 8
+        first = [(d, CLIENT) for i, d in enumerate(dgrams) if i != drop]
+        feed(w, first)
+        mid = w.state()
+        if drop is not None:
+            feed(w, [(dgrams[drop], CLIENT)])
+        end = w.state()
+        results.append((mid, end))
+    assert results[0] == results[1]
+    mid, end = results[1]
+    got = mid[2][0] + end[2][0]
+    assert got == data[: len(got)]
+    assert len(got) == sum(len(decode(d).payload) for d in dgrams)  # all of it, hole filled
+
+
+def test_run_mixing_two_connections() -> None:
+    """Datagrams of two connections interleaved in one batch: each run is
+    its own, and the outcome is that of one segment at a time."""
+    results = []
+    for feed in (one_at_a_time, as_one_batch):
+        w = World(clients=2)
+        a = w.client_data(0, payload(6 * SEG, 1))
+        b = w.client_data(1, payload(6 * SEG, 2))
+        order = [(a[0], CLIENT), (a[1], CLIENT), (b[0], CLIENT2), (b[1], CLIENT2), (b[2], CLIENT2),
+                 (a[2], CLIENT), (b[3], CLIENT2), (a[3], CLIENT), (a[4], CLIENT), (b[4], CLIENT2),
+                 (b[5], CLIENT2), (a[5], CLIENT)]
+        feed(w, order)
+        results.append(w.state())
+    assert results[0] == results[1]
+    reads = results[1][2]
+    assert sorted(reads) == sorted([payload(6 * SEG, 1), payload(6 * SEG, 2)])
+    assert results[1][3] - World(clients=2).server.segments_received == 12
+
+
+def test_memoryview_datagrams_overwritten_later_do_not_corrupt_stored_data() -> None:
+    """Datagrams handed as views of one buffer that is then overwritten (as
+    udpio reuses its receive buffer): in-order data, out-of-order data held
+    for later and the hole's filler all come out intact."""
+    w = World()
+    data = payload(8 * SEG, 5)
+    dgrams = w.client_data(0, data)
+    buf = bytearray(b"".join(dgrams))
+    views: list[tuple[Any, Any]] = []
+    offset = 0
+    for d in dgrams:
+        views.append((memoryview(buf)[offset : offset + len(d)], CLIENT))
+        offset += len(d)
+    hole = views.pop(2)
+    w.server.datagrams_received(views, T)
+    buf[:] = b"\xee" * len(buf)  # the next read lands here
+    got = w.accepted[0].read()
+    buf2 = bytearray(dgrams[2])
+    w.server.datagram_received(memoryview(buf2), CLIENT, T)
+    buf2[:] = b"\x11" * len(buf2)
+    got += w.accepted[0].read()
+    assert got == data
+    assert hole[0].obj is buf  # the hole's view was never handed over
+
+
+def test_bad_datagrams_inside_a_run_are_counted_and_the_run_goes_on() -> None:
+    w = World()
+    dgrams = w.client_data(0, payload(4 * SEG))
+    before = w.server.segments_received
+    batch: list[tuple[Any, Any]] = [(dgrams[0], CLIENT), (b"\x00" * 7, CLIENT), (dgrams[1], CLIENT),
+                                    (memoryview(b"\x01" * 3), CLIENT), (dgrams[2], CLIENT), (dgrams[3], CLIENT)]
+    w.server.datagrams_received(batch, T)
+    assert w.server.counters["malformed"] == 2
+    assert w.server.segments_received - before == 4
+    assert w.accepted[0].read() == payload(4 * SEG)
+
+
+# ---------------------------------------------------------------- real sockets
+
+
+def _gro_pair() -> tuple[socket.socket, socket.socket]:
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.connect(rx.getsockname())
+    return rx, tx
+
+
+def test_gro_super_datagrams_split_at_segment_boundaries(loop_name: str) -> None:
+    """A GSO sender's batches arrive (with GRO on) as super-datagrams, which
+    are handed over as one view per segment, boundaries and bytes intact,
+    every segment with the sender's address."""
+    rx, tx = _gro_pair()
+    if not udpio.enable_gro(rx) or not udpio.gso_supported(tx):
+        rx.close()
+        tx.close()
+        pytest.skip("this kernel has no UDP GRO/GSO")
+    rx.setsockopt(socket.SOL_UDP, udpio.UDP_GRO, 0)  # UdpSocket turns it on again itself
+    size = 1000
+    batches = [[payload(size, salt) for salt in range(k)] + [payload(size - 1 - k, 99)]
+               for k in (1, 5, 40)]  # each ends with a shorter segment
+    singles = [payload(77, 7), payload(size, 8)]
+
+    async def main() -> tuple[list[bytes], set[Any], dict[str, int], bool]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        addrs: set[Any] = set()
+        done = asyncio.Event()
+        expected = sum(len(b) for b in batches) + len(singles)
+
+        def receive(batch: list[tuple[Any, Any]], now: float) -> None:
+            for data, addr in batch:
+                got.append(bytes(data))  # the view is only valid during this call
+                addrs.add(addr)
+            if len(got) >= expected:
+                done.set()
+
+        udp = udpio.UdpSocket(loop, rx, receive, lambda: None, lambda exc: None, lambda: None, gro=True)
+        for batch in batches:
+            tx.sendmsg([b"".join(batch)], [(udpio.SOL_UDP, udpio.UDP_SEGMENT, struct.pack("=H", size))])
+        for d in singles:
+            tx.send(d)
+        await asyncio.wait_for(done.wait(), 10)
+        stats, gro = dict(udp.stats), udp.gro
+        udp.close()
+        await asyncio.sleep(0)
+        return got, addrs, stats, gro
+
+    sender = tx.getsockname()
+    try:
+        got, addrs, stats, gro = run_on(loop_name, main(), 30)
+    finally:
+        tx.close()
+    assert gro
+    assert got == [d for b in batches for d in b] + singles
+    assert addrs == {sender}
+    assert stats["received"] == len(got)
+    assert stats["recv_calls"] < stats["received"]  # the kernel coalesced: fewer reads than segments
+    assert stats["truncated"] == 0
+
+
+def test_gro_off_reads_one_datagram_per_call(loop_name: str) -> None:
+    rx, tx = _gro_pair()
+
+    async def main() -> tuple[list[bytes], dict[str, int], bool]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        def receive(batch: list[tuple[Any, Any]], now: float) -> None:
+            got.extend(bytes(d) for d, _ in batch)
+            if len(got) >= 20:
+                done.set()
+
+        udp = udpio.UdpSocket(loop, rx, receive, lambda: None, lambda exc: None, lambda: None, gro=False)
+        for i in range(20):
+            tx.send(payload(100 + i, i))
+        await asyncio.wait_for(done.wait(), 10)
+        stats, gro = dict(udp.stats), udp.gro
+        udp.close()
+        await asyncio.sleep(0)
+        return got, stats, gro
+
+    try:
+        got, stats, gro = run_on(loop_name, main(), 30)
+    finally:
+        tx.close()
+    assert not gro
+    assert got == [payload(100 + i, i) for i in range(20)]
+    assert stats["recv_calls"] >= stats["received"] == 20
+
+
+def test_bulk_over_loopback_with_gro_counts_every_segment(run: Any) -> None:
+    """A transfer with GSO and GRO on both sides: data intact, the server's
+    socket read fewer times than it got segments, and its engine saw every
+    segment the socket handed over."""
+    import rudp
+
+    total = 3_000_000
+    blob = (payload(65536, 3) * (total // 65536 + 1))[:total]
+
+    async def main() -> tuple[str, dict[str, int], int, bool]:
+        loop = asyncio.get_running_loop()
+        digest: asyncio.Future[str] = loop.create_future()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            h = hashlib.sha256()
+            n = 0
+            while n < total:
+                chunk = await reader.read(1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+                n += len(chunk)
+            digest.set_result(h.hexdigest())
+            writer.close()
+
+        server = await rudp.start_server(handle, "127.0.0.1", 0)
+        driver = server.endpoint
+        _, writer = await rudp.open_connection("127.0.0.1", driver.sockname[1])
+        for i in range(0, total, 65536):
+            writer.write(blob[i : i + 65536])
+            await writer.drain()
+        got = await asyncio.wait_for(digest, 60)
+        writer.close()
+        stats = dict(driver.udp.stats)
+        seen = driver.endpoint.segments_received
+        gro = driver.udp.gro
+        server.close()
+        await server.wait_closed()
+        return got, stats, seen, gro
+
+    got, stats, seen, gro = run(main(), timeout=90)
+    assert got == hashlib.sha256(blob).hexdigest()
+    assert seen == stats["received"]  # every segment of every super-datagram reached the engine
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert gro == udpio.enable_gro(probe)  # on by default wherever the kernel has it
+    finally:
+        probe.close()
+    if gro:
+        assert stats["recv_calls"] < stats["received"]
