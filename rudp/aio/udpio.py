@@ -1,11 +1,12 @@
 """Batched UDP I/O on a non-blocking socket, for the asyncio adapter.
 
 GSO and GRO are on by default where the kernel has them (probed per socket;
-``gso=False`` and ``gro=False`` turn them off). A packet capture taken on the sending host (or on lo or a
-veth) sees a GSO batch as one large UDP datagram holding many segments,
-which tshark cannot dissect as TCP; the in-process capture
-(``CapturedUdpSocket``, the ``pcap=`` option) writes one record per segment
-instead, and a capture on another host sees one segment per datagram.
+``gso=False`` and ``gro=False`` turn them off). A packet capture taken on
+the sending host (or on lo or a veth) sees a GSO batch as one large UDP
+datagram holding many segments, which tshark cannot dissect as TCP; the
+in-process capture (``CapturedUdpSocket``, the ``pcap=`` option) writes one
+record per segment instead, and a capture on another host sees one segment
+per datagram (unless its NIC coalesces for a GRO socket: ``gro=False``).
 
 Plain asyncio UDP costs one event-loop callback and one syscall per datagram
 (measured here: ~143k datagrams/s on uvloop, ~26k/s on the default loop). Here a readiness callback drains
@@ -20,10 +21,10 @@ datagrams from one sender as one super-datagram and says its segment size
 in a control message; reads then go into one preallocated buffer
 (``recvmsg_into``), never a new bytes object per datagram, and a
 super-datagram is split into one memoryview per datagram, without copying,
-all sharing the sender's address. The views are
-only valid until the receiver returns: the buffer is read into again next
-time, so the engine copies what it keeps (``rudp.core.wire.decode`` makes
-the payload its own bytes, the one copy a segment's data gets).
+all sharing the sender's address. The views are only valid until the
+receiver returns: the buffer is read into again next time, so the engine
+copies what it keeps (``rudp.core.wire.decode`` makes the payload its own
+bytes, the one copy a segment's data gets).
 """
 
 from __future__ import annotations
