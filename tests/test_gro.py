@@ -260,6 +260,52 @@ def test_gro_off_reads_one_datagram_per_call(loop_name: str) -> None:
     assert stats["recv_calls"] >= stats["received"] == 20
 
 
+@pytest.mark.parametrize("senders", [1, 16])
+def test_gro_on_bulk_waits_for_a_full_batch_from_few_senders(loop_name: str, senders: int) -> None:
+    """The adapter's GRO_ON_BULK: a full read batch from one sender turns GRO
+    on (coalescing pays for its dearer read); the same datagrams from 16
+    senders (handshakes from many clients, a spoofed SYN flood: never
+    coalesced) leave the cheaper recvfrom reads in place."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    rx.setblocking(False)
+    if not udpio.enable_gro(rx):
+        rx.close()
+        pytest.skip("this kernel has no UDP GRO")
+    rx.setsockopt(socket.SOL_UDP, udpio.UDP_GRO, 0)
+    txs = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(senders)]
+    count = 2 * udpio._FLUSH_EVERY
+
+    async def main() -> tuple[list[bytes], bool]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        done = asyncio.Event()
+
+        def receive(batch: list[tuple[Any, Any]], now: float) -> None:
+            got.extend(bytes(d) for d, _ in batch)
+            if len(got) >= count:
+                done.set()
+
+        for i in range(count):  # queued before the socket is first read
+            txs[i % senders].sendto(payload(200, i), rx.getsockname())
+        udp = udpio.UdpSocket(loop, rx, receive, lambda: None, lambda exc: None, lambda: None,
+                              gro=udpio.GRO_ON_BULK)
+        await asyncio.wait_for(done.wait(), 10)
+        gro = udp.gro
+        udp.close()
+        await asyncio.sleep(0)
+        return got, gro
+
+    try:
+        got, gro = run_on(loop_name, main(), 30)
+    finally:
+        for tx in txs:
+            tx.close()
+    assert got == [payload(200, i) for i in range(count)]
+    assert gro is (senders == 1)
+
+
 def test_bulk_over_loopback_with_gro_counts_every_segment(run: Any) -> None:
     """A transfer with GSO and GRO on both sides: data intact, the server's
     socket read fewer times than it got segments, and its engine saw every

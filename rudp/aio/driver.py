@@ -26,7 +26,7 @@ from .capture import Target as PcapTarget
 from .eventlog import EventLog
 from .eventlog import Target as EventLogTarget
 from .transport import RudpTransport
-from .udpio import CapturedUdpSocket, Datagram, UdpSocket
+from .udpio import GRO_ON_BULK, CapturedUdpSocket, Datagram, UdpSocket
 
 if TYPE_CHECKING:
     from .api import Server
@@ -113,12 +113,12 @@ class EndpointDriver:
         if capture is None:
             self.udp = UdpSocket(
                 loop, sock, receive, self._flush, self.error_received,
-                self._socket_closed, gso=gso, gro=gro,
+                self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False,
             )
         else:
             self.udp = CapturedUdpSocket(
                 loop, sock, receive, self._flush, self.error_received,
-                self._socket_closed, gso=gso, gro=gro, capture=capture,
+                self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False, capture=capture,
             )
         self._peer = self.udp.peer
         introspect.register(self)  # listed by `rudp ss` (once per socket, weakly)
