@@ -20,6 +20,7 @@ import pytest
 
 from rudp.core import congestion
 from rudp.core.recovery import Recovery
+from rudp.core.seqnum import ts_clock
 from rudp.core.stats import Stats
 
 SMSS = 1000
@@ -793,6 +794,23 @@ def test_a_retransmission_after_new_data_in_the_same_flush_is_not_lost() -> None
     sack(rec, MAX, MAX + SMSS, snd_max=MAX + SMSS, now=1.5)
     detect(rec, snd_max=MAX + SMSS, sack_ok=True, now=1.5)
     assert rec.stats.lost_retransmits == 0
+
+
+def test_rack_rtt_is_that_of_the_most_recently_sent_delivered_segment() -> None:
+    # RFC 8985 §6.2 step 2 takes newly delivered segments in send-time order,
+    # so RACK.rtt is the newest one's. A late retransmission of [1000,2000)
+    # and a cumulative ACK that also covers [5000,11000), sent 100 s earlier
+    # and never SACKed (the peer's SACK blocks for them were lost): RACK.rtt
+    # is the retransmission's 0.1 s, not the 100.1 s of the old segments met
+    # after it in sequence order (with which no loss is ever declared again).
+    rec = make()
+    sack(rec, 2000, 5000)
+    assert detect(rec, sack_ok=True)
+    rec.on_sent(1000, 2000, MAX, 100.0)
+    rec.retransmitted(1000, 1000)
+    rec.on_ack(MAX, MAX - UNA, MAX - UNA, ts_clock(100.0, 0), MAX, True, SMSS, 100.1)
+    assert rec.rack_xmit == 100.0
+    assert rec.rack_rtt == pytest.approx(0.1)
 
 
 def test_sacks_sent_before_the_retransmission_do_not_count() -> None:

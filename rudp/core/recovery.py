@@ -261,12 +261,19 @@ class Recovery:
             tsecr is None or seq_diff(tsecr, ts_clock(xmit, self.ts_offset)) < 0
         ):
             return  # the original's delivery, not this retransmission's
-        self.rack_rtt = rtt
         if rtt < self.min_rtt:
             self.min_rtt = rtt
         if xmit > self.rack_xmit or (xmit == self.rack_xmit and end > self.rack_end):
+            # RACK.rtt goes with RACK.xmit_ts: the RFC takes the newly
+            # delivered segments in order of their send times, so the most
+            # recently sent one sets it last. We meet them in sequence order,
+            # and an old segment whose SACK was lost (a peer reports 3 or 4
+            # blocks) and that a cumulative ACK covers at last would leave an
+            # RTT of minutes: reordering windows that long, no loss detected
+            # but by RTOs (test_transfer seed 72: RACK.rtt 159 s, 12 RTOs).
             self.rack_xmit = xmit
             self.rack_end = end
+            self.rack_rtt = rtt
 
     def on_sack_block(self, start: int, end: int, snd_una: int, snd_max: int,
                       now: float = 0.0, tsecr: int | None = None) -> None:
@@ -489,12 +496,12 @@ class Recovery:
                 # newest segment acked gives the sample and feeds RACK.
                 t = self.x_time[k - 1]
                 sample = now - t
-                self.rack_rtt = sample
                 if sample < self.min_rtt:
                     self.min_rtt = sample
                 if t >= self.rack_xmit:
                     self.rack_xmit = t
                     self.rack_end = x_end[k - 1]
+                    self.rack_rtt = sample
                 self.x_start = x_end[k - 1]
                 del x_end[:k]
                 del self.x_time[:k]
@@ -569,6 +576,16 @@ class Recovery:
                     t = x_time[i]
                     if tsecr is None or seq_diff(tsecr, ts_clock(t, self.ts_offset)) < 0:
                         ambiguous = True
+                        if tsecr is not None or self.frto:
+                            # The echo predates the retransmission (the
+                            # original arrived), or, with no echo, F-RTO is
+                            # still judging the RTO that sent it: RACK must
+                            # not take this entry's send time (RFC 8985 §6.2
+                            # step 2; Linux skips "spurious retrans" on
+                            # cumulative ACKs), or a late ACK for the original
+                            # deems everything sent before the RTO lost.
+                            s = e
+                            continue
                 elif e < fack:
                     self.reordering_seen = True  # RFC 8985 §6.2 step 3
                 self.rack_update(x_time[i], e, retransmitted, tsecr, now)
