@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Callable, Hashable
 
+from mypy_extensions import mypyc_attr
+
 from . import congestion, events
 from .buffers import RecvQueue, SendBuffer
 from .config import Config
@@ -55,6 +57,7 @@ def ts_offset_for(iss: int) -> int:
     return (iss * 2654435761) & MASK
 
 
+@mypyc_attr(native_class=False)  # mypyc compiles no RuntimeError subclass natively
 class ConnectionStateError(RuntimeError):
     """A user call that the connection's state does not allow (local misuse)."""
 

@@ -81,10 +81,10 @@ class Cubic(CongestionControl):
         if t_epoch is None:
             # §4.2: a new epoch starts with the first ACK of congestion avoidance.
             self.t_epoch = t_epoch = now
-            self.cwnd_epoch = cwnd
-            self.w_est = cwnd
+            self.cwnd_epoch = float(cwnd)  # float(): the attributes are floats (mypyc)
+            self.w_est = float(cwnd)
             if self.w_max <= cwnd:
-                self.w_max = cwnd  # no event to return to: grow convexly from here
+                self.w_max = float(cwnd)  # no event to return to: grow convexly from here
                 self.k = 0.0
             else:
                 self.k = ((self.w_max - cwnd) / (C * mss)) ** (1 / 3)

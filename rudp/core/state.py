@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import enum
 
+from mypy_extensions import mypyc_attr
+
 
 class State(enum.Enum):
     """The eleven states of RFC 9293 §3.3.2."""
@@ -113,6 +115,7 @@ TRANSITIONS: dict[State, dict[State, str]] = {
 }
 
 
+@mypyc_attr(native_class=False)  # mypyc compiles no RuntimeError subclass natively
 class InvalidTransition(RuntimeError):
     """The engine tried a state change that RFC 9293 does not have."""
 
