@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from .. import aio
+from .. import __version__, aio, core
 from ..aio import introspect
 from ..aio import holepunch, rendezvous
 from ..core import events
@@ -381,8 +381,15 @@ async def _terminable(coro: Any) -> Any:
         raise
 
 
+def version_line() -> str:
+    """``rudp 0.1.0 (engine: mypyc-compiled)`` or ``(engine: pure Python)``."""
+    form = "mypyc-compiled" if core.COMPILED else "pure Python"
+    return f"rudp {__version__} (engine: {form})"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rudp", description="TCP over UDP for asyncio")
+    parser.add_argument("--version", action="version", version=version_line())
     parser.add_argument("-v", "--verbose", action="store_true", help="log state changes to stderr")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     sub = parser.add_subparsers(dest="command", required=True)
