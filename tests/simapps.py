@@ -50,6 +50,19 @@ PORT = 80
 
 _CAN_SEND = (SYN_SENT, SYN_RCVD, ESTABLISHED, CLOSE_WAIT)
 
+#: Each is called with every Endpoint the helpers here make (tests/test_observer.py
+#: attaches its recorders so): a hook, since a compiled Endpoint's methods cannot
+#: be replaced at run time.
+ENDPOINT_HOOKS: list[Callable[[Endpoint], None]] = []
+
+
+def new_endpoint(config: Config, **kw: Any) -> Endpoint:
+    """``Endpoint(config, **kw)``, passed to each of :data:`ENDPOINT_HOOKS`."""
+    ep = Endpoint(config, **kw)
+    for hook in ENDPOINT_HOOKS:
+        hook(ep)
+    return ep
+
 Transition = tuple[float, Connection, State, State]
 
 
@@ -480,7 +493,7 @@ class Net:
     ) -> Host:
         if seed is None:
             seed = int.from_bytes(hashlib.sha256(repr((self.seed, addr)).encode()).digest()[:4], "big")
-        ep = Endpoint(config or Config(), seed=seed, isn=isn)
+        ep = new_endpoint(config or Config(), seed=seed, isn=isn)
         ep.on_state_change = self._log
         router = Router(self.sim, factory)
         self.sim.add_endpoint(addr, ep, router)
@@ -795,7 +808,7 @@ def ping_pong_trace(seed: int, rounds: int, config: Config, link: LinkConfig) ->
     ``rounds`` times, then both close. Returns the simulator's trace."""
     sim = Simulator(seed)
     sim.trace = []
-    client, server = Endpoint(config, seed=seed), Endpoint(config, seed=seed + 1)
+    client, server = new_endpoint(config, seed=seed), new_endpoint(config, seed=seed + 1)
     left = [rounds]
 
     def on_client(conn: Any, ev: events.Event) -> None:

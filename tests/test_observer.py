@@ -11,8 +11,8 @@ with the state changes the endpoint reports.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter, defaultdict
-from typing import Any
 
 import pytest
 
@@ -22,12 +22,15 @@ from rudp.core.endpoint import Endpoint
 from rudp.core.config import Config
 from rudp.core.state import State
 from rudp.tools.sim import LinkConfig
+from tests import simapps
 from tests.simapps import CLIENT, PORT, SERVER, Net, bulk_sender, payload, sink
 
 try:
     from golden import MODES, SCENARIOS, golden_path, render  # type: ignore[import-not-found]
+    from golden import Net as Net_of_golden
 except ImportError:  # pragma: no cover - when tests/ is imported as a package
     from tests.golden import MODES, SCENARIOS, golden_path, render
+    from tests.golden import Net as Net_of_golden
 
 
 class Recorder:
@@ -69,17 +72,18 @@ def test_a_recorder_is_an_observer() -> None:
 
 @pytest.fixture
 def recorders(monkeypatch: pytest.MonkeyPatch) -> list[Recorder]:
-    """Every Endpoint made during the test gets a Recorder as its observer."""
+    """Every Endpoint the simulator helpers make during the test gets a Recorder
+    as its observer (through simapps.ENDPOINT_HOOKS, in both copies of simapps:
+    golden.py imports it as a top-level module)."""
     made: list[Recorder] = []
-    original = Endpoint.__init__
 
-    def init(self: Endpoint, *args: Any, **kw: Any) -> None:
-        original(self, *args, **kw)
+    def attach(ep: Endpoint) -> None:
         rec = Recorder()
         made.append(rec)
-        self.observer = rec
+        ep.observer = rec
 
-    monkeypatch.setattr(Endpoint, "__init__", init)
+    for apps in {simapps, sys.modules[Net_of_golden.__module__]}:
+        monkeypatch.setattr(apps, "ENDPOINT_HOOKS", [attach])
     return made
 
 
