@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class Event:
     """Base class; events are small immutable values."""
 
     __slots__: tuple[str, ...] = ()
+    #: The value's fields (repr, ==, hash): not ``__slots__``, which a compiled
+    #: (mypyc) class does not have at run time.
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.FIELDS)
         return f"{type(self).__name__}({fields})"
 
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and all(
-            getattr(self, k) == getattr(other, k) for k in self.__slots__
+            getattr(self, k) == getattr(other, k) for k in self.FIELDS
         )
 
     def __hash__(self) -> int:
-        return hash((type(self),) + tuple(getattr(self, k) for k in self.__slots__))
+        return hash((type(self),) + tuple(getattr(self, k) for k in self.FIELDS))
 
 
 class Connected(Event):
@@ -43,6 +48,7 @@ class ConnectionReset(Event):
     """The peer sent an acceptable RST (RFC 9293 §3.10.7.4)."""
 
     __slots__ = ("refused",)
+    FIELDS = ("refused",)
     refused: bool
 
     def __init__(self, refused: bool = False) -> None:
@@ -54,6 +60,7 @@ class ConnectionError(Event):  # noqa: A001 - mirrors the builtin it maps to
     """The connection failed locally: timeout, keepalive, user timeout."""
 
     __slots__ = ("reason",)
+    FIELDS = ("reason",)
     reason: str
 
     def __init__(self, reason: str) -> None:
