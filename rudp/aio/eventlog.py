@@ -28,7 +28,6 @@ import io
 import json
 import os
 import time
-import weakref
 from typing import IO, Any, Callable, Union
 
 from ..core.connection import Connection
@@ -74,7 +73,9 @@ class EventLog:
             raise TypeError(f"event_log must be a path or a file object, not {type(target).__name__}")
         self._local = _address(local) if local is not None else None
         self._clock = clock
-        self._seen: weakref.WeakKeyDictionary[Connection, _Seen] = weakref.WeakKeyDictionary()
+        # Not a WeakKeyDictionary: a compiled (mypyc) Connection takes no weak
+        # reference. An entry goes when its connection reaches CLOSED, all when the log closes.
+        self._seen: dict[Connection, _Seen] = {}
         self._next_id = 0
         self._pending: list[str] = []
         self.closed = False
@@ -132,6 +133,7 @@ class EventLog:
             return
         self.flush()
         self.closed = True
+        self._seen.clear()
         if self._own:
             self._file.close()
         else:
