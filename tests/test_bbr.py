@@ -12,11 +12,15 @@ from rudp.core.bbr import (
     STARTUP_PACING_GAIN, Bbr,
 )
 from rudp.core.config import Config
+from rudp.core.connection import Connection
+from rudp.core.endpoint import Endpoint
+from rudp.core.state import State
 from rudp.tools.sim import LinkConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from ccsim import bulk  # type: ignore[import-not-found]  # noqa: E402
+from ccsim import Net as ccsim_Net  # type: ignore[import-not-found]  # noqa: E402
+from ccsim import bulk  # noqa: E402
 
 MSS = 1000
 
@@ -85,43 +89,54 @@ def test_a_clock_far_from_zero_does_not_start_in_probe_rtt() -> None:
     assert cc.probe_rtt_expired
 
 
-def _states(r) -> set[int]:  # type: ignore[no-untyped-def]
-    return set(r.cc.states_seen)
+class StateRecorder:
+    """An observer (rudp.core.observer) that remembers the BBR states each
+    connection passed through, looked at after every ACK of new data (no
+    subclass of the engine's Bbr: a compiled one takes none)."""
 
+    def __init__(self) -> None:
+        self.seen: dict[Connection, list[int]] = {}
 
-class Recorder(Bbr):
-    """Bbr that remembers the states it passed through (a test subclass: the
-    engine's class is never patched)."""
+    def _look(self, conn: Connection) -> None:
+        assert isinstance(conn.cc, Bbr)
+        seen = self.seen.setdefault(conn, [conn.cc.state])
+        if conn.cc.state != seen[-1]:
+            seen.append(conn.cc.state)
 
-    __slots__ = ("states_seen",)
+    def state_changed(self, conn: Connection, old: State, new: State) -> None:
+        self._look(conn)
 
-    def __init__(self, mss: int, initial_window: int) -> None:
-        super().__init__(mss, initial_window)
-        self.states_seen: list[int] = [self.state]
+    def rtt_sample(self, conn: Connection, rtt: float) -> None:
+        self._look(conn)
 
-    def on_delivery(self, snd_una: int, newest: int, sacked: int, lost: int, in_flight: int,
-                    now: float) -> None:
-        super().on_delivery(snd_una, newest, sacked, lost, in_flight, now)
-        if self.state != self.states_seen[-1]:
-            self.states_seen.append(self.state)
+    def acked(self, conn: Connection) -> None:
+        self._look(conn)
+
+    def loss(self, conn: Connection, kind: str) -> None:
+        self._look(conn)
 
 
 @pytest.fixture
-def recorder(monkeypatch: pytest.MonkeyPatch) -> str:
-    from rudp.core.congestion import CONTROLLERS
-    monkeypatch.setitem(CONTROLLERS, "bbr_recorder", Recorder)
-    return "bbr_recorder"
+def recorder(monkeypatch: pytest.MonkeyPatch) -> StateRecorder:
+    """Every endpoint ccsim's helpers make gets the one recorder as observer."""
+    rec = StateRecorder()
+
+    def attach(ep: Endpoint) -> None:
+        ep.observer = rec
+
+    monkeypatch.setattr(sys.modules[ccsim_Net.__module__], "ENDPOINT_HOOKS", [attach])
+    return rec
 
 
-def test_model_and_state_machine_on_a_clean_bottleneck(recorder: str) -> None:
+def test_model_and_state_machine_on_a_clean_bottleneck(recorder: StateRecorder) -> None:
     """10 Mbit/s, 50 ms, queue of a BDP, no loss, ~7 s: Startup finds the
     bandwidth, Drain empties the queue, ProbeBW cycles, ProbeRTT comes after
     5 s without a lower RTT; the model matches the link."""
     bw = 10e6
-    r = bulk(Config(congestion_control=recorder), LinkConfig(delay=0.025, bandwidth=bw,
-                                                             queue_limit=43), 8_000_000)
+    r = bulk(Config(congestion_control="bbr"), LinkConfig(delay=0.025, bandwidth=bw,
+                                                          queue_limit=43), 8_000_000)
     cc = r.cc
-    seen = cc.states_seen
+    seen = recorder.seen[r.conn]
     # Drain ends in ProbeBW_DOWN, which may turn CRUISE on the same ACK.
     assert seen[:2] == [STARTUP, DRAIN] and seen[2] in (PROBE_BW_DOWN, PROBE_BW_CRUISE)
     assert {PROBE_BW_DOWN, PROBE_BW_CRUISE, PROBE_BW_REFILL, PROBE_BW_UP, PROBE_RTT} <= set(seen)

@@ -88,36 +88,58 @@ def test_sack_blocks_outside_what_we_sent_change_nothing() -> None:
 # ------------------------------------------------------------ fault isolation
 
 
-class _Faulty(congestion.NewReno):
-    """A controller that raises, in one connection only: ``victim`` is the
-    number of the instance (counted from 0) that fails, at ``where``."""
+class _Faulty(congestion.CongestionControl):
+    """NewReno that raises, in one connection only: ``victim`` is the number of
+    the instance (counted from 0) that fails, at ``where``. It wraps a NewReno
+    (a compiled NewReno takes no Python subclass; the interface does) and
+    keeps cwnd and ssthresh in step with it, the connection's writes included."""
 
-    __slots__ = ("faulty",)
     created = 0
     victim = -1
     where = "receive"
 
     def __init__(self, mss: int, initial_window: int) -> None:
         super().__init__(mss, initial_window)
+        self.inner = congestion.NewReno(mss, initial_window)
         self.faulty = _Faulty.created == _Faulty.victim
         _Faulty.created += 1
+
+    def _call(self, hook: Any, *args: Any) -> None:
+        inner = self.inner
+        inner.cwnd, inner.ssthresh = self.cwnd, self.ssthresh
+        hook(*args)
+        self.cwnd, self.ssthresh = inner.cwnd, inner.ssthresh
 
     def on_ack(self, acked: int, in_flight: int, now: float) -> None:
         if self.faulty and _Faulty.where == "receive":
             raise RuntimeError("injected fault while receiving")
-        super().on_ack(acked, in_flight, now)
+        self._call(self.inner.on_ack, acked, in_flight, now)
 
     # In a timer, only while data is in flight: a fault at the closing FIN's
     # retransmission could come after the peer has everything and is gone.
     def on_timeout(self, in_flight: int, now: float) -> None:
         if self.faulty and _Faulty.where == "timer" and in_flight > self.mss:
             raise RuntimeError("injected fault in a timer")
-        super().on_timeout(in_flight, now)
+        self._call(self.inner.on_timeout, in_flight, now)
 
     def on_congestion(self, in_flight: int, now: float) -> None:
         if self.faulty and _Faulty.where == "timer" and in_flight > self.mss:
             raise RuntimeError("injected fault in a timer")
-        super().on_congestion(in_flight, now)
+        self._call(self.inner.on_congestion, in_flight, now)
+
+    def on_recovery_end(self, in_flight: int, now: float) -> None:
+        self._call(self.inner.on_recovery_end, in_flight, now)
+
+    def on_rtt_sample(self, rtt: float, now: float) -> None:
+        self._call(self.inner.on_rtt_sample, rtt, now)
+
+    def on_congestion_undone(self, now: float) -> None:
+        self._call(self.inner.on_congestion_undone, now)
+
+    def pacing_rate(self, srtt: float | None) -> float:
+        inner = self.inner
+        inner.cwnd, inner.ssthresh = self.cwnd, self.ssthresh
+        return inner.pacing_rate(srtt)
 
 
 @pytest.fixture

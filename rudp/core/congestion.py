@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+from mypy_extensions import mypyc_attr
+
 #: Pacing rate as a multiple of cwnd/SRTT for window-based controllers, as
 #: Linux's tcp_update_pacing_rate: 200% in slow start, 120% afterwards.
 PACING_SS_RATIO = 2.0
 PACING_CA_RATIO = 1.2
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # a controller may be written in Python (CONTROLLERS)
 class CongestionControl:
     """Interface: the connection reports events, reads ``cwnd`` and ``pacing_rate``.
 
