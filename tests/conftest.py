@@ -3,10 +3,49 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from typing import Any, Awaitable, Callable
 
+# RUDP_TEST_TREE=DIR: import rudp from DIR (a copy with the mypyc-compiled core,
+# tests/compiled.py), ahead of the source tree pytest puts first on sys.path;
+# PYTHONPATH carries it to the subprocesses the tests start.
+_TREE = os.environ.get("RUDP_TEST_TREE")
+if _TREE:
+    sys.path.insert(0, _TREE)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (_TREE, os.environ.get("PYTHONPATH")) if p)
+
 import pytest
+
+from tests import compiled
+
+if _TREE:
+    _wrong = compiled.loaded_from_elsewhere(_TREE)
+    if _wrong:
+        raise pytest.UsageError(f"RUDP_TEST_TREE={_TREE} but these core modules are not its "
+                                f"compiled ones: {_wrong}")
+
+#: The compiled run (tests/compiled.py suite), started once tests/test_compiled.py
+#: is collected, so it goes on while the rest of this session runs.
+BACKGROUND = compiled.Background()
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """tests/test_compiled.py waits for the compiled run: it goes last."""
+    items.sort(key=lambda item: item.path.name == "test_compiled.py")
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    wanted = any(item.path.name == "test_compiled.py" and "against_the_compiled" in item.name
+                 for item in session.items)
+    if wanted and not _TREE and not session.config.option.collectonly:
+        BACKGROUND.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    BACKGROUND.stop()
 
 try:
     import uvloop
