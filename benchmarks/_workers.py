@@ -37,6 +37,11 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+#: run.py --compiled: rudp from this tree (build/compiled: the mypyc-compiled core,
+#: the rest of the checkout through symlinks, tests/compiled.py), ahead of the checkout.
+COMPILED_TREE = os.environ.get("RUDP_BENCH_TREE")
+if COMPILED_TREE:
+    sys.path.insert(0, COMPILED_TREE)
 
 HOST = "127.0.0.1"
 CHUNK = bytes(range(256)) * 256  # 64 KiB per stream write
@@ -1166,6 +1171,11 @@ def main(argv: list[str]) -> int:
 
         _synflood.enter_netns(params["netns"])
     fn = ROLES[kind, params["impl"], role]
+    if params.get("compiled"):
+        import rudp.core
+        if not rudp.core.COMPILED:
+            emit("error", error=f"asked for the compiled core, loaded {rudp.core.__file__}")
+            return 1
     deadline = float(params.get("deadline", 120.0))
     # Backstop in a thread: fires even if the event loop is stuck.
     def expire() -> None:

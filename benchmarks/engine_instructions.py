@@ -36,7 +36,7 @@ Run: python benchmarks/engine_instructions.py bulk 2000
      python benchmarks/engine_instructions.py pingpong 200
      python benchmarks/engine_instructions.py --measure [--bulk 2000 12000]
          [--pingpong 200 1200] [--only bulk|pingpong] [--valgrind PATH] [--jobs N]
-         [--batch]
+         [--batch] [--compiled]   (--compiled: the mypyc-compiled core, tests/compiled.py)
 """
 
 from __future__ import annotations
@@ -52,6 +52,17 @@ from collections import deque
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # a checkout
+
+#: --compiled: the engine from build/compiled, this checkout's mypyc-compiled core
+#: (tests/compiled.py; built here first when rudp/core changed since the last build).
+COMPILED = "--compiled" in sys.argv[1:]
+if COMPILED:
+    from tests import compiled as _compiled
+
+    _why = _compiled.build()
+    if _why:
+        sys.exit(f"--compiled: the compiled core is not available: {_why}")
+    sys.path.insert(0, str(_compiled.TREE))
 
 # The engine may move under rudp.core: try that layout first, fall back to the
 # old one. Whether this checkout has rudp.core is asked of rudp's own __path__
@@ -76,6 +87,8 @@ except ModuleNotFoundError as exc:
     from rudp.endpoint import Endpoint  # type: ignore[no-redef]
 
     ENGINE = "rudp"
+if COMPILED and not getattr(sys.modules["rudp.core"], "COMPILED", False):
+    raise ImportError(f"--compiled, but rudp.core came from {sys.modules['rudp.core'].__file__}")
 for _mod in (events, sys.modules[Config.__module__], sys.modules[Endpoint.__module__]):
     _file = os.path.realpath(_mod.__file__ or "")
     if not any(_file.startswith(os.path.realpath(d) + os.sep) for d in rudp.__path__):
@@ -334,6 +347,7 @@ def under_valgrind(valgrind: str, name: str, n: int, batch: bool = False) -> tup
     cmd = [
         valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
         sys.executable, os.path.abspath(__file__), name, str(n), *(["--batch"] if batch else []),
+        *(["--compiled"] if COMPILED else []),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     found = IREFS.findall(proc.stderr)
@@ -348,13 +362,14 @@ def measure(runs: dict[str, tuple[int, int]], valgrind: str, jobs: int, batch: b
     # start up identically.
     env = dict(os.environ, PYTHONHASHSEED="0")
     for name, (short, _) in runs.items():
-        subprocess.run([sys.executable, os.path.abspath(__file__), name, str(min(short, 10))],
-                       env=env, check=True, capture_output=True)
+        subprocess.run([sys.executable, os.path.abspath(__file__), name, str(min(short, 10)),
+                        *(["--compiled"] if COMPILED else [])], env=env, check=True, capture_output=True)
     tasks = [(name, n) for name, pair in runs.items() for n in pair]
     with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
         results = dict(zip(tasks, pool.map(lambda t: under_valgrind(valgrind, *t, batch), tasks)))
     ok = True
-    print(f"engine: {ENGINE} ({os.path.dirname(sys.modules[Endpoint.__module__].__file__ or '')})")
+    form = "mypyc-compiled" if COMPILED else "pure Python"
+    print(f"engine: {ENGINE}, {form} ({os.path.dirname(sys.modules[Endpoint.__module__].__file__ or '')})")
     print(f"python: {sys.version.split()[0]}  valgrind: {valgrind} --tool=cachegrind --cache-sim=no")
     for (name, n), (irefs, line) in results.items():
         print(f"  {irefs:>15,} I refs  {line}")
@@ -387,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", action="store_true",
                    help="hand over what is in flight in one datagrams_received call")
     p.add_argument("--valgrind", default="valgrind")
+    p.add_argument("--compiled", action="store_true",
+                   help="the mypyc-compiled core (build/compiled, tests/compiled.py) instead of the source")
     p.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                    help="valgrind runs at once (counts do not depend on it)")
     args = p.parse_args(argv)

@@ -78,10 +78,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKERS = os.path.join(HERE, "_workers.py")
 sys.path.insert(0, ROOT)  # rudp from this checkout, as the workers use it
+#: The implementations that are rudp: its table rows compare each with the anchor.
+RUDP_FORMS = ("rudp", "rudp_c")
 sys.path.insert(0, HERE)  # _synflood, also when run.py is imported
 
 import _lossy
 import _synflood
+
+from tests import compiled  # build/compiled, for --compiled
 
 BENCHMARKS = ("bulk", "bulk8", "rr", "connrate", "memory", "cpu", "synflood", "lossy")
 #: What runs without --only: the lossy-link benchmark takes ~9 minutes and root, so it is asked for by name.
@@ -91,6 +95,7 @@ LOOPS = ("uvloop", "asyncio")
 #: Human names of the implementations, as they appear in the table.
 IMPL_LABEL = {
     "rudp": "rudp",
+    "rudp_c": "rudp (compiled)",  # --compiled: the same workers on the mypyc-compiled core
     "tcp": "kernel TCP",
     "udp": "plain UDP",
     "aioquic": "aioquic",
@@ -152,6 +157,10 @@ class Worker:
         self.role = role
         self.stderr = tempfile.TemporaryFile(mode="w+")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+        env.pop("RUDP_BENCH_TREE", None)
+        if params.get("impl") == "rudp_c":  # rudp's workers, on the compiled core
+            params = {**params, "impl": "rudp", "compiled": True}
+            env["RUDP_BENCH_TREE"] = compiled.TREE.as_posix()
         self.proc = subprocess.Popen(
             [sys.executable, WORKERS, role, json.dumps(params)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
@@ -375,7 +384,17 @@ class Variant:
 
 
 def variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any],
-             synflood_rate: float = 0.0) -> list[Variant]:
+             synflood_rate: float = 0.0, compiled_too: bool = False) -> list[Variant]:
+    out = _variants(selected, sizes, rudp_options, synflood_rate)
+    if compiled_too:  # rudp (compiled) right after rudp, in every variant but the SYN flood
+        out = [v if v.kind == "synflood" else dataclasses.replace(
+            v, impls=tuple(i for impl in v.impls for i in ((impl, "rudp_c") if impl == "rudp" else (impl,))))
+               for v in out]
+    return out
+
+
+def _variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any],
+              synflood_rate: float) -> list[Variant]:
     ro = {"rudp_options": rudp_options}
     out: list[Variant] = []
     if selected & {"bulk", "cpu"}:
@@ -536,11 +555,13 @@ def table_rows(results: Results, vlist: list[Variant], loops: list[str]) -> list
     for comp in COMPARISONS:
         if comp.variant not in titles:
             continue
-        for loop in loops:
-            if not results.all_runs(comp.variant, loop, "rudp") and not (
+        for loop, form in ((loop, form) for loop in loops for form in RUDP_FORMS):
+            if form != "rudp" and not results.all_runs(comp.variant, loop, form):
+                continue  # rudp (compiled) only with --compiled
+            if not results.all_runs(comp.variant, loop, form) and not (
                     comp.anchor and results.all_runs(comp.variant, loop, comp.anchor)):
                 continue  # not run on this loop (synflood runs on one)
-            rudp = results.median(comp.variant, loop, "rudp", comp.key)
+            rudp = results.median(comp.variant, loop, form, comp.key)
             anchor = results.median(comp.variant, loop, comp.anchor, comp.key) if comp.anchor else None
             ratio = rudp / anchor if rudp is not None and anchor else None
             met = comp.check(rudp, ratio) if comp.check else None
@@ -549,7 +570,7 @@ def table_rows(results: Results, vlist: list[Variant], loops: list[str]) -> list
                 anchor_met = comp.check(anchor, None)
                 if anchor_met is not None:
                     notes.append(f"{IMPL_LABEL[comp.anchor]} {'meets' if anchor_met else 'misses'} it")
-            for impl in ("rudp", comp.anchor):
+            for impl in (form, comp.anchor):
                 if impl is None:
                     continue
                 errs = results.errors(comp.variant, loop, impl)
@@ -558,8 +579,10 @@ def table_rows(results: Results, vlist: list[Variant], loops: list[str]) -> list
                     notes.append(f"{IMPL_LABEL[impl]} skipped")
                 elif errs:
                     notes.append(f"{IMPL_LABEL[impl]}: {len(errs)}/{n} runs failed")
+            bench = comp.label.format(title=titles[comp.variant]) if comp.label else titles[comp.variant]
             rows.append({
-                "benchmark": comp.label.format(title=titles[comp.variant]) if comp.label else titles[comp.variant],
+                "benchmark": bench + (" [compiled]" if form == "rudp_c" else ""),
+                "form": "compiled" if form == "rudp_c" else "pure",
                 "variant": comp.variant,
                 "metric": comp.key,
                 "loop": loop,
@@ -734,10 +757,10 @@ def plot(results: Results, vlist: list[Variant], loops: list[str], path: str, ti
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
-    colors = {"rudp": "#d62728", "tcp": "#1f77b4", "udp": "#7f7f7f", "aioquic": "#2ca02c", "kcp": "#9467bd"}
+    colors = {"rudp": "#d62728", "rudp_c": "#ff9896", "tcp": "#1f77b4", "udp": "#7f7f7f", "aioquic": "#2ca02c", "kcp": "#9467bd"}
     for ax, (variant, key, label) in zip(axes.flat, panels):
         impls = [i for i in impls_of[variant] if i not in results.skipped
-                 and not (key.endswith("cpu_s_per_gb") and i not in ("rudp", "tcp"))]
+                 and not (key.endswith("cpu_s_per_gb") and i not in ("rudp", "rudp_c", "tcp"))]
         width = 0.8 / max(1, len(impls))
         values: list[float] = []
         for j, impl in enumerate(impls):
@@ -793,6 +816,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=None, help="runs per measurement (median); default 3, --quick 1")
     p.add_argument("--out", default=os.path.join(HERE, "results"), help="directory for results.json/png")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per run before its processes are killed")
+    p.add_argument("--compiled", action="store_true",
+                   help="also run rudp on its mypyc-compiled core (build/compiled, tests/compiled.py), "
+                        "side by side with the pure Python one")
     p.add_argument("--rudp-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="rudp option for both sides, e.g. checksum=true (repeatable)")
     p.add_argument("--synflood-rate", type=float, default=0.0, metavar="SYN_PER_S",
@@ -858,8 +884,12 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         reason = _synflood.Netns.check()
         if reason:
             results.skipped["tcp_netns"] = reason
+    if args.compiled:
+        why = compiled.build()  # only when rudp/core changed since the last build (~1 min)
+        if why:
+            results.skipped["rudp_c"] = f"rudp (compiled) skipped: {why}"
     notes += list(results.skipped.values())
-    vlist = variants(args.only_set, sizes, args.rudp_options, args.synflood_rate)
+    vlist = variants(args.only_set, sizes, args.rudp_options, args.synflood_rate, args.compiled)
     os.makedirs(args.out, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     t_start = time.monotonic()
