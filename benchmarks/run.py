@@ -653,18 +653,18 @@ def render_details(results: Results, vlist: list[Variant], loops: list[str]) -> 
             for impl in v.impls:
                 runs = results.all_runs(v.name, loop, impl)
                 if impl in results.skipped:
-                    out.append(f"{v.title:24} {loop:8} {IMPL_LABEL[impl]:11} skipped: {results.skipped[impl]}")
+                    out.append(f"{v.title:24} {loop:8} {IMPL_LABEL[impl]:15} skipped: {results.skipped[impl]}")
                     continue
                 if not runs:
                     continue
                 ok = [r for r in runs if "error" not in r]
                 parts = [f"{k}={fmt(results.median(v.name, loop, impl, k))}" for k in keys[v.kind]
                          if results.median(v.name, loop, impl, k) is not None]
-                line = f"{v.title:24} {loop:8} {IMPL_LABEL[impl]:11} {len(ok)}/{len(runs)} ok  " + " ".join(parts)
+                line = f"{v.title:24} {loop:8} {IMPL_LABEL[impl]:15} {len(ok)}/{len(runs)} ok  " + " ".join(parts)
                 out.append(line.rstrip())
                 for r in runs:
                     if "error" in r:
-                        out.append(f"{'':24} {'':8} {'':11} error: {r['error']}")
+                        out.append(f"{'':24} {'':8} {'':15} error: {r['error']}")
     return "\n".join(out)
 
 

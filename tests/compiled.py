@@ -124,6 +124,7 @@ def build(force: bool = False) -> str | None:
         shutil.copy2(so, pkg / "core" / so.name)
     for so in shared:
         shutil.copy2(so, tree / so.name)
+    (ROOT / "build" / "compiled.log").unlink(missing_ok=True)  # a failed build's
     (tree / "stamp").write_text(digest() + "\n")
     shutil.rmtree(TREE, ignore_errors=True)
     tree.rename(TREE)
