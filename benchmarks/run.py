@@ -386,8 +386,8 @@ class Variant:
 def variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any],
              synflood_rate: float = 0.0, compiled_too: bool = False) -> list[Variant]:
     out = _variants(selected, sizes, rudp_options, synflood_rate)
-    if compiled_too:  # rudp (compiled) right after rudp, in every variant but the SYN flood
-        out = [v if v.kind == "synflood" else dataclasses.replace(
+    if compiled_too:  # rudp (compiled) right after rudp, in every variant
+        out = [dataclasses.replace(
             v, impls=tuple(i for impl in v.impls for i in ((impl, "rudp_c") if impl == "rudp" else (impl,))))
                for v in out]
     return out
