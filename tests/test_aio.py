@@ -378,7 +378,7 @@ class _BusyEngine:
         self.left -= 1
         return []
 
-    def datagrams_to_send(self, now: float) -> list[Any]:
+    def batches_to_send(self, now: float) -> list[Any]:
         return []
 
     def get_timer(self) -> None:

@@ -176,7 +176,7 @@ class EndpointDriver:
         if self._flushing or self.udp.is_closing():
             return
         ep = self.endpoint
-        self.udp.send(ep.datagrams_to_send(self.loop.time()))
+        self.udp.send(ep.batches_to_send(self.loop.time()))
         self._arm_timer()
         if ep.has_work:
             self.kick()
@@ -200,7 +200,7 @@ class EndpointDriver:
                     self._dispatch(conn, ev)
                 except Exception as exc:  # noqa: BLE001 - a protocol callback failed
                     self._protocol_failed(conn, exc)
-            udp.send(ep.datagrams_to_send(now))
+            udp.send(ep.batches_to_send(now))
             if not ep.has_work:
                 break  # callbacks above woke nothing new
         if self._paused_writers:

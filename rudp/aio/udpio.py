@@ -36,8 +36,9 @@ import socket
 import struct
 from collections import deque
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, cast
 
+from ..core.wire import SegmentRun
 from .capture import SocketCapture
 
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
@@ -66,6 +67,29 @@ _free_buffers: list[bytearray] = []
 
 Datagram = bytes | memoryview  # a memoryview is valid only until the receiver returns
 Receiver = Callable[[list[tuple[Datagram, Any]], float], None]  # (datagram, address) pairs, now
+Addressed = tuple[Datagram, Any]  # one datagram and where it goes
+#: What ``UdpSocket.send`` takes: datagrams, and runs of equal-sized segments
+#: in one buffer (``Endpoint.batches_to_send``).
+Outgoing = tuple["Datagram | SegmentRun", Any]
+
+
+def split_runs(items: Sequence[Outgoing]) -> list[Addressed]:
+    """``items`` with each run split into its segments, as memoryviews of
+    the run's buffer (no copy)."""
+    out: list[Addressed] = []
+    for data, addr in items:
+        if isinstance(data, SegmentRun):
+            out.extend(_run_segments(data, 0, addr))
+        else:
+            out.append((data, addr))
+    return out
+
+
+def _run_segments(run: SegmentRun, first: int, addr: Any) -> list[Addressed]:
+    """Segments ``first`` and on of ``run``, as memoryviews of its buffer."""
+    view = memoryview(run.buf)
+    size = run.size
+    return [(view[o : o + size], addr) for o in range(first * size, run.count * size, size)]
 
 
 class UdpSocket:
@@ -94,7 +118,7 @@ class UdpSocket:
             self.peer = sock.getpeername()
         except OSError:
             pass
-        self._queue: deque[tuple[bytes, Any]] = deque()
+        self._queue: deque[Addressed] = deque()
         self._writing = False
         self._closed = False
         self.gso = gso and gso_supported(sock)
@@ -213,16 +237,86 @@ class UdpSocket:
 
     # -- sending
 
-    def send(self, datagrams: list[tuple[bytes, Any]]) -> None:
-        """Send datagrams in order; batches equal-sized runs with GSO."""
+    def send(self, datagrams: Sequence[Outgoing]) -> None:
+        """Send datagrams and segment runs in order: equal-sized datagrams
+        are batched with GSO, and a run's buffer goes out as it is."""
         if self._closed or not datagrams:
             return
         if self._queue:
             self._enqueue(datagrams, 0)
             return
-        if not self.gso:
-            self._send_each(datagrams)
+        start = 0  # the first item not sent yet
+        for i, (data, addr) in enumerate(datagrams):
+            if isinstance(data, SegmentRun):
+                if start < i:
+                    stop = self._send_datagrams(cast(Sequence[Addressed], datagrams[start:i]))
+                    if stop >= 0:
+                        self._enqueue(datagrams, start + stop)
+                        return
+                stop = self._send_run(data, addr)
+                if stop >= 0:
+                    rest: list[Outgoing] = []
+                    rest += _run_segments(data, stop, addr)
+                    rest += datagrams[i + 1 :]
+                    self._enqueue(rest, 0)
+                    return
+                start = i + 1
+        if start == 0:
+            stop = self._send_datagrams(cast(Sequence[Addressed], datagrams))
+        elif start < len(datagrams):
+            stop = self._send_datagrams(cast(Sequence[Addressed], datagrams[start:]))
+        else:
             return
+        if stop >= 0:
+            self._enqueue(datagrams, start + stop)
+
+    def _send_run(self, run: SegmentRun, addr: Any) -> int:
+        """Send ``run``: slices of its buffer within the GSO limits per
+        ``sendmsg``, else one ``send`` per segment. -1 when all went out, else
+        the index of the first segment the full socket did not take."""
+        size = run.size
+        count = run.count
+        per_call = min(_GSO_MAX_SEGMENTS, _GSO_MAX_BYTES // size) if self.gso else 1
+        sock = self.sock
+        connected = self.peer is not None
+        stats = self.stats
+        view = memoryview(run.buf)
+        ancillary = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))]
+        k = 0  # the next segment of the run
+        while k < count and not self._closed:
+            n = min(per_call, count - k)
+            chunk = view[k * size : (k + n) * size]
+            try:
+                if n > 1:
+                    if connected:
+                        sock.sendmsg([chunk], ancillary)
+                    else:
+                        sock.sendmsg([chunk], ancillary, 0, addr)
+                elif connected:
+                    sock.send(chunk)
+                else:
+                    sock.sendto(chunk, addr)
+            except (BlockingIOError, InterruptedError):
+                return k
+            except OSError as exc:
+                if n > 1 and exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EIO, errno.EOPNOTSUPP):
+                    self.gso = False  # no UDP GSO here: one datagram per call from now on
+                    per_call = 1
+                    continue
+                self._on_error(exc)  # these datagrams are lost; the others may go out
+                k += n
+                continue
+            stats["send_calls"] += 1
+            stats["sent"] += n
+            k += n
+        return -1
+
+    def _send_datagrams(self, datagrams: Sequence[Addressed]) -> int:
+        """Send datagrams in order, equal-sized runs of them batched with GSO.
+        -1 when all went out, else the index of the first one the full
+        socket did not take."""
+        if not self.gso:
+            return self._send_each(datagrams)
         i = 0
         count = len(datagrams)
         sock = self.sock
@@ -254,8 +348,7 @@ class UdpSocket:
                 else:
                     sock.sendto(data, addr)
             except (BlockingIOError, InterruptedError):
-                self._enqueue(datagrams, i)
-                return
+                return i
             except OSError as exc:
                 if j - i > 1 and exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EIO, errno.EOPNOTSUPP):
                     self.gso = False  # no UDP GSO here: one datagram per call from now on
@@ -266,19 +359,22 @@ class UdpSocket:
             stats["send_calls"] += 1
             stats["sent"] += j - i
             i = j
+        return -1
 
     #: How queued datagrams go out once the socket is writable: this class's
     #: own ``send``, so that a subclass recording what is handed to ``send``
     #: (``CapturedUdpSocket``) records each datagram once.
     _resend = send
 
-    def _send_each(self, datagrams: list[tuple[bytes, Any]]) -> None:
-        """One syscall per datagram: the loop of ``send`` without GSO's checks."""
+    def _send_each(self, datagrams: Sequence[Addressed]) -> int:
+        """One syscall per datagram: the loop of ``_send_datagrams`` without
+        GSO's checks; -1 or the index of the first datagram not taken."""
         sock = self.sock
         connected = self.peer is not None
         count = len(datagrams)
         i = 0  # index of the next datagram
         sent = 0
+        stop = -1
         while i < count and not self._closed:
             try:
                 if connected:
@@ -295,7 +391,7 @@ class UdpSocket:
                         i += 1
                         sent += 1
             except (BlockingIOError, InterruptedError):
-                self._enqueue(datagrams, i)
+                stop = i
                 break
             except OSError as exc:
                 self._on_error(exc)  # this datagram is lost; the others may go out
@@ -303,10 +399,13 @@ class UdpSocket:
         stats = self.stats
         stats["send_calls"] += sent
         stats["sent"] += sent
+        return stop
 
-    def _enqueue(self, datagrams: list[tuple[bytes, Any]], start: int) -> None:
+    def _enqueue(self, datagrams: Sequence[Outgoing], start: int) -> None:
+        """Hold ``datagrams[start:]`` (runs split into their segments) until
+        the socket is writable; beyond the queue's limit they are dropped."""
         room = _QUEUE_LIMIT - len(self._queue)
-        todo = datagrams[start:]
+        todo = split_runs(datagrams[start:])
         if len(todo) > room:
             self.stats["send_dropped"] += len(todo) - room  # like a full NIC queue
             todo = todo[:room]
@@ -369,15 +468,17 @@ class CapturedUdpSocket(UdpSocket):
 
         super().__init__(loop, sock, received, after_batch, on_error, on_close, gso=gso, gro=gro)
 
-    def send(self, datagrams: list[tuple[bytes, Any]]) -> None:
-        """Send, then record what the socket took or queued; datagrams dropped
-        because its queue was full (the tail of the list) are left out."""
+    def send(self, datagrams: Sequence[Outgoing]) -> None:
+        """Send, then record what the socket took or queued, one record per
+        segment (a run's too); datagrams dropped because its queue was full
+        (the tail of the list) are left out."""
         if self.is_closing() or not datagrams:
             return
         dropped = self.stats["send_dropped"]
         super().send(datagrams)
         dropped = self.stats["send_dropped"] - dropped
-        self.capture.sent(datagrams[: len(datagrams) - dropped] if dropped else datagrams, time.time())
+        sent = [(bytes(data), addr) for data, addr in split_runs(datagrams)]
+        self.capture.sent(sent[: len(sent) - dropped] if dropped else sent, time.time())
 
     def close(self) -> None:
         super().close()

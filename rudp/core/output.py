@@ -15,7 +15,8 @@ from .observer import TLP
 from .seqnum import MASK
 from .state import CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, LAST_ACK, LISTEN, \
     SYN_RCVD, SYN_SENT, SYNCHRONIZED, TIME_WAIT
-from .wire import ACK, FIN, PSH, RST, SYN, Segment, sack_option_len, segment_of
+from .wire import ACK, FIN, PSH, RST, SYN, HeaderTemplate, Segment, SegmentRun, sack_option_len, \
+    segment_of
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -26,7 +27,7 @@ _TLP_STATES = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK}
 class Sender:
     __slots__ = ("c", "out", "ack_now", "rst_pending", "syn_wnd", "persist_backoff",
                  "persist_probe", "tlp_fire", "keepalive_probe", "pacer", "pace_left",
-                 "pace_held")
+                 "pace_held", "template", "run")
 
     def __init__(self, conn: Connection) -> None:
         self.c = conn
@@ -41,6 +42,11 @@ class Sender:
         self.pacer = Pacer()
         self.pace_left = UNPACED  # bytes the pacer lets out in this send_data
         self.pace_held = False  # the pacer held data back in this send_data
+        #: Set by the owner that encodes our segments (the Endpoint): full-sized
+        #: runs are then stamped from it into ``run`` instead of becoming
+        #: Segments, and the owner takes ``run`` after each segments_to_send.
+        self.template: HeaderTemplate | None = None
+        self.run: SegmentRun | None = None
 
     # ------------------------------------------------------------ entry point
 
@@ -74,11 +80,12 @@ class Sender:
                 self.send_syn(out, now)
         elif st is not TIME_WAIT:
             self.send_data(out, now)
-        if self.ack_now or (self.keepalive_probe and not out):
+        sent = bool(out) or self.run is not None
+        if self.ack_now or (self.keepalive_probe and not sent):
             if self.keepalive_probe:
                 c.stats.keepalives_sent += 1
                 out.append(self.segment(c.snd_una - 1, ACK, b"", now))
-            elif not out:
+            elif not sent:
                 # A bare ACK carries SND.MAX, not a rewound SND.NXT, so that it
                 # stays inside the peer's window after a timeout; but never
                 # beyond the window's right edge (Linux's tcp_acceptable_seq):
@@ -276,17 +283,24 @@ class Sender:
         wnd = self.sending_ack()
         sack = self.sack_blocks()
         ts = (c.ts_now(now), c.ts_recent) if c.ts_ok else None
-        lport, rport = c.local_port, c.remote_port
-        view = memoryview(buf.data)
-        try:
-            off = seq - buf.seq
-            for i in range(count):
-                start = off + i * smss
-                out.append(segment_of((lport, rport, (seq + i * smss) & MASK, ack, ACK, wnd,
-                                       bytes(view[start : start + smss]), None, None, False,
-                                       sack, ts, 0)))
-        finally:
-            view.release()  # the buffer must stay resizable
+        off = seq - buf.seq
+        template = self.template
+        if template is not None and not sack:
+            # One buffer for the whole run, no Segment or bytes per segment.
+            run = template.run(buf.data, off, seq & MASK, count, smss, ack, wnd, ts)
+            run.index = len(out)
+            self.run = run
+        else:
+            lport, rport = c.local_port, c.remote_port
+            view = memoryview(buf.data)
+            try:
+                for i in range(count):
+                    start = off + i * smss
+                    out.append(segment_of((lport, rport, (seq + i * smss) & MASK, ack, ACK, wnd,
+                                           bytes(view[start : start + smss]), None, None, False,
+                                           sack, ts, 0)))
+            finally:
+                view.release()  # the buffer must stay resizable
         c.stats.segments_sent += count
         cc = c.recovery.cc
         if cc.wants_delivery:

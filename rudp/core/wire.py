@@ -290,7 +290,7 @@ _PLAIN_SYN_CONTROL = _SYN_DOFF_BITS | 0x02 << _FLAGS_SHIFT  # SYN alone, reserve
 # --- checksum ----------------------------------------------------------------
 
 
-def _residue(data: bytes) -> int:
+def _residue(data: bytes | bytearray | memoryview) -> int:
     """Sum of the 16-bit big-endian words of `data`, mod 0xFFFF (as 2**16 ≡ 1).
 
     An odd last byte is padded on the right with zeros (RFC 9293 §3.1, Checksum).
@@ -576,3 +576,113 @@ def encode(seg: Segment, checksum: bool = True) -> bytes:
     except struct.error as e:
         raise ValueError(f"segment field out of range: {e}") from None
     return header + payload
+
+
+# --- runs of full-sized segments from a template ----------------------------
+
+_SEQ_FIELD = struct.Struct(">I")  # the sequence number, 4 bytes into the header
+_SEQ_OFFSET = 4
+_CSUM_OFFSET = 16  # the checksum field's offset in the header
+
+
+class SegmentRun:
+    """``count`` encoded segments of ``size`` bytes each, back to back in
+    ``buf``, all for one peer: what `HeaderTemplate.run` builds. The asyncio
+    adapter hands ``buf`` to the socket as UDP GSO sends (segment size
+    ``size``) or slices it per segment; no bytes object per segment exists
+    on the way. ``index`` is where the run goes among the connection's other
+    segments of the same flush (that many of them leave before it)."""
+
+    __slots__ = ("buf", "size", "count", "index")
+
+    def __init__(self, buf: bytearray, size: int, count: int, index: int = 0) -> None:
+        self.buf = buf
+        self.size = size
+        self.count = count
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"<SegmentRun {self.count} x {self.size} bytes>"
+
+    def datagrams(self) -> list[bytes]:
+        """Each segment as its own bytes: for the simulator, captures, tests."""
+        size = self.size
+        view = memoryview(self.buf)
+        try:
+            return [bytes(view[i : i + size]) for i in range(0, size * self.count, size)]
+        finally:
+            view.release()
+
+
+class HeaderTemplate:
+    """The header of one connection's full-sized data segments, stamped
+    rather than encoded (issue 13: the bulk path does less per segment).
+
+    Ports, data offset, flags and the option layout (none, or NOP NOP TS as
+    `encode` lays it out) are fixed here once; per run the ACK, window and
+    timestamps are packed once into a header that every segment's slot of the
+    buffer starts as a copy of; per segment only the sequence number (and, if
+    on, the checksum) is written, beside one copy of its payload. `encode`
+    gives byte-identical segments (tests/test_wire.py pins it); segments with
+    SACK blocks or other options are not covered and take `encode`."""
+
+    __slots__ = ("src_port", "dst_port", "checksum", "_control", "_control_ts")
+
+    def __init__(self, src_port: int, dst_port: int, checksum: bool, flags: int = ACK) -> None:
+        if not 0 <= flags <= _FLAGS_MASK:
+            raise ValueError(f"flags {flags:#x} do not fit in {_FLAGS_WIDTH} bits")
+        self.src_port = src_port
+        self.dst_port = dst_port
+        self.checksum = checksum
+        self._control = _MIN_DOFF << _DOFF_SHIFT | flags << _FLAGS_SHIFT
+        self._control_ts = _TS_DOFF_BITS | flags << _FLAGS_SHIFT
+
+    def run(self, data: bytearray | bytes, off: int, seq: int, count: int, mss: int, ack: int,
+            window: int, ts: tuple[int, int] | None) -> SegmentRun:
+        """``count`` segments of ``mss`` payload bytes each, taken from
+        ``data[off:]`` in order, the first at sequence number ``seq``; raise
+        `ValueError` if a field does not fit, as `encode` does."""
+        try:
+            if ts is None:
+                header = HEADER_STRUCT.pack(self.src_port, self.dst_port, seq, ack, self._control,
+                                            window, 0, 0)
+            else:
+                header = _HEADER_TS.pack(self.src_port, self.dst_port, seq, ack, self._control_ts,
+                                         window, 0, 0, _TS_WORD, ts[0], ts[1])
+        except struct.error as e:
+            raise ValueError(f"segment field out of range: {e}") from None
+        if count <= 0 or mss <= 0 or off < 0 or off + count * mss > len(data):
+            raise ValueError(f"{count} segments of {mss} bytes from offset {off} "
+                             f"do not fit in {len(data)} bytes")
+        hlen = len(header)
+        size = hlen + mss
+        slot = bytearray(size)
+        slot[:hlen] = header
+        buf = slot * count
+        pack_seq = _SEQ_FIELD.pack_into
+        src = memoryview(data)
+        try:
+            o = 0
+            for start in range(off, off + count * mss, mss):
+                if o:
+                    seq = (seq + mss) & 0xFFFFFFFF
+                    pack_seq(buf, o + _SEQ_OFFSET, seq)
+                buf[o + hlen : o + size] = src[start : start + mss]
+                o += size
+        finally:
+            src.release()  # the send buffer must stay resizable
+        if self.checksum:
+            self._checksums(buf, size, count)
+        return SegmentRun(buf, size, count)
+
+    @staticmethod
+    def _checksums(buf: bytearray, size: int, count: int) -> None:
+        """Each segment's RFC 1071 checksum over its header and payload, as
+        `encode` computes it (the field is zero while summing)."""
+        pack = _U16.pack_into
+        view = memoryview(buf)
+        try:
+            for o in range(0, size * count, size):
+                pack(buf, o + _CSUM_OFFSET, 0xFFFF - _residue(view[o : o + size]))
+        finally:
+            view.release()
