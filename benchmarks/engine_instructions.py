@@ -1,7 +1,9 @@
 """Instructions the sans-IO engine executes per bulk segment and per round trip.
 
 Two endpoints are wired back to back: no sockets, no asyncio, a virtual clock.
-Every datagram one side returns from ``datagrams_to_send(now)`` is handed to
+Every datagram one side returns from ``datagrams_to_send(now)`` (or, where
+the engine has it, ``batches_to_send(now)``, as the adapter uses it, runs of
+segments split one bytes per segment as the peer's socket would read them) is handed to
 the other side's ``datagram_received(data, addr, now)``, one datagram per call,
 the clock advancing TICK seconds per datagram. A side is serviced after it
 was handed everything in flight towards it (events from ``poll_events()`` to a
@@ -246,6 +248,7 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
     queues: tuple[deque[tuple[bytes, Any]], ...] = (deque(), deque())  # sent by side i, in flight
     deadline: list[float | None] = [None, None]
     sent = [0, 0]  # datagrams client -> server, server -> client
+    batched = hasattr(client, "batches_to_send")  # this checkout's engine has runs
 
     def service(i: int, now: float) -> None:
         ep = eps[i]
@@ -255,7 +258,17 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
         side_pump = pumps[i]
         if side_pump is not None:
             side_pump()
-        out = ep.datagrams_to_send(now)
+        if batched:
+            # As the asyncio adapter sends: a run of full segments is one
+            # buffer (one GSO send); split here as the peer's socket would.
+            out = []
+            for data, dst in ep.batches_to_send(now):
+                if isinstance(data, bytes):
+                    out.append((data, dst))
+                else:
+                    out += [(d, dst) for d in data.datagrams()]
+        else:
+            out = ep.datagrams_to_send(now)
         if out:
             queues[i].extend(out)
             sent[i] += len(out)

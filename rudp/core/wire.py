@@ -562,6 +562,14 @@ def encode(seg: Segment, checksum: bool = True) -> bytes:
                                   0, urgent, _MSS_KIND, mss, _NOP_WSCALE_KIND, wscale,
                                   _SACK_PERMITTED_TS_KINDS, *ts) + payload
         if mss is None and wscale is None and not sack_permitted and not sack:
+            if not checksum:
+                # Every segment after the handshake that carries no SACK
+                # blocks: one pack, the layout below gives the same bytes.
+                if ts is None:
+                    return HEADER_STRUCT.pack(src, dst, seq, ack, _MIN_DOFF << _DOFF_SHIFT | flags << _FLAGS_SHIFT,
+                                              window, 0, urgent) + payload
+                return _HEADER_TS.pack(src, dst, seq, ack, _TS_DOFF_BITS | flags << _FLAGS_SHIFT, window, 0,
+                                       urgent, _TS_WORD, *ts) + payload
             options = b"" if ts is None else _TS_OPT.pack(_TS_PREFIX, *ts)
         else:
             options = _encode_options(mss, wscale, sack_permitted, sack, ts)
@@ -648,7 +656,7 @@ class HeaderTemplate:
                                             window, 0, 0)
             else:
                 header = _HEADER_TS.pack(self.src_port, self.dst_port, seq, ack, self._control_ts,
-                                         window, 0, 0, _TS_WORD, ts[0], ts[1])
+                                         window, 0, 0, _TS_WORD, *ts)
         except struct.error as e:
             raise ValueError(f"segment field out of range: {e}") from None
         if count <= 0 or mss <= 0 or off < 0 or off + count * mss > len(data):
