@@ -261,12 +261,12 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
         if batched:
             # As the asyncio adapter sends: a run of full segments is one
             # buffer (one GSO send); split here as the peer's socket would.
-            out = []
-            for data, dst in ep.batches_to_send(now):
-                if isinstance(data, bytes):
-                    out.append((data, dst))
-                else:
-                    out += [(d, dst) for d in data.datagrams()]
+            out = ep.batches_to_send(now)
+            for data, _ in out:
+                if not isinstance(data, bytes):
+                    out = [(d, dst) for item, dst in out
+                           for d in ((item,) if isinstance(item, bytes) else item.datagrams())]
+                    break
         else:
             out = ep.datagrams_to_send(now)
         if out:

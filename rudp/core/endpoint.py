@@ -570,7 +570,12 @@ class Endpoint:
                 segs = sender.segments_to_send(now)
                 run = sender.run
                 if run is None:
-                    self._encode(out, segs, conn.addr, budget, checksum)
+                    if budget is None:
+                        addr = conn.addr
+                        for seg in segs:
+                            out.append((encode(seg, checksum), addr))
+                    else:
+                        self._encode(out, segs, conn.addr, budget, checksum)
                 else:
                     sender.run = None
                     at = run.index
