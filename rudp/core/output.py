@@ -264,7 +264,9 @@ class Sender:
         that fit both windows and are not the last of the buffer (which may
         need PSH, FIN or Nagle's judgement). The header fields are computed
         once per batch; the golden traces pin it equal to the per-segment
-        path (Config.batch_send)."""
+        path (Config.batch_send). With a ``template`` and no SACK blocks to
+        carry, the run is stamped into one buffer (``self.run``) rather than
+        built as Segments (tests/test_wire_template.py pins the bytes)."""
         c = self.c
         seq = c.snd_nxt
         una = c.snd_una
