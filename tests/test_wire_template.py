@@ -189,3 +189,24 @@ def test_endpoint_output_is_the_same_with_templates_on_or_off(config: Config, dr
     off, no_runs = transfer(False, config, 300_000, drop_every)
     assert runs > 0 and no_runs == 0
     assert on == off
+
+
+def test_a_connection_returns_a_stamped_run_as_segments() -> None:
+    """Connection.segments_to_send is complete even when an endpoint gave
+    its sender a template: the run comes back decoded, in its place."""
+    eps = [Endpoint(Config(), seed=s, templates=t) for s, t in ((1, True), (2, True))]
+    client, server = eps
+    server.listen(PORT)
+    conn = client.connect(SERVER, PORT, 0.0)
+    for _ in range(5):  # the handshake
+        for d, _ in client.datagrams_to_send(0.0):
+            server.datagram_received(d, CLIENT, 0.0)
+        for d, _ in server.datagrams_to_send(0.0):
+            client.datagram_received(d, SERVER, 0.0)
+    client.poll_events()
+    conn.send(b"z" * 20_000)
+    segs = conn.segments_to_send(0.0)
+    assert conn.output.run is None
+    assert len(segs) > 2  # the initial window's worth: a run and the segment after it
+    assert all(s.payload == b"z" * len(s.payload) for s in segs)
+    assert all(a.seq + len(a.payload) == b.seq for a, b in zip(segs, segs[1:]))

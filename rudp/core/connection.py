@@ -37,7 +37,7 @@ from .state import (  # noqa: F401 - re-exported: State and the names are public
 )
 from .stats import Stats
 from .timers import Timers
-from .wire import TS_OPTION_LEN, Segment
+from .wire import TS_OPTION_LEN, Segment, decode
 
 if TYPE_CHECKING:
     from .listener import Listener
@@ -357,8 +357,16 @@ class Connection:
             self.input.receive(seg, now)
 
     def segments_to_send(self, now: float) -> list[Segment]:
-        """Everything to transmit now; re-arms the timers that sending implies."""
-        return self.output.segments_to_send(now)
+        """Everything to transmit now; re-arms the timers that sending implies.
+        A run the sender stamped from its template (only when an Endpoint
+        gave it one, which takes ``output.run`` itself) comes back as Segments."""
+        output = self.output
+        segs = output.segments_to_send(now)
+        run = output.run
+        if run is not None:
+            output.run = None
+            segs[run.index:run.index] = [decode(d) for d in run.datagrams()]
+        return segs
 
     def get_timer(self) -> float | None:
         """The earliest deadline at which ``handle_timer`` must be called."""
