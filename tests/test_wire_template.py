@@ -67,13 +67,10 @@ def test_encode_one_pack_path_equals_the_general_layout(src: int, dst: int, seq:
     assert fast == general
 
 
-@pytest.mark.parametrize("field", ["seq", "ack", "window", "ts", "ts arity"])
+@pytest.mark.parametrize("field", ["seq", "ack", "window", "ts"])
 def test_a_field_out_of_range_is_a_value_error(field: str) -> None:
     args: dict[str, Any] = {"seq": 1, "ack": 2, "window": 3, "ts": (4, 5)}
-    if field == "ts arity":
-        args["ts"] = (1, 2, 3)
-    else:
-        args[field] = (1 << 32, 0) if field == "ts" else 1 << 32
+    args[field] = (1 << 32, 0) if field == "ts" else 1 << 32
     with pytest.raises(ValueError, match="out of range"):
         HeaderTemplate(1, 2, False).run(bytearray(100), 0, args["seq"], 2, 10, args["ack"],
                                         args["window"], args["ts"])
