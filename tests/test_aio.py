@@ -587,3 +587,38 @@ def test_echo_with_each_controller(run: Run, cc: str) -> None:
             await writer.wait_closed()
 
     run(main(), timeout=120)
+
+
+def test_reply_carries_the_ack_and_the_fin_its_ack(run: Run) -> None:
+    """A request answered at once: the ACK of the request rides on the reply
+    and the ACK of the peer's FIN on our FIN, as over kernel TCP, so that the
+    server sends three segments (SYN,ACK, reply, FIN) and the client four
+    (SYN, ACK, request, FIN; its last ACK is the fifth) - no pure ACKs."""
+
+    async def main() -> tuple[dict[str, int], dict[str, int]]:
+        conns: list[Any] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            conns.append(writer.get_extra_info("connection"))
+            writer.write(await reader.readexactly(1024))
+            await reader.read()  # the client's FIN
+            writer.close()
+            await writer.wait_closed()
+
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await rudp.open_connection("127.0.0.1", port)
+        client = writer.get_extra_info("connection")
+        writer.write(bytes(1024))
+        assert await reader.readexactly(1024) == bytes(1024)
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return conns[0].stats.as_dict(), client.stats.as_dict()
+
+    server_stats, client_stats = run(main(), timeout=30)
+    for stats in (server_stats, client_stats):
+        assert stats["retransmits"] == stats["tail_loss_probes"] == 0, stats  # no loss: exact counts hold
+    assert server_stats["segments_sent"] == 3
+    assert client_stats["segments_sent"] == 5

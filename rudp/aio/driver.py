@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 Address = Hashable
 logger = logging.getLogger("rudp")
+#: A read batch this large (udpio's flush interval) may have more behind it
+#: in the same readiness callback: its ACKs go at once (ACK clocking).
+_FULL_BATCH = 64
 
 
 def _log_state(conn: Connection, old: State, new: State) -> None:
@@ -85,6 +88,9 @@ class EndpointDriver:
         self._servers: dict[Listener, Server] = {}
         self._kicked = False
         self._flushing = False
+        # A protocol was just handed data whose ACK is due now (see _pump).
+        self._reply_due = False
+        self._segments_seen = 0  # endpoint.segments_received after the last read batch
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = loop.create_future()
@@ -112,12 +118,12 @@ class EndpointDriver:
         )
         if capture is None:
             self.udp = UdpSocket(
-                loop, sock, receive, self._flush, self.error_received,
+                loop, sock, receive, self._after_read, self.error_received,
                 self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False,
             )
         else:
             self.udp = CapturedUdpSocket(
-                loop, sock, receive, self._flush, self.error_received,
+                loop, sock, receive, self._after_read, self.error_received,
                 self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False, capture=capture,
             )
         self._peer = self.udp.peer
@@ -185,14 +191,27 @@ class EndpointDriver:
         self._kicked = False
         self._flushing = True
         try:
-            self._pump()
+            self._pump(False)
         finally:
             self._flushing = False
 
-    def _pump(self) -> None:
+    def _after_read(self) -> None:
+        """The pump after a batch of received datagrams. A short batch drained
+        the socket: ACKs due now may wait for the replies it woke (``_pump``)."""
+        received = self.endpoint.segments_received
+        hold = received - self._segments_seen < _FULL_BATCH
+        self._segments_seen = received
+        self._flushing = True
+        try:
+            self._pump(hold)
+        finally:
+            self._flushing = False
+
+    def _pump(self, hold_acks: bool) -> None:
         ep = self.endpoint
         udp = self.udp
         now = self.loop.time()
+        self._reply_due = False
         for _ in range(64):  # bounded, to stay fair to the rest of the loop
             evs = ep.poll_events()
             for conn, ev in evs:
@@ -200,6 +219,17 @@ class EndpointDriver:
                     self._dispatch(conn, ev)
                 except Exception as exc:  # noqa: BLE001 - a protocol callback failed
                     self._protocol_failed(conn, exc)
+            if hold_acks and self._reply_due:
+                # A protocol was handed data that is to be acknowledged now.
+                # Its reply, if it writes one at once, comes from a callback
+                # this delivery scheduled: the output waits until after it,
+                # one loop iteration, so that the ACK rides on the reply's
+                # first segment instead of a datagram of its own (RFC 9293
+                # §3.8.6.3: an ACK may be delayed; Linux's quick ACKs go
+                # out with the reply too). write() sends at once, so a reply
+                # leaves no later than without this.
+                self.kick()
+                return
             udp.send(ep.batches_to_send(now))
             if not ep.has_work:
                 break  # callbacks above woke nothing new
@@ -253,6 +283,8 @@ class EndpointDriver:
         if kind is events.DataReceived or kind is events.EofReceived:
             if tr is not None:
                 tr.deliver()
+                if conn.ack_pending:
+                    self._reply_due = True
         elif kind is events.SendComplete:
             if tr is not None:
                 tr.send_complete()
@@ -312,6 +344,8 @@ class EndpointDriver:
         server.attach(tr)
         protocol.connection_made(tr)
         tr.deliver()
+        if accepted.ack_pending:
+            self._reply_due = True
 
     # -- called by transports and servers
 

@@ -81,7 +81,7 @@ class RudpTransport(asyncio.Transport):
             return
         self._closing = True
         self._conn.close()
-        self._owner.kick()
+        self._owner.flush_now()  # the FIN leaves now, as a write's data does
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
@@ -149,7 +149,7 @@ class RudpTransport(asyncio.Transport):
             return
         self._eof_written = True
         self._conn.shutdown()
-        self._owner.kick()
+        self._owner.flush_now()
 
     def can_write_eof(self) -> bool:
         return True

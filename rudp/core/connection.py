@@ -254,6 +254,13 @@ class Connection:
         return self.rcvq.queued
 
     @property
+    def ack_pending(self) -> bool:
+        """An ACK must leave with the next output (not merely a delayed one):
+        an owner may still hold it back briefly, to let a reply written at
+        once carry it (RFC 9293 §3.8.6.3 allows the delay)."""
+        return self.output.ack_now
+
+    @property
     def at_eof(self) -> bool:
         """The peer's FIN arrived and every byte before it was read."""
         return self.rcvq.eof and not self.rcvq.queued
