@@ -622,3 +622,36 @@ def test_reply_carries_the_ack_and_the_fin_its_ack(run: Run) -> None:
         assert stats["retransmits"] == stats["tail_loss_probes"] == 0, stats  # no loss: exact counts hold
     assert server_stats["segments_sent"] == 3
     assert client_stats["segments_sent"] == 5
+
+
+def test_write_and_close_send_before_returning(run: Run) -> None:
+    """A lone write() hands its segment to the socket before it returns (no
+    loop iteration in between, like a socket's send() with TCP_NODELAY), and
+    close() its FIN: counted in datagrams, not time."""
+
+    async def main() -> None:
+        got = asyncio.get_running_loop().create_future()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.set_result(await reader.read())
+            writer.close()
+
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        endpoint = await rudp.create_endpoint("127.0.0.1", 0)
+        reader, writer = await rudp.open_connection("127.0.0.1", port, nodelay=True,
+                                                    endpoint=endpoint)
+        await asyncio.sleep(0.05)  # the handshake's last ACK is out: nothing else pending
+        udp = endpoint.udp
+        sent = udp.stats["sent"]
+        writer.write(b"ping")
+        assert udp.stats["sent"] == sent + 1  # before any loop iteration
+        writer.close()
+        assert udp.stats["sent"] == sent + 2  # the FIN too
+        assert await got == b"ping"
+        await writer.wait_closed()
+        endpoint.close()
+        server.close()
+        await server.wait_closed()
+
+    run(main(), timeout=30)

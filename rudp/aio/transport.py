@@ -138,7 +138,9 @@ class RudpTransport(asyncio.Transport):
         # Like a socket's send(): segments leave now (Nagle and the windows
         # still decide how many), not one loop iteration later.
         self._owner.flush_now()
-        self.check_write_pause()
+        # check_write_pause's first test, inlined: most writes stay below the mark.
+        if self._conn.send_buffer_size - self._send_buffer_limit > self._high:
+            self.check_write_pause()
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
