@@ -45,6 +45,12 @@ def _log_state(conn: Connection, old: State, new: State) -> None:
     )
 
 
+def _time_out(fut: asyncio.Future[None]) -> None:
+    """A connect timeout expired: the handshake that ``fut`` waits for failed."""
+    if not fut.done():
+        fut.set_exception(asyncio.TimeoutError())
+
+
 def address_key(addr: Any) -> Address:
     """(host, port) for both families; IPv6 flow info and scope are not part of the key."""
     return (addr[0], addr[1])
@@ -406,11 +412,12 @@ class EndpointDriver:
         fut: asyncio.Future[None] = self.loop.create_future()
         self._connecting[conn] = fut
         self.kick()
+        # One timer on the future itself: asyncio.wait_for(shield(...)) would
+        # add a task, a second future and their callbacks to every connect.
+        timer = (None if connect_timeout is None
+                 else self.loop.call_later(connect_timeout, _time_out, fut))
         try:
-            if connect_timeout is None:
-                await fut
-            else:
-                await asyncio.wait_for(asyncio.shield(fut), connect_timeout)
+            await fut
         except asyncio.TimeoutError:
             self._connecting.pop(conn, None)
             conn.abort()
@@ -421,6 +428,9 @@ class EndpointDriver:
             conn.abort()
             self.kick()
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
         protocol = protocol_factory()
         tr = RudpTransport(self, conn, protocol, send_buffer, extra)
         self._transports[conn] = tr

@@ -23,7 +23,7 @@ class RudpTransport(asyncio.Transport):
 
     # Slotted, like asyncio's own transports' base class: one per connection.
     __slots__ = (
-        "_closed_future", "_closing", "_conn", "_eof_delivered", "_eof_written", "_extra", "_high",
+        "_closing", "_conn", "_eof_delivered", "_eof_written", "_extra", "_high",
         "_lost", "_lost_pending", "_low", "_owner", "_protocol", "_reading_paused",
         "_send_buffer_limit", "_writing_paused",
         "__weakref__",
@@ -52,7 +52,6 @@ class RudpTransport(asyncio.Transport):
         self._eof_delivered = False
         self._eof_written = False
         self._lost_pending = False
-        self._closed_future: asyncio.Future[None] = owner.loop.create_future()
 
     # -- asyncio.BaseTransport
 
@@ -237,8 +236,6 @@ class RudpTransport(asyncio.Transport):
         self._lost = True
         self._closing = True
         self._owner.forget(self)
-        if not self._closed_future.done():
-            self._closed_future.set_result(None)
         self._owner.loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: Exception | None) -> None:
