@@ -226,8 +226,8 @@ class EndpointDriver:
                 except Exception as exc:  # noqa: BLE001 - a protocol callback failed
                     self._protocol_failed(conn, exc)
             if hold_acks and self._reply_due:
-                # A protocol was handed data that is to be acknowledged now.
-                # Its reply, if it writes one at once, comes from a callback
+                # A protocol was handed data whose ACK (a window update or
+                # a FIN's, Connection.ack_may_wait) is due now. Its reply, if it writes one at once, comes from a callback
                 # this delivery scheduled: the output waits until after it,
                 # one loop iteration, so that the ACK rides on the reply's
                 # first segment instead of a datagram of its own (RFC 9293
@@ -289,7 +289,7 @@ class EndpointDriver:
         if kind is events.DataReceived or kind is events.EofReceived:
             if tr is not None:
                 tr.deliver()
-                if conn.ack_pending:
+                if conn.ack_may_wait:
                     self._reply_due = True
         elif kind is events.SendComplete:
             if tr is not None:
@@ -350,7 +350,7 @@ class EndpointDriver:
         server.attach(tr)
         protocol.connection_made(tr)
         tr.deliver()
-        if accepted.ack_pending:
+        if accepted.ack_may_wait:
             self._reply_due = True
 
     # -- called by transports and servers

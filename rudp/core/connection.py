@@ -254,11 +254,15 @@ class Connection:
         return self.rcvq.queued
 
     @property
-    def ack_pending(self) -> bool:
-        """An ACK must leave with the next output (not merely a delayed one):
-        an owner may still hold it back briefly, to let a reply written at
-        once carry it (RFC 9293 §3.8.6.3 allows the delay)."""
-        return self.output.ack_now
+    def ack_may_wait(self) -> bool:
+        """An ACK is due now only for a window update (RFC 9293 §3.8.6.2.2) or
+        a FIN (§3.10.7.4): not for a second full-sized segment, out-of-order
+        data or a DSACK, which RFC 5681 §4.2 wants acknowledged at once. Its
+        owner may hold such an ACK for a moment, so that a reply written at
+        once carries it (an ACK may be delayed, RFC 9293 §3.8.6.3)."""
+        rcvq = self.rcvq
+        return (self.output.ack_now and self.unacked_bytes < 2 * self.smss
+                and not rcvq.ooo and rcvq.dsack is None)
 
     @property
     def at_eof(self) -> bool:
