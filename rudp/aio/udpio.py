@@ -50,6 +50,8 @@ _READ_BATCH = 512  # datagrams per readiness callback, to stay fair to other wor
 _FLUSH_EVERY = 64  # run the engine's output this often inside a batch (ACK clocking)
 _QUEUE_LIMIT = 8192  # datagrams held while the socket buffer is full; beyond: dropped
 _SEGMENT_SIZE = struct.Struct("=H")
+#: What a send with UDP_SEGMENT fails with where the kernel or device has no GSO.
+_GSO_REFUSED = (errno.EINVAL, errno.ENOPROTOOPT, errno.EIO, errno.EOPNOTSUPP)
 _GRO_SIZE = struct.Struct("=i")  # the UDP_GRO control message: the segment size, an int
 #: UdpSocket's ``gro``: turn GRO on once a full read batch came from at most
 #: _BULK_SENDERS addresses (the adapter's default).
@@ -149,7 +151,6 @@ class UdpSocket:
                 _free_buffers.append(buf)
             return
         recvfrom = self.sock.recvfrom
-        receive = self._receive
         total = 0
         while total < _READ_BATCH:
             batch: list[tuple[Datagram, Any]] = []
@@ -162,12 +163,8 @@ class UdpSocket:
                 pass
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 error = exc
-            if batch:
-                total += len(batch)
-                receive(batch, self.loop.time())
-                self._after_batch()
-            if error is not None:
-                self._on_error(error)
+            total += len(batch)
+            if self._hand_over(batch, error):
                 break
             if len(batch) < _FLUSH_EVERY or self._closed:
                 break
@@ -181,12 +178,22 @@ class UdpSocket:
         self.stats["received"] += total
         self.stats["recv_calls"] += total
 
+    def _hand_over(self, batch: list[tuple[Datagram, Any]], error: OSError | None) -> bool:
+        """A read batch to the engine and its flush, then the read's error if
+        there was one (True: stop reading)."""
+        if batch:
+            self._receive(batch, self.loop.time())
+            self._after_batch()
+        if error is not None:
+            self._on_error(error)
+            return True
+        return False
+
     def _drain_gro(self, view: memoryview) -> None:
         """``_on_readable`` with GRO: reads into ``view``; a super-datagram
         becomes one view per segment, handed over (with at most
         ``_FLUSH_EVERY`` datagrams) before its part of the buffer is reused."""
         recvmsg_into = self.sock.recvmsg_into
-        receive = self._receive
         stats = self.stats
         total = calls = 0
         limit = _RECV_BUFFER - _RECV_ROOM
@@ -223,12 +230,8 @@ class UdpSocket:
                 pass
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
                 error = exc
-            if batch:
-                total += len(batch)
-                receive(batch, self.loop.time())
-                self._after_batch()
-            if error is not None:
-                self._on_error(error)
+            total += len(batch)
+            if self._hand_over(batch, error):
                 break
             if (len(batch) < _FLUSH_EVERY and not full) or self._closed:
                 break
@@ -277,29 +280,18 @@ class UdpSocket:
         size = run.size
         count = run.count
         per_call = min(_GSO_MAX_SEGMENTS, _GSO_MAX_BYTES // size) if self.gso else 1
-        sock = self.sock
-        connected = self.peer is not None
         stats = self.stats
         view = memoryview(run.buf)
-        ancillary = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))]
         k = 0  # the next segment of the run
         while k < count and not self._closed:
             n = min(per_call, count - k)
             chunk = view[k * size : (k + n) * size]
             try:
-                if n > 1:
-                    if connected:
-                        sock.sendmsg([chunk], ancillary)
-                    else:
-                        sock.sendmsg([chunk], ancillary, 0, addr)
-                elif connected:
-                    sock.send(chunk)
-                else:
-                    sock.sendto(chunk, addr)
+                self._send_call(chunk, size if n > 1 else 0, addr)
             except (BlockingIOError, InterruptedError):
                 return k
             except OSError as exc:
-                if n > 1 and exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EIO, errno.EOPNOTSUPP):
+                if n > 1 and exc.errno in _GSO_REFUSED:
                     self.gso = False  # no UDP GSO here: one datagram per call from now on
                     per_call = 1
                     continue
@@ -311,6 +303,21 @@ class UdpSocket:
             k += n
         return -1
 
+    def _send_call(self, buf: bytes | memoryview, gso_size: int, addr: Any) -> None:
+        """One send call: ``buf`` as a GSO batch of ``gso_size``-byte
+        datagrams (the last may be shorter), or as one datagram (0)."""
+        sock = self.sock
+        if gso_size:
+            ancillary = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(gso_size))]
+            if self.peer is not None:
+                sock.sendmsg([buf], ancillary)
+            else:
+                sock.sendmsg([buf], ancillary, 0, addr)
+        elif self.peer is not None:
+            sock.send(buf)
+        else:
+            sock.sendto(buf, addr)
+
     def _send_datagrams(self, datagrams: Sequence[Addressed]) -> int:
         """Send datagrams in order, equal-sized runs of them batched with GSO.
         -1 when all went out, else the index of the first one the full
@@ -319,8 +326,6 @@ class UdpSocket:
             return self._send_each(datagrams)
         i = 0
         count = len(datagrams)
-        sock = self.sock
-        connected = self.peer is not None
         stats = self.stats
         while i < count:
             data, addr = datagrams[i]
@@ -337,20 +342,13 @@ class UdpSocket:
                         break  # only the last segment of a GSO batch may be shorter
             try:
                 if j - i > 1:
-                    buf = b"".join([d for d, _ in datagrams[i:j]])
-                    ancillary = [(SOL_UDP, UDP_SEGMENT, _SEGMENT_SIZE.pack(size))]
-                    if connected:
-                        sock.sendmsg([buf], ancillary)
-                    else:
-                        sock.sendmsg([buf], ancillary, 0, addr)
-                elif connected:
-                    sock.send(data)
+                    self._send_call(b"".join([d for d, _ in datagrams[i:j]]), size, addr)
                 else:
-                    sock.sendto(data, addr)
+                    self._send_call(data, 0, addr)
             except (BlockingIOError, InterruptedError):
                 return i
             except OSError as exc:
-                if j - i > 1 and exc.errno in (errno.EINVAL, errno.ENOPROTOOPT, errno.EIO, errno.EOPNOTSUPP):
+                if j - i > 1 and exc.errno in _GSO_REFUSED:
                     self.gso = False  # no UDP GSO here: one datagram per call from now on
                     continue
                 self._on_error(exc)

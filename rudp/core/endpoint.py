@@ -328,14 +328,8 @@ class Endpoint:
                 if kind == ACK and self._cookie_ack(listener, seg, addr, now):
                     continue
             self._reply_rst(seg, addr, len(data), now)
-        if run is not None:  # _end_run, inlined: once per call, so once per datagram in the simulator
-            if deferred:
-                try:
-                    run.input.schedule_ack(now)
-                except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
-                    self._fault(run, exc)
-            if run.pending_events:
-                self._event_conns[run] = None
+        if run is not None:
+            self._end_run(run, deferred, now)
 
     def _end_run(self, conn: Connection, deferred: int, now: float) -> None:
         """A run of segments for ``conn`` ended: the ACK decision its in-order

@@ -124,16 +124,7 @@ class Receiver:
         wnd = window << c.snd_wscale
         if wnd != c.snd_wnd:
             self.update_window(rcv_nxt, c.snd_una, wnd)
-        # deliver(), inlined up to its ACK decision.
-        rcvq = c.rcvq
-        rcvq.chunks.append(bytes(payload))  # no-op for bytes; a bytearray is not kept
-        rcvq.queued += n
-        c.rcv_nxt += n
-        c.stats.bytes_received += n
-        evs = c.pending_events
-        if not evs or evs[-1] is not _DATA_RECEIVED:
-            evs.append(_DATA_RECEIVED)
-        c.unacked_bytes += n
+        self.take(payload, n)  # the ACK decision is schedule_ack's, once per run
         return True
 
     # ------------------------------------------------------ shared rules
@@ -683,10 +674,16 @@ class Receiver:
 
     def deliver(self, payload: bytes, n: int, now: float) -> None:
         """The segment's in-order ``payload`` of ``n`` bytes (possibly none
-        when it filled a hole) arrived: queue it, tell the user, and decide when to ACK: at
+        when it filled a hole) arrived: take it, and decide when to ACK: at
         least every second full-sized segment, else within the delayed-ACK
-        time (RFC 5681 §4.2, RFC 9293 §3.8.6.3). Queueing is ``queue``,
-        inlined: this runs for every data segment."""
+        time (RFC 5681 §4.2, RFC 9293 §3.8.6.3)."""
+        self.take(payload, n)
+        self.schedule_ack(now)
+
+    def take(self, payload: bytes, n: int) -> None:
+        """Queue in-order ``payload`` and tell the user; the ACK decision is
+        the caller's (``schedule_ack``). Queueing is ``queue``, inlined: this
+        runs for every data segment."""
         c = self.c
         if n:
             rcvq = c.rcvq
@@ -698,7 +695,6 @@ class Receiver:
         if not evs or evs[-1] is not _DATA_RECEIVED:
             evs.append(_DATA_RECEIVED)
         c.unacked_bytes += n
-        self.schedule_ack(now)
 
     def schedule_ack(self, now: float) -> None:
         """ACK at least every second full-sized segment, else within the
