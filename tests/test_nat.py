@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,16 @@ def peers(lab: NatLab, tmp: Path, nodes: list[str], data: dict[str, bytes], *ext
     return results
 
 
+def meet(lab: NatLab, tmp: Path, server_args: tuple[str, ...], nodes: list[str],
+         data: dict[str, bytes], *extra: str, **kwds: Any) -> dict[str, tuple[int, bytes, str, float]]:
+    """``peers`` with a rendezvous server (``server_args``) running for them."""
+    rv = Rendezvous(lab, *server_args)
+    try:
+        return peers(lab, tmp, nodes, data, *extra, **kwds)
+    finally:
+        rv.stop()
+
+
 def assert_exchanged(results: dict[str, tuple[int, bytes, str, float]], data: dict[str, bytes]) -> None:
     a, b = results
     for me, other in ((a, b), (b, a)):
@@ -134,12 +145,8 @@ def test_both_behind_nat(lab: NatLab, tmp_path: Path, loop: str) -> None:
     lab.nat("n2", "203.0.113.12", "10.2.0.0/24")
     lab.host("h1", "n1", "10.1.0.2")
     lab.host("h2", "n2", "10.2.0.2")
-    rv = Rendezvous(lab)
-    try:
-        data = {"h1": os.urandom(SIZE), "h2": os.urandom(SIZE)}
-        results = peers(lab, tmp_path, ["h1", "h2"], data, loop=loop)
-    finally:
-        rv.stop()
+    data = {"h1": os.urandom(SIZE), "h2": os.urandom(SIZE)}
+    results = meet(lab, tmp_path, (), ["h1", "h2"], data, loop=loop)
     assert_exchanged(results, data)
     # Each side learned its NAT's mapping, and talked to the other's.
     assert _public_of(results["h1"][2]).startswith("203.0.113.11:")
@@ -165,12 +172,8 @@ def test_both_behind_lossy_nats(lab: NatLab, tmp_path: Path) -> None:
     lab.nat("n2", "203.0.113.12", "10.2.0.0/24", loss=0.05)
     lab.host("h1", "n1", "10.1.0.2")
     lab.host("h2", "n2", "10.2.0.2")
-    rv = Rendezvous(lab)
-    try:
-        data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
-        results = peers(lab, tmp_path, ["h1", "h2"], data)
-    finally:
-        rv.stop()
+    data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
+    results = meet(lab, tmp_path, (), ["h1", "h2"], data)
     assert_exchanged(results, data)
     assert lab.counters("n1")["lost"]["packets"] > 0 and lab.counters("n2")["lost"]["packets"] > 0
 
@@ -180,12 +183,8 @@ def test_one_peer_public(lab: NatLab, tmp_path: Path) -> None:
     lab.public("p", "203.0.113.20")
     lab.nat("n1", "203.0.113.11", "10.1.0.0/24")
     lab.host("h1", "n1", "10.1.0.2")
-    rv = Rendezvous(lab)
-    try:
-        data = {"p": os.urandom(SIZE // 4), "h1": os.urandom(SIZE // 4)}
-        results = peers(lab, tmp_path, ["p", "h1"], data)
-    finally:
-        rv.stop()
+    data = {"p": os.urandom(SIZE // 4), "h1": os.urandom(SIZE // 4)}
+    results = meet(lab, tmp_path, (), ["p", "h1"], data)
     assert_exchanged(results, data)
     assert _public_of(results["p"][2]).startswith("203.0.113.20:")
     assert _public_of(results["h1"][2]).startswith("203.0.113.11:")
@@ -200,12 +199,8 @@ def test_same_private_address_and_port(lab: NatLab, tmp_path: Path, loop: str) -
     lab.nat("n2", "203.0.113.12", "10.0.0.0/24")
     lab.host("h1", "n1", "10.0.0.2")
     lab.host("h2", "n2", "10.0.0.2")
-    rv = Rendezvous(lab)
-    try:
-        data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
-        results = peers(lab, tmp_path, ["h1", "h2"], data, "--local-port", "40000", loop=loop)
-    finally:
-        rv.stop()
+    data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
+    results = meet(lab, tmp_path, (), ["h1", "h2"], data, "--local-port", "40000", loop=loop)
     assert_exchanged(results, data)
     assert _public_of(results["h1"][2]) == "203.0.113.11:40000"
     assert _public_of(results["h2"][2]) == "203.0.113.12:40000"
@@ -218,12 +213,8 @@ def test_both_behind_the_same_nat(lab: NatLab, tmp_path: Path) -> None:
     lab.nat("n1", "203.0.113.11", "10.1.0.0/24")
     lab.host("h1", "n1", "10.1.0.2")
     lab.host("h2", "n1", "10.1.0.3")
-    rv = Rendezvous(lab)
-    try:
-        data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
-        results = peers(lab, tmp_path, ["h1", "h2"], data)
-    finally:
-        rv.stop()
+    data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
+    results = meet(lab, tmp_path, (), ["h1", "h2"], data)
     assert_exchanged(results, data)
     assert "connected directly to 10.1.0.3:" in results["h1"][2]
     assert "connected directly to 10.1.0.2:" in results["h2"][2]
@@ -237,12 +228,8 @@ def test_symmetric_nats_fail_cleanly(lab: NatLab, tmp_path: Path) -> None:
     lab.nat("n2", "203.0.113.12", "10.2.0.0/24", random=True)
     lab.host("h1", "n1", "10.1.0.2")
     lab.host("h2", "n2", "10.2.0.2")
-    rv = Rendezvous(lab)
-    try:
-        data = {"h1": b"hello\n", "h2": b"hello\n"}
-        results = peers(lab, tmp_path, ["h1", "h2"], data)
-    finally:
-        rv.stop()
+    data = {"h1": b"hello\n", "h2": b"hello\n"}
+    results = meet(lab, tmp_path, (), ["h1", "h2"], data)
     for node, (rc, out, err, elapsed) in results.items():
         assert rc == 1, (node, rc, err)
         assert out == b""
@@ -262,13 +249,9 @@ def test_keepalives_hold_the_mappings(lab: NatLab, tmp_path: Path, keepalive: in
     lab.nat("n2", "203.0.113.12", "10.2.0.0/24", udp_timeout=2)
     lab.host("h1", "n1", "10.1.0.2")
     lab.host("h2", "n2", "10.2.0.2")
-    rv = Rendezvous(lab)
-    try:
-        feed = {"h1": "echo first; sleep 5; echo second", "h2": "sleep 7"}
-        sent = {"h1": b"first\nsecond\n", "h2": b""}
-        results = peers(lab, tmp_path, ["h1", "h2"], sent, "--keepalive", str(keepalive), feed=feed)
-    finally:
-        rv.stop()
+    feed = {"h1": "echo first; sleep 5; echo second", "h2": "sleep 7"}
+    sent = {"h1": b"first\nsecond\n", "h2": b""}
+    results = meet(lab, tmp_path, (), ["h1", "h2"], sent, "--keepalive", str(keepalive), feed=feed)
     assert_exchanged(results, sent)
     dropped = lab.counters("n2")["dropped_ack"]["packets"]
     if keepalive:
@@ -285,12 +268,8 @@ def test_relay_only_when_asked(lab: NatLab, tmp_path: Path) -> None:
     lab.nat("n2", "203.0.113.12", "10.2.0.0/24", random=True)
     lab.host("h1", "n1", "10.1.0.2")
     lab.host("h2", "n2", "10.2.0.2")
-    rv = Rendezvous(lab, "--relay")
-    try:
-        data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
-        results = peers(lab, tmp_path, ["h1", "h2"], data, "--relay", "--punch-timeout", "3")
-    finally:
-        rv.stop()
+    data = {"h1": os.urandom(SIZE // 4), "h2": os.urandom(SIZE // 4)}
+    results = meet(lab, tmp_path, ("--relay",), ["h1", "h2"], data, "--relay", "--punch-timeout", "3")
     for node, (rc, out, err, _) in results.items():
         other = "h2" if node == "h1" else "h1"
         assert rc == 0, (node, err)
@@ -308,12 +287,8 @@ def test_relay_refused_by_the_server(lab: NatLab, tmp_path: Path) -> None:
     lab.nat("n2", "203.0.113.12", "10.2.0.0/24", random=True)
     lab.host("h1", "n1", "10.1.0.2")
     lab.host("h2", "n2", "10.2.0.2")
-    rv = Rendezvous(lab)
-    try:
-        results = peers(lab, tmp_path, ["h1", "h2"], {"h1": b"x", "h2": b"y"}, "--relay",
-                        "--punch-timeout", "3")
-    finally:
-        rv.stop()
+    results = meet(lab, tmp_path, (), ["h1", "h2"], {"h1": b"x", "h2": b"y"}, "--relay",
+                   "--punch-timeout", "3")
     for node, (rc, out, err, _) in results.items():
         assert rc == 1 and out == b"", (node, err)
         assert "relay refused: this rendezvous server does not relay" in err, err
@@ -373,11 +348,9 @@ def test_tls_between_peers_behind_nats(lab: NatLab, tmp_path: Path, loop: str) -
         data[node] = b"".join(chunks)
     own = {"h1": _tls_args(pki, "h1", "h2", pki.ca_cert), "h2": _tls_args(pki, "h2", "h1", pki.ca_cert)}
     capture = Capture(lab, tmp_path / "public.pcap")
-    rv = Rendezvous(lab)
     try:
-        results = peers(lab, tmp_path, ["h1", "h2"], data, own=own, loop=loop)
+        results = meet(lab, tmp_path, (), ["h1", "h2"], data, own=own, loop=loop)
     finally:
-        rv.stop()
         capture.stop()
     assert_exchanged(results, data)
     assert "rudp: TLS TLSv1.3 with 'h2'" in results["h1"][2], results["h1"][2]
@@ -408,12 +381,8 @@ def test_tls_wrong_ca_behind_nats(lab: NatLab, tmp_path: Path) -> None:
     lab.host("h2", "n2", "10.2.0.2")
     own = {"h1": _tls_args(pki, "h1", "h2", pki.ca_cert),
            "h2": _tls_args(pki, "h2", "h1", pki.other_ca_cert)}
-    rv = Rendezvous(lab)
-    try:
-        data = {"h1": b"secret one\n", "h2": b"secret two\n"}
-        results = peers(lab, tmp_path, ["h1", "h2"], data, own=own)
-    finally:
-        rv.stop()
+    data = {"h1": b"secret one\n", "h2": b"secret two\n"}
+    results = meet(lab, tmp_path, (), ["h1", "h2"], data, own=own)
     for node in ("h1", "h2"):
         rc, out, err, _ = results[node]
         assert rc == 1 and out == b"", (node, rc, err)
