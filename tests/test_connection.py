@@ -1149,6 +1149,21 @@ def test_unacceptable_segment_acked_and_dropped(seq, payload):
     assert conn.state is State.ESTABLISHED
 
 
+def test_data_accepted_before_a_rst_stays_readable():
+    """Data that arrived in order just before the peer's RST (a TLS alert, a
+    server's last error line) is still read ahead of the reset, as Linux's
+    receive queue is (recv() returns it, then ECONNRESET); the out-of-order
+    data goes with the connection (RFC 9293 §3.10.7.4: queues flushed)."""
+    conn = established()
+    deliver(conn, seg(IRS + 1, ISS + 1, ACK | PSH, b"last words"), 1.0)
+    deliver(conn, seg(IRS + 100, ISS + 1, ACK | PSH, b"later"), 1.0)  # out of order
+    deliver(conn, seg(IRS + 11, 0, RST), 1.0)
+    assert conn.state is State.CLOSED
+    assert conn.events() == [DATA, events.ConnectionReset(refused=False), CLOSED_EV]
+    assert conn.read() == b"last words"
+    assert conn.read() == b""
+
+
 def test_rst_exactly_at_rcv_nxt_resets():
     """§3.10.7.4 second (RFC 5961 §3.2): a RST whose SEQ exactly matches RCV.NXT
     resets the connection: ConnectionReset, CLOSED, nothing sent."""

@@ -442,7 +442,12 @@ class Receiver:
             self.refuse_with_ack("syn_challenged", now, challenge=True)
 
     def reset_by_peer(self) -> None:
-        """An acceptable RST (RFC 9293 §3.10.7.4, second)."""
+        """An acceptable RST (RFC 9293 §3.10.7.4, second). The segment queues
+        go (the send buffer and the out-of-order data, with the connection);
+        in-order data already accepted stays readable ahead of the reset, as
+        Linux keeps its receive queue for ``recv`` before ECONNRESET: a peer's
+        last words (a TLS alert) sent just before its RST often arrive in the
+        same read batch, and dropping them made the reset all the user saw."""
         c = self.c
         st = c.state
         if st is SYN_RCVD and c.passive:
@@ -450,7 +455,6 @@ class Receiver:
         elif st not in (CLOSING, LAST_ACK, TIME_WAIT):  # else the peer is done with us too
             c.error = "refused" if st is SYN_RCVD else "reset"
             c.event(events.ConnectionReset(refused=st is SYN_RCVD))
-        c.rcvq.drop_unread()
         c.set_state(CLOSED)
 
     def check_ack(self, seg: Segment, seq: int, plen: int, fin: int, now: float) -> bool:
