@@ -37,6 +37,19 @@ async def _server() -> tuple[asyncio.DatagramTransport, rendezvous.RendezvousSer
     return transport, server, ("127.0.0.1", transport.get_extra_info("sockname")[1])
 
 
+async def exchange(where: Any, room: str, data: bytes, info: str, **options: Any) -> tuple[bytes, Any]:
+    """One peer: meet in ``room``, send ``data`` and half-close, read to EOF;
+    (what came back, the connection's extra info ``info``)."""
+    reader, writer = await rudp.open_rendezvous_connection(where, room, **options)
+    writer.write(data)
+    writer.write_eof()
+    got = await reader.read()
+    extra = writer.get_extra_info(info)
+    writer.close()
+    await writer.wait_closed()
+    return got, extra
+
+
 def test_two_peers_meet_and_connect(run: Callable[..., Any]) -> None:
     async def main() -> None:
         transport, server, addr = await _server()
@@ -87,17 +100,9 @@ def test_ipv6(run: Callable[..., Any]) -> None:
         transport, _ = await rudp.start_rendezvous_server("::1", 0)
         where = f"[::1]:{transport.get_extra_info('sockname')[1]}"
 
-        async def peer(data: bytes) -> tuple[bytes, Any]:
-            reader, writer = await rudp.open_rendezvous_connection(where, "six")
-            writer.write(data)
-            writer.write_eof()
-            got = await reader.read()
-            public = writer.get_extra_info("public_address")
-            writer.close()
-            await writer.wait_closed()
-            return got, public
-
-        (got_a, pub_a), (got_b, pub_b) = await asyncio.gather(peer(b"a" * 5000), peer(b"b" * 7000))
+        (got_a, pub_a), (got_b, pub_b) = await asyncio.gather(
+            exchange(where, "six", b"a" * 5000, "public_address"),
+            exchange(where, "six", b"b" * 7000, "public_address"))
         transport.close()
         assert (got_a, got_b) == (b"b" * 7000, b"a" * 5000)
         assert pub_a[0] == pub_b[0] == "::1"
@@ -289,17 +294,9 @@ def test_punches_that_provoke_icmp_errors_end_nothing(run: Callable[..., Any]) -
         transport, server = await loop.create_datagram_endpoint(WithDeadAddress, local_addr=("127.0.0.1", 0))
         addr = transport.get_extra_info("sockname")
 
-        async def peer(data: bytes) -> tuple[bytes, Any]:
-            reader, writer = await rudp.open_rendezvous_connection(addr, "icmp")
-            writer.write(data)
-            writer.write_eof()
-            got = await reader.read()
-            nat = writer.get_extra_info("nat_mapping")
-            writer.close()
-            await writer.wait_closed()
-            return got, nat
-
-        (got_a, nat_a), (got_b, nat_b) = await asyncio.gather(peer(b"x" * 20000), peer(b"y" * 30000))
+        (got_a, nat_a), (got_b, nat_b) = await asyncio.gather(
+            exchange(addr, "icmp", b"x" * 20000, "nat_mapping"),
+            exchange(addr, "icmp", b"y" * 30000, "nat_mapping"))
         transport.close()
         assert (got_a, got_b) == (b"y" * 30000, b"x" * 20000)
         assert tuple(dead_addr) in nat_a["peer_local"] and nat_a["peer"] != tuple(dead_addr)
@@ -425,16 +422,9 @@ def test_relay_fallback_over_loopback(run: Callable[..., Any]) -> None:
         addr = transport.get_extra_info("sockname")
         reasons: list[str] = []
 
-        async def peer(data: bytes) -> tuple[bytes, Any]:
-            reader, writer = await rudp.open_rendezvous_connection(
-                addr, "relay", punch_timeout=0.5, relay=True, on_relay=reasons.append)
-            writer.write(data)
-            writer.write_eof()
-            got = await reader.read()
-            nat = writer.get_extra_info("nat_mapping")
-            writer.close()
-            await writer.wait_closed()
-            return got, nat
+        def peer(data: bytes) -> Any:
+            return exchange(addr, "relay", data, "nat_mapping", punch_timeout=0.5, relay=True,
+                            on_relay=reasons.append)
 
         (got_a, nat_a), (got_b, nat_b) = await asyncio.gather(peer(b"p" * 100_000), peer(b"q" * 50_000))
         transport.close()
