@@ -9,6 +9,7 @@ import ipaddress
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,62 +30,88 @@ class Pki:
         return ctx
 
 
-def make_pki(directory: Path) -> Pki:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
+def _validity() -> tuple[datetime.datetime, datetime.datetime]:
     now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+    return now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
 
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
-    def ca(cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        return cert, key
+def _ca(cn: str) -> tuple[Any, Any]:
+    """A self-signed CA certificate and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
 
-    ca_cert, ca_key = ca("rudp test CA")
-    other_cert, _ = ca("rudp other CA")
+    start, end = _validity()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca_cert.subject)
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(start).not_valid_after(end)
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-            x509.IPAddress(ipaddress.ip_address("::1")),
-            x509.IPAddress(ipaddress.ip_address("10.77.0.1")),  # the TUN bridge's kernel side
-            x509.IPAddress(ipaddress.ip_address("10.77.0.2")),
-        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
+            key_encipherment=False, data_encipherment=False, key_agreement=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _leaf(cn: str, alt_names: list[Any], usages: list[Any], ca_cert: Any, ca_key: Any) -> tuple[Any, Any]:
+    """A certificate for ``cn`` with ``alt_names`` and extended ``usages``, signed by the CA."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    start, end = _validity()
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(end)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
                        critical=False)
         .sign(ca_key, hashes.SHA256())
     )
+    return cert, key
+
+
+def _write(cert: Any, cert_path: Path, key: Any = None, key_path: Path | None = None) -> None:
+    from cryptography.hazmat.primitives import serialization
+
     pem = serialization.Encoding.PEM
+    cert_path.write_bytes(cert.public_bytes(pem))
+    if key is not None and key_path is not None:
+        key_path.write_bytes(key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+
+def make_pki(directory: Path) -> Pki:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    ca_cert, ca_key = _ca("rudp test CA")
+    other_cert, _ = _ca("rudp other CA")
+    cert, key = _leaf("localhost", [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
+        x509.IPAddress(ipaddress.ip_address("10.77.0.1")),  # the TUN bridge's kernel side
+        x509.IPAddress(ipaddress.ip_address("10.77.0.2")),
+    ], [ExtendedKeyUsageOID.SERVER_AUTH], ca_cert, ca_key)
     pki = Pki(directory / "ca.pem", directory / "server.pem", directory / "server.key",
               directory / "other-ca.pem")
-    pki.ca_cert.write_bytes(ca_cert.public_bytes(pem))
-    pki.other_ca_cert.write_bytes(other_cert.public_bytes(pem))
-    pki.server_cert.write_bytes(cert.public_bytes(pem))
-    pki.server_key.write_bytes(key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _write(ca_cert, pki.ca_cert)
+    _write(other_cert, pki.other_ca_cert)
+    _write(cert, pki.server_cert, key, pki.server_key)
     return pki
 
 
@@ -100,54 +127,17 @@ class PeerPki:
 
 def make_peer_pki(directory: Path, names: tuple[str, ...]) -> PeerPki:
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
-    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
-    pem = serialization.Encoding.PEM
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def ca(cn: str, path: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder().subject_name(name(cn)).issuer_name(name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-                key_encipherment=False, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        path.write_bytes(cert.public_bytes(pem))
-        return cert, key
-
-    ca_cert, ca_key = ca("rudp peers CA", directory / "peers-ca.pem")
-    ca("rudp other CA", directory / "peers-other-ca.pem")
+    ca_cert, ca_key = _ca("rudp peers CA")
+    _write(ca_cert, directory / "peers-ca.pem")
+    _write(_ca("rudp other CA")[0], directory / "peers-other-ca.pem")
     certs = {}
     for peer in names:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder().subject_name(name(peer)).issuer_name(ca_cert.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(peer)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256())
-        )
+        cert, key = _leaf(peer, [x509.DNSName(peer)],
+                          [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+                          ca_cert, ca_key)
         cert_path, key_path = directory / f"{peer}.pem", directory / f"{peer}.key"
-        cert_path.write_bytes(cert.public_bytes(pem))
-        key_path.write_bytes(key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        _write(cert, cert_path, key, key_path)
         certs[peer] = (cert_path, key_path)
     return PeerPki(directory / "peers-ca.pem", directory / "peers-other-ca.pem", certs)
