@@ -39,19 +39,25 @@ class Bulk:
         return self.size / (self.done_at - self.started_at)
 
 
-def bulk(config: Config, link: LinkConfig, size: int, *, seed: int = 1,
-         until: float = 600.0) -> Bulk:
-    """The client sends ``size`` bytes over ``link`` (ACKs come back over a
-    clean link of the same delay) and we watch its controller."""
+def _setup(config: Config, link: LinkConfig, size: int, seed: int) -> tuple[Net, Any, StreamApp]:
+    """A client that will send ``size`` bytes to a listening server over
+    ``link``, ACKs back over a clean link of the same delay: (net, server host, client app)."""
     net = Net(seed)
-    net.sim.trace = []
     net.host(CLIENT, config)
     data = payload(size, seed)
     server = net.host(SERVER, config, factory=lambda: StreamApp(b"", data, when_written=None,
                                                                 name="server"))
     net.link(CLIENT, SERVER, link, LinkConfig(delay=link.delay))
     server.endpoint.listen(PORT)
-    client = StreamApp(data, b"", write="all", name="client")
+    return net, server, StreamApp(data, b"", write="all", name="client")
+
+
+def bulk(config: Config, link: LinkConfig, size: int, *, seed: int = 1,
+         until: float = 600.0) -> Bulk:
+    """The client sends ``size`` bytes over ``link`` (ACKs come back over a
+    clean link of the same delay) and we watch its controller."""
+    net, server, client = _setup(config, link, size, seed)
+    net.sim.trace = []
     conns: list[Any] = []
     ss_exit: list[float] = []
     net.sim.call_at(0.0, lambda: conns.append(net.hosts[CLIENT].connect(SERVER, PORT, client)))
@@ -100,15 +106,7 @@ def steady_fraction(config: Config, link: LinkConfig, t1: float, t2: float, *,
     that lasts beyond ``t2``, as a fraction of the link's bit rate (the link
     also carries the headers: a full segment's payload is ~98% of it)."""
     assert link.bandwidth is not None
-    net = Net(seed)
-    net.host(CLIENT, config)
-    size = int(link.bandwidth / 8 * (t2 + 1))
-    data = payload(size, seed)
-    server = net.host(SERVER, config, factory=lambda: StreamApp(b"", data, when_written=None,
-                                                                name="server"))
-    net.link(CLIENT, SERVER, link, LinkConfig(delay=link.delay))
-    server.endpoint.listen(PORT)
-    client = StreamApp(data, b"", write="all", name="client")
+    net, server, client = _setup(config, link, int(link.bandwidth / 8 * (t2 + 1)), seed)
     net.sim.call_at(0.0, lambda: net.hosts[CLIENT].connect(SERVER, PORT, client))
     marks: list[int] = []
     for t in (t1, t2):
