@@ -138,20 +138,30 @@ def netns() -> Iterator[str]:
 
 def run_scenario(ns: str, name: str, **kwargs: Any) -> dict[str, Any]:
     """Run scenario `name` in namespace `ns`; its JSON facts, or fail with its stderr."""
+    return run_module_scenario("tests.test_kernel_interop", SUBPROCESS_TIMEOUT, ("timings", "bridge"),
+                               (), ns, name, kwargs)
+
+
+def run_module_scenario(module: str, timeout: float, facts: tuple[str, ...], hidden: tuple[str, ...],
+                        ns: str, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``python -m module name kwargs`` in namespace ``ns``: the JSON facts of
+    its last RESULT line, or fail with its stderr; prints ``facts`` (and the
+    arguments but ``hidden``) for the log."""
     t0 = time.monotonic()
     try:
         proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.test_kernel_interop", name, json.dumps(kwargs)],
-            cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+            ["ip", "netns", "exec", ns, sys.executable, "-m", module, name, json.dumps(kwargs)],
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"scenario {name} hung for {SUBPROCESS_TIMEOUT} s; stderr:\n{exc.stderr}")
+        pytest.fail(f"scenario {name} hung for {timeout} s; stderr:\n{exc.stderr}")
     lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
     if proc.returncode != 0 or not lines:
         pytest.fail(f"scenario {name} failed (rc={proc.returncode}):\n{proc.stderr}\n{proc.stdout[-2000:]}")
     result: dict[str, Any] = json.loads(lines[-1][len(RESULT):])
     result["wall"] = round(time.monotonic() - t0, 3)
-    print(f"{name} {kwargs}: {json.dumps({k: result[k] for k in ('timings', 'bridge', 'wall') if k in result})}")
+    shown = {k: v for k, v in kwargs.items() if k not in hidden}
+    print(f"{name} {shown}: {json.dumps({k: result[k] for k in (*facts, 'wall') if k in result})}")
     return result
 
 

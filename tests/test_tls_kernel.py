@@ -19,9 +19,7 @@ import hashlib
 import json
 import ssl
 import struct
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -30,7 +28,7 @@ import pytest
 pytest.importorskip("cryptography", reason="the test extra's cryptography makes the certificates")
 
 from tests.test_kernel_interop import (  # noqa: E402
-    RESULT, ROOT, STEP, Ctx, _assert_clean, _bridge, netns, payload,
+    RESULT, STEP, Ctx, _assert_clean, _bridge, netns, payload, run_module_scenario,
 )
 from tests.tlscerts import make_pki  # noqa: E402
 
@@ -41,23 +39,8 @@ UP, DOWN = 2_000_000, 2_000_000
 
 def run_scenario(ns: str, name: str, **kwargs: Any) -> dict[str, Any]:
     """Run scenario ``name`` in namespace ``ns``; its JSON facts, or fail with its stderr."""
-    t0 = time.monotonic()
-    try:
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, "-m", "tests.test_tls_kernel", name,
-             json.dumps(kwargs)],
-            cwd=ROOT, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"scenario {name} hung for {SUBPROCESS_TIMEOUT} s; stderr:\n{exc.stderr}")
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(RESULT)]
-    if proc.returncode != 0 or not lines:
-        pytest.fail(f"scenario {name} failed (rc={proc.returncode}):\n{proc.stderr}\n{proc.stdout[-2000:]}")
-    result: dict[str, Any] = json.loads(lines[-1][len(RESULT):])
-    result["wall"] = round(time.monotonic() - t0, 3)
-    shown = {k: v for k, v in kwargs.items() if k not in ("ca", "cert", "key")}
-    print(f"{name} {shown}: {json.dumps({k: result[k] for k in ('mbit_s', 'timings', 'wall') if k in result})}")
-    return result
+    return run_module_scenario("tests.test_tls_kernel", SUBPROCESS_TIMEOUT, ("mbit_s", "timings"),
+                               ("ca", "cert", "key"), ns, name, kwargs)
 
 
 def _pki_args(tmp_path: Path) -> dict[str, str]:
