@@ -225,11 +225,16 @@ class Server:
         ``accept_queue``, ``syn_received``, ``cookies_sent``/``_validated``/
         ``_rejected``, ``syn_dropped_*``, ``half_open_evicted``, and the
         socket's refused or rate-limited replies (``rst_sent``,
-        ``rst_rate_limited``, ``amplification_limited``, ``malformed``, ...).
+        ``rst_rate_limited``, ``amplification_limited``, ``malformed``, ...),
+        with what the kernel dropped from its full receive buffers
+        (``socket_drops``, and ``syn_socket_drops`` for the socket that
+        queues connection requests, ``create_server(syn_socket=True)``).
         Empty once the server is closed."""
         if self._listener is None:
             return {}
-        return self._endpoint.endpoint.listener_stats(self._listener)
+        stats = self._endpoint.endpoint.listener_stats(self._listener)
+        stats.update(self._endpoint.udp.kernel_drops())
+        return stats
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
@@ -326,6 +331,7 @@ async def create_server(
     max_half_open: int = 256,
     max_half_open_per_source: int | None = None,
     syn_cookies: str = "auto",
+    syn_socket: bool = True,
     listen_port: int | None = None,
     ssl: _ssl.SSLContext | None = None,
     ssl_handshake_timeout: float | None = None,
@@ -337,7 +343,10 @@ async def create_server(
 
     The listener's TCP port is the UDP port's number unless ``listen_port`` is given.
     ``syn_cookies`` ("auto", "always", "never"), ``max_half_open`` and
-    ``max_half_open_per_source`` set its SYN-flood defences (rudp.core.listener).
+    ``max_half_open_per_source`` set its SYN-flood defences (rudp.core.listener);
+    with ``syn_socket`` (Linux) connection requests queue in a second socket
+    on the same port, so that a flood of them cannot crowd out the rest
+    (rudp.aio.udpio.open_syn_socket).
     With ``ssl`` (a server SSLContext) each accepted connection does the TLS
     handshake first; the protocol hears ``connection_made`` once it is done,
     and a connection whose handshake fails or times out is closed unseen.
@@ -352,7 +361,7 @@ async def create_server(
         raise ValueError(f"port must be an int in 0..65535, got {port!r}")
     sock = await open_socket(family, (host, port), buffer_size=SOCKET_BUFFER)
     ep = EndpointDriver(loop, config, sock, own=False, gso=adapter["gso"], gro=adapter["gro"],
-                        pcap=adapter["pcap"], event_log=adapter["event_log"])
+                        pcap=adapter["pcap"], event_log=adapter["event_log"], syn_socket=syn_socket)
     lport = listen_port if listen_port is not None else ep.sockname[1]
     try:
         listener = ep.endpoint.listen(lport, backlog=backlog, max_half_open=max_half_open,

@@ -26,7 +26,7 @@ from .capture import Target as PcapTarget
 from .eventlog import EventLog
 from .eventlog import Target as EventLogTarget
 from .transport import RudpTransport
-from .udpio import GRO_ON_BULK, CapturedUdpSocket, Datagram, UdpSocket
+from .udpio import GRO_ON_BULK, CapturedUdpSocket, Datagram, UdpSocket, open_syn_socket
 
 if TYPE_CHECKING:
     from .api import Server
@@ -75,6 +75,7 @@ class EndpointDriver:
         gro: bool = True,
         pcap: PcapTarget | None = None,
         event_log: EventLogTarget | None = None,
+        syn_socket: bool = False,
     ) -> None:
         self.loop = loop
         self.endpoint = Endpoint(config, rng=random.SystemRandom())
@@ -122,15 +123,18 @@ class EndpointDriver:
             self.endpoint.datagrams_received if sock.family == socket.AF_INET
             else self._datagrams_received
         )
+        # A server's connection requests get a socket of their own (udpio.open_syn_socket).
+        syn_sock = open_syn_socket(sock) if syn_socket else None
         if capture is None:
             self.udp = UdpSocket(
                 loop, sock, receive, self._after_read, self.error_received,
-                self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False,
+                self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False, syn_socket=syn_sock,
             )
         else:
             self.udp = CapturedUdpSocket(
                 loop, sock, receive, self._after_read, self.error_received,
-                self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False, capture=capture,
+                self._socket_closed, gso=gso, gro=GRO_ON_BULK if gro else False, syn_socket=syn_sock,
+                capture=capture,
             )
         self._peer = self.udp.peer
         introspect.register(self)  # listed by `rudp ss` (once per socket, weakly)

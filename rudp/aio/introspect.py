@@ -102,6 +102,7 @@ def driver_snapshot(driver: EndpointDriver) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"state": "LISTEN", "local": local, "peer": "*:*"}
         entry.update(dict.fromkeys(LISTENER_COUNTERS, 0))  # counters start absent
         entry.update(ep.listener_stats(listener))
+        entry.update(driver.udp.kernel_drops())
         entry["recv_queue"] = entry.get("accept_queue", 0)
         entry["send_queue"] = entry.get("backlog", 0)
         out.append(entry)

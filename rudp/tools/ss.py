@@ -115,7 +115,7 @@ def _details(row: dict[str, Any]) -> str:
     if row.get("state") == "LISTEN":
         keys = ("half_open", "max_half_open", "syn_received", "cookies_sent",
                 "cookies_validated", "cookies_rejected", "syn_dropped_backlog",
-                "half_open_evicted", "connections")
+                "half_open_evicted", "connections", "socket_drops", "syn_socket_drops")
         return " ".join(f"{k}:{row[k]}" for k in keys if k in row)
     mss = row.get("mss") or 1
     rtt = row.get("rtt_ms")
