@@ -600,6 +600,13 @@ def measure(impl: str, params: dict[str, Any], make_worker: Callable[[str, dict[
         "baseline_connect_ms_p99": b["connect_ms_p99"],
         "p99_vs_baseline": (f["connect_ms_p99"] / b["connect_ms_p99"]
                             if f["connect_ms_p99"] is not None and b["connect_ms_p99"] else None),
+        # the connection made before the flood, echoing 1 KB every 20 ms
+        "held_echo_ms_p50": res["held"]["ms_p50"],
+        "held_echo_ms_p99": res["held"]["ms_p99"],
+        "held_echo_ms_max": res["held"]["ms_max"],
+        "held_echoes": res["held"]["echoes"],
+        "held_failed": res["held"]["failed"],
+        "baseline_held_echo_ms_p99": base["held"]["ms_p99"],
         "flood_rate": fl["rate"],
         "flood_sent": fl["sent"],
         "flood_seconds": fl["elapsed"],

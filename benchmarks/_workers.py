@@ -983,8 +983,38 @@ async def synflood_client(p: Params, control: Control) -> None:
         task.add_done_callback(closing.discard)
         return rec
 
+    async def open_stream_to_server() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if impl == "rudp":
+            return await rudp.open_connection(host, port, connect_timeout=timeout, **stream_options(p))
+        return await asyncio.open_connection(host, port)
+
+    # One connection made before any flood, echoing 1 KB every 20 ms through
+    # both phases: what a flood costs the server's established connections.
+    held_reader, held_writer = await open_stream_to_server()
+    held_msg = bytes(range(256)) * 4
+
+    async def held_echoes(seconds: float) -> dict[str, Any]:
+        rtts: list[float] = []
+        failed = 0
+        t_end = time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            try:
+                held_writer.write(held_msg)
+                echoed = await asyncio.wait_for(held_reader.readexactly(len(held_msg)), 5.0)
+                if echoed != held_msg:
+                    raise ValueError("echo: wrong bytes")
+                rtts.append((time.perf_counter() - t0) * 1e3)
+            except (OSError, ValueError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                failed += 1
+                break  # the stream is no longer usable
+            await asyncio.sleep(max(0.0, 0.02 - (time.perf_counter() - t0)))
+        return {"echoes": len(rtts), "failed": failed, "ms_p50": _synflood.percentile(rtts, 50),
+                "ms_p99": _synflood.percentile(rtts, 99), "ms_max": max(rtts) if rtts else None}
+
     async def phase(seconds: float) -> dict[str, Any]:
         tasks: list[asyncio.Task[dict[str, Any]]] = []
+        held = asyncio.ensure_future(held_echoes(seconds))
         t_phase, cpu0 = time.perf_counter(), cpu_seconds()
         i = 0
         while (start := t_phase + i * period) < t_phase + seconds:
@@ -996,6 +1026,7 @@ async def synflood_client(p: Params, control: Control) -> None:
         attempts = list(await asyncio.gather(*tasks))
         failed = [a for a in attempts if not a["ok"]]
         return {"summary": _synflood.phase_summary(attempts), "failed_samples": failed[:20],
+                "held": await held,
                 "elapsed": time.perf_counter() - t_phase, "cpu_s": cpu_seconds() - cpu0}
 
     await attempt(time.perf_counter())  # warm-up (imports, first socket): not counted

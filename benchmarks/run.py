@@ -524,6 +524,8 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("synflood", "connect_ms_p99", "ms", "tcp_netns", "lower", label="{title}: connect p99"),
     Comparison("synflood", "p99_vs_baseline", "x no-flood", "tcp_netns", "lower", "p99 <= 3x no-flood p99",
                _value_at_most(3.0), label="{title}: p99 vs no flood", anchor_check=True),
+    Comparison("synflood", "held_echo_ms_p99", "ms", "tcp_netns", "lower",
+               label="{title}: established echo p99"),
     Comparison("synflood", "server_cpu_s", "CPU-s", "tcp_netns", "lower", label="{title}: server CPU"),
     Comparison("synflood", "rss_growth_mb", "MB", "tcp_netns", "lower", "< 10 MB RSS growth",
                _value_below(10.0), label="{title}: server RSS growth", anchor_check=True),
@@ -644,7 +646,8 @@ def render_details(results: Results, vlist: list[Variant], loops: list[str]) -> 
                      "baseline_connect_ms_p50", "baseline_connect_ms_p99", "flood_rate", "syn_processed_pct",
                      "server_cpu_s", "server_cpu_per_wall_s", "client_cpu_s", "flooder_cpu_s", "softirq_cpu_s",
                      "other_cpu_s", "loadavg_1m", "rss_growth_mb", "bytes_ratio", "ip_bytes_ratio",
-                     "bytes_ratio_of_sent", "server_socket_drops"),
+                     "bytes_ratio_of_sent", "server_socket_drops", "held_echo_ms_p50", "held_echo_ms_p99",
+                     "held_echo_ms_max", "baseline_held_echo_ms_p99", "held_echoes", "held_failed"),
     }
     out: list[str] = []
     for v in vlist:
