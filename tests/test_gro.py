@@ -152,6 +152,39 @@ def test_memoryview_datagrams_overwritten_later_do_not_corrupt_stored_data() -> 
     assert hole[0].obj is buf  # the hole's view was never handed over
 
 
+def as_views_of_a_reused_buffer(world: World, datagrams: list[tuple[bytes, Any]]) -> None:
+    """One batch of views into one buffer, overwritten once the call returns
+    (as udpio's GRO reads hand them over)."""
+    buf = bytearray(b"".join(d for d, _ in datagrams))
+    views: list[tuple[Any, Any]] = []
+    offset = 0
+    for d, addr in datagrams:
+        views.append((memoryview(buf)[offset : offset + len(d)], addr))
+        offset += len(d)
+    world.server.datagrams_received(views, T)
+    buf[:] = b"\xee" * len(buf)
+
+
+def test_a_run_of_views_with_a_duplicate_and_a_fin_ends_as_bytes_one_at_a_time_do() -> None:
+    """The run path keeps the payloads as views until the run ends: a
+    duplicate in the middle (the full path, D-SACK) and the FIN at the end
+    (ending ESTABLISHED) must find the data before them already in order,
+    and nothing read later may come from the overwritten buffer."""
+    results = []
+    for feed in (one_at_a_time, as_views_of_a_reused_buffer):
+        w = World()
+        data = payload(9 * SEG, 3)
+        w.conns[0].send(data)
+        w.conns[0].close()
+        dgrams = [d for d, _ in w.clients[0].datagrams_to_send(T)]
+        assert decode(dgrams[-1]).flags & 0x01  # the FIN rides on the last one
+        order = dgrams[:4] + [dgrams[2]] + dgrams[4:]
+        feed(w, [(d, CLIENT) for d in order])
+        results.append(w.state())
+    assert results[0] == results[1]
+    assert results[1][2][0] == data
+
+
 def test_bad_datagrams_inside_a_run_are_counted_and_the_run_goes_on() -> None:
     w = World()
     dgrams = w.client_data(0, payload(4 * SEG))

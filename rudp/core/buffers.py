@@ -63,22 +63,35 @@ class RecvQueue:
     """In-order bytes not yet read, and the out-of-order pieces beyond them.
 
     In-order data is kept as the received payloads themselves: appending a
-    reference costs nothing per byte, and ``read()`` copies once.
+    reference costs nothing per byte, and ``read()`` copies once. Payloads
+    that are views into a receive buffer (a run of segments read from one
+    GRO buffer) wait in ``views`` until the run ends, then become one chunk
+    in one copy (``settle``): the buffer is reused after that.
     """
 
-    __slots__ = ("chunks", "queued", "ooo", "ooo_fin", "eof", "dsack")
+    __slots__ = ("chunks", "views", "queued", "ooo", "ooo_fin", "eof", "dsack")
 
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
-        self.queued = 0  # bytes in chunks
+        self.views: list[memoryview] = []  # in order after chunks; valid until settled
+        self.queued = 0  # bytes in chunks and views
         self.ooo = ReassemblyQueue()  # out of order, waiting for a hole to fill
         self.ooo_fin: int | None = None  # sequence number of a FIN seen ahead of time
         self.eof = False  # the peer's FIN was processed
         #: A duplicate that arrived, for the next ACK's D-SACK block (RFC 2883).
         self.dsack: tuple[int, int] | None = None
 
+    def settle(self) -> None:
+        """Copy the views into one chunk of their own (the run ended)."""
+        views = self.views
+        if views:
+            self.chunks.append(views[0].tobytes() if len(views) == 1 else b"".join(views))
+            views.clear()
+
     def read(self, max_bytes: int = -1) -> bytes:
         """Take up to ``max_bytes`` (all when negative) in-order bytes."""
+        if self.views:
+            self.settle()
         chunks = self.chunks
         queued = self.queued
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)  # chunks are bytes
@@ -91,6 +104,7 @@ class RecvQueue:
 
     def drop_unread(self) -> None:
         self.chunks = []
+        self.views = []
         self.queued = 0
 
     def release(self) -> None:

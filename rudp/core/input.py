@@ -73,11 +73,22 @@ class Receiver:
     def take_predicted(self, seg: Segment, now: float) -> bool:
         """``receive_predicted`` but for its ACK decision (``schedule_ack``),
         which a run of such segments makes once (Endpoint.datagrams_received)."""
-        c = self.c
         # One unpack of the tuple instead of a descriptor call per field.
         _, _, seq, ack, flags, window, payload, _, _, _, sack, ts, _ = seg
+        if sack or flags & 0xF7 != ACK:  # data with only ACK (and PSH) set
+            return False
+        return self.take_in_order(seq, ack, window, payload, ts, now)
+
+    def take_in_order(self, seq: int, ack: int, window: int, payload: bytes | memoryview,
+                      ts: tuple[int, int] | None, now: float) -> bool:
+        """``take_predicted`` for a segment known to carry ACK (maybe PSH),
+        no other flag and no SACK option, as its fields: the run path, which
+        reads them from the datagram without a `Segment` (wire.parse_data_ts).
+        ``payload`` may be a view into a reused buffer: what is kept is a copy.
+        False, and nothing changed, when the full path must judge it."""
+        c = self.c
         n = len(payload)
-        if not n or flags & 0xF7 != ACK:  # data with only ACK (and PSH) set
+        if not n:
             return False
         rcv_nxt = c.rcv_nxt
         snd_max = c.snd_max
@@ -97,7 +108,6 @@ class Receiver:
         rcvq = c.rcvq
         if (
             seq != rcv_nxt & MASK
-            or sack
             or rcvq.ooo.nbytes
             or rcvq.ooo_fin is not None
             or c.user_closed
@@ -671,6 +681,8 @@ class Receiver:
         c = self.c
         n = len(payload)
         rcvq = c.rcvq
+        if rcvq.views:
+            rcvq.settle()  # they come first
         rcvq.chunks.append(bytes(payload))  # no-op for bytes; a caller's bytearray is not kept
         rcvq.queued += n
         c.rcv_nxt += n
@@ -684,14 +696,21 @@ class Receiver:
         self.take(payload, n)
         self.schedule_ack(now)
 
-    def take(self, payload: bytes, n: int) -> None:
+    def take(self, payload: bytes | memoryview, n: int) -> None:
         """Queue in-order ``payload`` and tell the user; the ACK decision is
         the caller's (``schedule_ack``). Queueing is ``queue``, inlined: this
-        runs for every data segment."""
+        runs for every data segment. A memoryview (a run's segment, straight
+        from the receive buffer) is copied when the run ends (``RecvQueue.
+        settle``, which the endpoint calls before the buffer is reused)."""
         c = self.c
         if n:
             rcvq = c.rcvq
-            rcvq.chunks.append(bytes(payload))  # no-op for bytes; a bytearray is not kept
+            if type(payload) is memoryview:
+                rcvq.views.append(payload)
+            else:
+                if rcvq.views:
+                    rcvq.settle()  # they come first
+                rcvq.chunks.append(bytes(payload))  # no-op for bytes; a bytearray is not kept
             rcvq.queued += n
             c.rcv_nxt += n
             c.stats.bytes_received += n

@@ -271,6 +271,29 @@ _TS_WORD = int.from_bytes(_TS_PREFIX, "big")
 _DOFF_BITS = _DOFF_MASK << _DOFF_SHIFT
 _TS_DOFF_BITS = (_HEADER_TS_LEN // 4) << _DOFF_SHIFT
 
+#: ``parse_data_ts``: the control field's data offset and flags (reserved
+#: bits aside) of a timestamped segment with ACK and maybe PSH, nothing else.
+_DATA_TS_CONTROL_MASK = _DOFF_BITS | (_FLAGS_MASK & ~PSH) << _FLAGS_SHIFT
+_DATA_TS_CONTROL = _TS_DOFF_BITS | ACK << _FLAGS_SHIFT
+#: Where the payload of the segments ``parse_data_ts`` takes begins.
+DATA_TS_OFFSET = _HEADER_TS_LEN
+
+
+def parse_data_ts(data: bytes | memoryview) -> tuple[int, int, int, int, int, int, int, int, int, int, int] | None:
+    """The header of the segment bulk data arrives in, unpacked without a
+    `Segment`: ACK (and maybe PSH) and no other flag, the timestamp option
+    alone (NOP NOP TS), no checksum, and data (its payload starts at
+    ``DATA_TS_OFFSET``). The fields are `_HEADER_TS`'s, as `decode` reads
+    them: (src, dst, seq, ack, control, window, checksum, urgent, TS word,
+    tsval, tsecr); None for any other segment, which `decode` then takes."""
+    if len(data) <= _HEADER_TS_LEN:
+        return None
+    fields = _HEADER_TS.unpack_from(data)
+    if fields[8] != _TS_WORD or fields[4] & _DATA_TS_CONTROL_MASK != _DATA_TS_CONTROL or fields[6]:
+        return None
+    return fields
+
+
 # The two 40-byte SYN layouts that make up nearly every SYN (and every SYN of
 # a flood that copies a real stack), recognised by byte compares so that a SYN
 # costs a struct unpack rather than an option walk: Linux's (MSS, SACK-permitted
