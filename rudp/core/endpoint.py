@@ -252,24 +252,35 @@ class Endpoint:
         deferred = 0  # segments of the run whose ACK decision waits for its end
         try:
             for data, addr in batch:
-                if run is not None and addr == run.addr and run.config.header_prediction:
-                    # The run's next segment, taken from its bytes (no decode, no
-                    # Segment) when it is the plain in-order data that header
-                    # prediction takes; else the full path below, as any segment.
-                    fields = parse_data_ts(data)
-                    if fields is not None and fields[1] == run.local_port and fields[0] == run.remote_port \
-                            and run.state is ESTABLISHED:
+                fields = parse_data_ts(data)
+                if fields is not None:
+                    # Plain in-order data for an ESTABLISHED connection, taken
+                    # from its bytes (no decode, no Segment) when header
+                    # prediction takes it; else the full path below, as any
+                    # segment. The run's connection needs no look-up.
+                    conn = run
+                    if conn is None or addr != conn.addr or fields[1] != conn.local_port \
+                            or fields[0] != conn.remote_port:
+                        conn = connections.get((addr, fields[1], fields[0]))
+                    if conn is not None and conn.state is ESTABLISHED and conn.config.header_prediction:
                         try:
-                            taken = run.input.take_in_order(fields[2], fields[3], fields[5], data[DATA_TS_OFFSET:],
-                                                            (fields[9], fields[10]), now)
+                            taken = conn.input.take_in_order(fields[2], fields[3], fields[5],
+                                                             data[DATA_TS_OFFSET:], (fields[9], fields[10]), now)
                         except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
                             self.segments_received += 1
-                            self._fault(run, exc)
-                            run = None
-                            deferred = 0
+                            if conn is run:
+                                run = None
+                                deferred = 0
+                            self._fault(conn, exc)
                             continue
                         if taken:
                             self.segments_received += 1
+                            if conn is not run:
+                                if run is not None:
+                                    self._end_run(run, deferred, now)
+                                run = conn
+                                deferred = 0
+                                self._wake[conn] = None
                             deferred += 1
                             continue
                 if len(data) > 13 and data[13] == SYN and self._plain_syn_cookie(data, addr, now):
