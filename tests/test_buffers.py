@@ -187,7 +187,7 @@ def queued(*chunks: bytes) -> RecvQueue:
 
 def test_recvqueue_empty() -> None:
     q = RecvQueue()
-    assert (q.chunks, q.queued, len(q.ooo), q.ooo_fin, q.eof) == ([], 0, 0, None, False)
+    assert (list(q.chunks), q.queued, len(q.ooo), q.ooo_fin, q.eof) == ([], 0, 0, None, False)
     assert q.read() == b""
     assert q.read(10) == b""
     assert q.queued == 0
@@ -198,7 +198,7 @@ def test_read_one_chunk_returns_it_without_copying() -> None:
     q = queued(chunk)
     data = q.read()
     assert data is chunk
-    assert (q.chunks, q.queued) == ([], 0)
+    assert (list(q.chunks), q.queued) == ([], 0)
 
 
 def test_read_max_at_least_queued_is_still_the_same_object() -> None:
@@ -213,7 +213,7 @@ def test_read_max_at_least_queued_is_still_the_same_object() -> None:
 def test_read_several_chunks_joins_them() -> None:
     q = queued(b"hello", b" ", b"world")
     assert q.read() == b"hello world"
-    assert (q.chunks, q.queued) == ([], 0)
+    assert (list(q.chunks), q.queued) == ([], 0)
 
 
 def test_read_max_splits_one_chunk() -> None:
@@ -257,7 +257,7 @@ def test_drop_unread_empties_in_order_data_only() -> None:
     q.ooo.add(5000, b"later")
     q.eof = True
     q.drop_unread()
-    assert (q.chunks, q.queued) == ([], 0)
+    assert (list(q.chunks), q.queued) == ([], 0)
     assert q.read() == b""
     assert q.ooo.nbytes == 5  # out-of-order data is release()'s business
     assert q.eof
@@ -276,3 +276,20 @@ def test_release_resets_the_reassembly_queue() -> None:
     # connection's last bytes stay readable.
     assert q.queued == 6
     assert q.read() == b"unread"
+
+
+def test_read_chunk_gives_the_chunks_as_they_arrived_views_settled_first() -> None:
+    """The transport hands data on chunk by chunk, uncopied; a run's views
+    become one chunk, after the chunks before them."""
+    q = RecvQueue()
+    q.chunks.append(b"ab")
+    q.queued += 2
+    buf = bytearray(b"cdef")
+    q.views.extend([memoryview(buf)[:2], memoryview(buf)[2:]])
+    q.queued += 4
+    first = q.read_chunk()
+    assert first == b"ab" and q.queued == 4
+    second = q.read_chunk()
+    buf[:] = b"zzzz"  # the receive buffer is reused: the chunk is a copy
+    assert second == b"cdef" and q.queued == 0
+    assert q.read_chunk() == b""

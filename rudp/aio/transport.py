@@ -186,8 +186,9 @@ class RudpTransport(asyncio.Transport):
         conn = self._conn
         proto = self._protocol
         while conn.readable and not self._reading_paused:
-            data = conn.read()
-            proto.data_received(data)  # type: ignore[attr-defined]
+            # Chunk by chunk, as they arrived: no joining copy, and a protocol
+            # that pauses reading leaves the rest queued (and the window shut).
+            proto.data_received(conn.read_chunk())  # type: ignore[attr-defined]
         if conn.at_eof and not self._eof_delivered and not self._reading_paused:
             self._eof_delivered = True
             keep_open = proto.eof_received()  # type: ignore[attr-defined]

@@ -6,6 +6,8 @@ everywhere inside the connection.
 
 from __future__ import annotations
 
+from collections import deque
+
 from .ranges import ReassemblyQueue
 
 
@@ -72,7 +74,7 @@ class RecvQueue:
     __slots__ = ("chunks", "views", "queued", "ooo", "ooo_fin", "eof", "dsack")
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: deque[bytes] = deque()
         self.views: list[memoryview] = []  # in order after chunks; valid until settled
         self.queued = 0  # bytes in chunks and views
         self.ooo = ReassemblyQueue()  # out of order, waiting for a hole to fill
@@ -102,8 +104,20 @@ class RecvQueue:
         self.queued = queued - len(data)
         return data
 
+    def read_chunk(self) -> bytes:
+        """The oldest in-order chunk as it arrived (a payload, or a run's
+        payloads made one): no copy, where ``read()`` joins them all."""
+        if self.views:
+            self.settle()
+        chunks = self.chunks
+        if not chunks:
+            return b""
+        data = chunks.popleft()
+        self.queued -= len(data)
+        return data
+
     def drop_unread(self) -> None:
-        self.chunks = []
+        self.chunks = deque()
         self.views = []
         self.queued = 0
 

@@ -304,7 +304,14 @@ class Connection:
 
     def read(self, max_bytes: int = -1) -> bytes:
         """Take in-order received data; freeing buffer space may reopen the window."""
-        data = self.rcvq.read(max_bytes)
+        return self._taken(self.rcvq.read(max_bytes))
+
+    def read_chunk(self) -> bytes:
+        """``read()``, but only the oldest chunk as it arrived, uncopied: for a
+        caller that hands data on piece by piece (the asyncio transport)."""
+        return self._taken(self.rcvq.read_chunk())
+
+    def _taken(self, data: bytes) -> bytes:
         if data and self.state in CAN_RECEIVE_TEXT:
             # RFC 9293 §3.8.6.2.2: tell the peer once the window grew enough.
             if self.window_right_edge() - self.rcv_adv >= min(
