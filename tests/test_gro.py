@@ -17,7 +17,7 @@ from rudp.aio import udpio
 from rudp.core import events
 from rudp.core.config import Config
 from rudp.core.endpoint import Endpoint
-from rudp.core.wire import decode
+from rudp.core.wire import SegmentRun, decode, encode, segment_of
 
 from .conftest import run_on
 
@@ -165,6 +165,91 @@ def as_views_of_a_reused_buffer(world: World, datagrams: list[tuple[bytes, Any]]
     buf[:] = b"\xee" * len(buf)
 
 
+def as_gro_runs(world: World, datagrams: list[tuple[bytes, Any]]) -> None:
+    """One batch as udpio hands over GRO reads: consecutive equal-sized
+    datagrams from one address as a `SegmentRun` over one buffer, which is
+    overwritten once the call returns; any other datagram as a view."""
+    buf = bytearray(b"".join(d for d, _ in datagrams))
+    view = memoryview(buf)
+    items: list[tuple[Any, Any]] = []
+    offset = i = 0
+    while i < len(datagrams):
+        d, addr = datagrams[i]
+        j = i + 1
+        while j < len(datagrams) and datagrams[j][1] == addr and len(datagrams[j][0]) == len(d):
+            j += 1
+        k = j - i
+        if k > 1:
+            items.append((SegmentRun(view[offset : offset + k * len(d)], len(d), k), addr))
+        else:
+            items.append((view[offset : offset + len(d)], addr))
+        offset += k * len(d)
+        i = j
+    world.server.datagrams_received(items, T)
+    buf[:] = b"\xee" * len(buf)
+
+
+@pytest.mark.parametrize("order", ["in order", "hole", "duplicate", "reordered"])
+def test_a_gro_run_ends_where_one_segment_at_a_time_ends(order: str) -> None:
+    """A run taken in one step (Receiver.take_run) and what it leaves to
+    the one-at-a-time path end exactly where bytes one at a time end: the
+    output, events, data, counters and the receiver's state."""
+    results = []
+    for feed in (one_at_a_time, as_gro_runs):
+        w = World()
+        data = payload(12 * SEG, 9)
+        w.conns[0].send(data)
+        w.conns[0].close()
+        first, *dgrams = [d for d, _ in w.clients[0].datagrams_to_send(T)]
+        # The first data segment after the handshake takes the full path
+        # (SND.WL1 is still RCV.NXT); runs come after it.
+        one_at_a_time(w, [(first, CLIENT)])
+        if order == "hole":
+            dgrams = dgrams[:3] + dgrams[4:] + [dgrams[3]]
+        elif order == "duplicate":
+            dgrams = dgrams[:5] + [dgrams[2]] + dgrams[5:]
+        elif order == "reordered":
+            dgrams = dgrams[:4] + [dgrams[5], dgrams[4]] + dgrams[6:]
+        feed(w, [(d, CLIENT) for d in dgrams])
+        conn = w.accepted[0]
+        results.append((w.state(), conn.ts_recent, conn.snd_wl1, conn.snd_wl2, conn.snd_wnd,
+                        conn.unacked_bytes, conn.stats.bytes_received))
+    assert results[0] == results[1]
+    got = results[1][0][2][0]
+    assert got == data[: len(got)] and len(got) >= 8 * SEG  # the first flight (the initial window)
+
+
+@pytest.mark.parametrize("twist", ["none", "ts rises", "ts goes back", "window changes", "ack of unsent data",
+                                   "beyond the window", "ports differ"])
+def test_every_check_of_a_gro_run_ends_as_one_at_a_time(twist: str) -> None:
+    """Hand-made runs that break each condition ``take_run`` checks per
+    segment, somewhere in the middle: the run and the one-at-a-time path
+    must end in the same state (where the run stops, the rest is judged
+    one datagram at a time, or by the full path)."""
+    results = []
+    for feed in (one_at_a_time, as_gro_runs):
+        w = World()
+        w.conns[0].send(payload(SEG, 1))
+        first = w.clients[0].datagrams_to_send(T)[0][0]
+        one_at_a_time(w, [(first, CLIENT)])
+        f = decode(first)
+        count = 50 if twist == "beyond the window" else 12  # 50 full segments exceed 64 KiB
+        dgrams = []
+        for i in range(count):
+            tsval = f.ts[0] + (i if twist == "ts rises" else 0) - (7 if twist == "ts goes back" and i == 5 else 0)
+            window = f.window - (1 if twist == "window changes" and i >= 4 else 0)
+            ack = (f.ack + (1 if twist == "ack of unsent data" and i == 6 else 0)) & 0xFFFFFFFF
+            src = f.src_port + (1 if twist == "ports differ" and i == 3 else 0)
+            seq = (f.seq + SEG * (i + 1)) & 0xFFFFFFFF
+            dgrams.append(encode(segment_of((src, f.dst_port, seq, ack, f.flags, window, payload(SEG, i + 2),
+                                             None, None, False, (), (tsval, f.ts[1]), 0)), False))
+        feed(w, [(d, CLIENT) for d in dgrams])
+        conn = w.accepted[0]
+        results.append((w.state(), conn.ts_recent, conn.snd_wl1, conn.snd_wl2, conn.snd_wnd,
+                        conn.unacked_bytes, conn.stats.bytes_received, w.server.counters))
+    assert results[0] == results[1]
+
+
 def test_a_run_of_views_with_a_duplicate_and_a_fin_ends_as_bytes_one_at_a_time_do() -> None:
     """The run path keeps the payloads as views until the run ends: a
     duplicate in the middle (the full path, D-SACK) and the FIN at the end
@@ -211,8 +296,9 @@ def _gro_pair() -> tuple[socket.socket, socket.socket]:
 
 def test_gro_super_datagrams_split_at_segment_boundaries(loop_name: str) -> None:
     """A GSO sender's batches arrive (with GRO on) as super-datagrams, which
-    are handed over as one view per segment, boundaries and bytes intact,
-    every segment with the sender's address."""
+    are handed over as a run of their full segments (one view each when
+    there is only one) and a view of the shorter last one, boundaries and
+    bytes intact, every segment with the sender's address."""
     rx, tx = _gro_pair()
     if not udpio.enable_gro(rx) or not udpio.gso_supported(tx):
         rx.close()
@@ -224,6 +310,8 @@ def test_gro_super_datagrams_split_at_segment_boundaries(loop_name: str) -> None
                for k in (1, 5, 40)]  # each ends with a shorter segment
     singles = [payload(77, 7), payload(size, 8)]
 
+    runs: list[int] = []
+
     async def main() -> tuple[list[bytes], set[Any], dict[str, int], bool]:
         loop = asyncio.get_running_loop()
         got: list[bytes] = []
@@ -233,7 +321,11 @@ def test_gro_super_datagrams_split_at_segment_boundaries(loop_name: str) -> None
 
         def receive(batch: list[tuple[Any, Any]], now: float) -> None:
             for data, addr in batch:
-                got.append(bytes(data))  # the view is only valid during this call
+                if isinstance(data, SegmentRun):
+                    runs.append(data.count)
+                    got.extend(data.datagrams())
+                else:
+                    got.append(bytes(data))  # the view is only valid during this call
                 addrs.add(addr)
             if len(got) >= expected:
                 done.set()
@@ -256,6 +348,7 @@ def test_gro_super_datagrams_split_at_segment_boundaries(loop_name: str) -> None
         tx.close()
     assert gro
     assert got == [d for b in batches for d in b] + singles
+    assert runs and all(count > 1 for count in runs)  # a run of one is a plain view
     assert addrs == {sender}
     assert stats["received"] == len(got)
     assert stats["recv_calls"] < stats["received"]  # the kernel coalesced: fewer reads than segments

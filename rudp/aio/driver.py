@@ -26,7 +26,7 @@ from .capture import Target as PcapTarget
 from .eventlog import EventLog
 from .eventlog import Target as EventLogTarget
 from .transport import RudpTransport
-from .udpio import GRO_ON_BULK, CapturedUdpSocket, Datagram, UdpSocket, open_syn_socket
+from .udpio import GRO_ON_BULK, CapturedUdpSocket, Received, UdpSocket, open_syn_socket
 
 if TYPE_CHECKING:
     from .api import Server
@@ -139,7 +139,7 @@ class EndpointDriver:
         self._peer = self.udp.peer
         introspect.register(self)  # listed by `rudp ss` (once per socket, weakly)
 
-    def _datagrams_received(self, batch: list[tuple[Datagram, Any]], now: float) -> None:
+    def _datagrams_received(self, batch: list[Received], now: float) -> None:
         self.endpoint.datagrams_received([(data, (a[0], a[1])) for data, a in batch], now)
 
     def error_received(self, exc: Exception) -> None:

@@ -91,7 +91,9 @@ SYN_SOCKET_BUFFER = 512 << 10
 _free_buffers: list[bytearray] = []
 
 Datagram = bytes | memoryview  # a memoryview is valid only until the receiver returns
-Receiver = Callable[[list[tuple[Datagram, Any]], float], None]  # (datagram, address) pairs, now
+#: A datagram read and its sender; with GRO a run of equal-sized ones (``_gro_runs``).
+Received = tuple["Datagram | SegmentRun", Any]
+Receiver = Callable[[list[Received], float], None]  # what was read, and now
 Addressed = tuple[Datagram, Any]  # one datagram and where it goes
 #: What ``UdpSocket.send`` takes: datagrams, and runs of equal-sized segments
 #: in one buffer (``Endpoint.batches_to_send``).
@@ -119,6 +121,10 @@ def _run_segments(run: SegmentRun, first: int, addr: Any) -> list[Addressed]:
 
 class UdpSocket:
     """A non-blocking UDP socket driven by loop readiness callbacks."""
+
+    #: GRO super-datagrams are handed over as a `SegmentRun` of their full
+    #: segments (else as one view per segment, as a capture wants them).
+    _gro_runs = True
 
     def __init__(
         self,
@@ -194,7 +200,7 @@ class UdpSocket:
         recvfrom = sock.recvfrom
         total = 0
         while total < limit:
-            batch: list[tuple[Datagram, Any]] = []
+            batch: list[Received] = []
             append = batch.append
             error: OSError | None = None
             try:
@@ -219,7 +225,7 @@ class UdpSocket:
         self.stats["recv_calls"] += total
         return total
 
-    def _hand_over(self, batch: list[tuple[Datagram, Any]], error: OSError | None) -> bool:
+    def _hand_over(self, batch: list[Received], error: OSError | None) -> bool:
         """A read batch to the engine and its flush, then the read's error if
         there was one (True: stop reading)."""
         if batch:
@@ -236,10 +242,10 @@ class UdpSocket:
         ``_FLUSH_EVERY`` datagrams) before its part of the buffer is reused."""
         recvmsg_into = self.sock.recvmsg_into
         stats = self.stats
-        total = calls = 0
+        total = calls = segments = 0  # segments: those in runs beyond one per run
         limit = _RECV_BUFFER - _RECV_ROOM
         while total < _READ_BATCH:
-            batch: list[tuple[Datagram, Any]] = []
+            batch: list[Received] = []
             append = batch.append
             error: OSError | None = None
             full = False
@@ -261,9 +267,19 @@ class UdpSocket:
                             size = _GRO_SIZE.unpack_from(data)[0]
                     if 0 < size < n:
                         # A GRO super-datagram: equal segments of ``size`` bytes,
-                        # the last one maybe shorter, all from ``addr``.
-                        for start in range(offset, end, size):
-                            append((view[start : min(start + size, end)], addr))
+                        # the last one maybe shorter, all from ``addr``. The
+                        # full ones go to the engine as one run (taken in one
+                        # step when they are in-order data, Endpoint.
+                        # datagrams_received), else one view each.
+                        whole = n // size
+                        if whole > 1 and self._gro_runs:
+                            append((SegmentRun(view[offset : offset + whole * size], size, whole), addr))
+                            segments += whole - 1
+                            if n % size:
+                                append((view[offset + whole * size : end], addr))
+                        else:
+                            for start in range(offset, end, size):
+                                append((view[start : min(start + size, end)], addr))
                     else:
                         append((view[offset:end], addr))
                     offset = end
@@ -276,7 +292,7 @@ class UdpSocket:
                 break
             if (len(batch) < _FLUSH_EVERY and not full) or self._closed:
                 break
-        stats["received"] += total
+        stats["received"] += total + segments
         stats["recv_calls"] += calls
 
     # -- sending
@@ -504,6 +520,8 @@ class CapturedUdpSocket(UdpSocket):
     not. A separate class, so that a socket without a capture does no extra
     work per datagram."""
 
+    _gro_runs = False  # one record per segment: hand them over one by one
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -520,8 +538,8 @@ class CapturedUdpSocket(UdpSocket):
     ) -> None:
         self.capture = capture
 
-        def received(batch: list[tuple[Datagram, Any]], now: float) -> None:
-            capture.received(batch, time.time())
+        def received(batch: list[Received], now: float) -> None:
+            capture.received(cast(list[Addressed], batch), time.time())  # no runs here: _gro_runs
             receive(batch, now)
 
         super().__init__(loop, sock, received, after_batch, on_error, on_close, gso=gso, gro=gro,

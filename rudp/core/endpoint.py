@@ -29,7 +29,8 @@ from .ratelimit import CHALLENGE_ACK_LIMIT, RST_BURST, RST_RATE, ChallengeLimite
 from .syncookies import decode_ts_options, encode_ts_options
 from .seqnum import MASK, seq_gt, ts_clock
 from .wire import (ACK, FIN, RST, SYN, ChecksumError, DecodeError, HeaderTemplate, Segment, SegmentRun, decode,
-                   encode, encode_syn_ack, parse_plain_syn, segment_of, parse_data_ts, DATA_TS_OFFSET)
+                   encode, encode_syn_ack, parse_plain_syn, segment_of, parse_data_ts, parse_data_ts_run,
+                   DATA_TS_OFFSET)
 
 logger = logging.getLogger("rudp")
 
@@ -229,7 +230,8 @@ class Endpoint:
         """Decode, sanity-check and route one datagram."""
         self.datagrams_received(((data, addr),), now)
 
-    def datagrams_received(self, batch: Iterable[tuple[bytes | memoryview, Address]], now: float) -> None:
+    def datagrams_received(self, batch: Iterable[tuple[bytes | memoryview | SegmentRun, Address]],
+                           now: float) -> None:
         """Decode, sanity-check and route each datagram of a batch, in order.
 
         The per-segment work sits in this loop rather than behind a call per
@@ -252,6 +254,9 @@ class Endpoint:
         deferred = 0  # segments of the run whose ACK decision waits for its end
         try:
             for data, addr in batch:
+                if isinstance(data, SegmentRun):
+                    run, deferred = self._segment_run(data, addr, now, run, deferred)
+                    continue
                 fields = parse_data_ts(data)
                 if fields is not None:
                     # Plain in-order data for an ESTABLISHED connection, taken
@@ -366,6 +371,47 @@ class Endpoint:
         finally:
             if run is not None and run.rcvq.views:
                 run.rcvq.settle()  # never leave a view of the caller's buffer behind
+
+    def _segment_run(self, item: SegmentRun, addr: Address, now: float, run: Connection | None,
+                     deferred: int) -> tuple[Connection | None, int]:
+        """A GRO read of equal-sized datagrams from ``addr`` (rudp.aio.udpio):
+        the in-order data at its front for an ESTABLISHED connection in one
+        step (Receiver.take_run), the rest one datagram at a time. Takes and
+        returns the batch's run and its deferred count."""
+        buf = item.buf if type(item.buf) is memoryview else memoryview(item.buf)
+        size, count = item.size, item.count
+        headers = parse_data_ts_run(buf, size, count)
+        taken = 0
+        if headers:
+            h = headers[0]
+            conn = run
+            if conn is None or addr != conn.addr or h[1] != conn.local_port or h[0] != conn.remote_port:
+                conn = self.connections.get((addr, h[1], h[0]))
+            if conn is not None and conn.state is ESTABLISHED and conn.config.header_prediction:
+                try:
+                    taken = conn.input.take_run(headers, buf, size, now)
+                except Exception as exc:  # noqa: BLE001 - one connection's fault is its own
+                    self.segments_received += 1
+                    if conn is run:
+                        run, deferred = None, 0
+                    self._fault(conn, exc)
+                    taken = 1  # that segment is spent; the rest go one at a time
+                else:
+                    if taken:
+                        self.segments_received += taken
+                        if conn is not run:
+                            if run is not None:
+                                self._end_run(run, deferred, now)
+                            run, deferred = conn, 0
+                            self._wake[conn] = None
+                        deferred += taken
+        if taken < count:
+            if run is not None:
+                self._end_run(run, deferred, now)  # its views are settled before the rest is read
+                run, deferred = None, 0
+            self.datagrams_received([(buf[o : o + size], addr) for o in range(taken * size, count * size, size)],
+                                    now)
+        return run, deferred
 
     def _end_run(self, conn: Connection, deferred: int, now: float) -> None:
         """A run of segments for ``conn`` ended: its payloads still in the

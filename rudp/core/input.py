@@ -21,7 +21,7 @@ from .state import (
     CAN_RECEIVE_TEXT, CLOSED, CLOSE_WAIT, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2,
     LAST_ACK, LISTEN, SYN_RCVD, SYN_SENT, TIME_WAIT,
 )
-from .wire import ACK, FIN, RST, SYN, Segment
+from .wire import ACK, DATA_TS_OFFSET, FIN, RST, SYN, Segment
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -136,6 +136,55 @@ class Receiver:
             self.update_window(rcv_nxt, c.snd_una, wnd)
         self.take(payload, n)  # the ACK decision is schedule_ack's, once per run
         return True
+
+    def take_run(self, headers: list[tuple[int, int, int, int, int, int, int, int, int, int, int]],
+                 buf: memoryview, size: int, now: float) -> int:
+        """The in-order data at the front of a GRO read, as ``take_in_order``
+        one segment at a time would take it; how many segments it took.
+        ``headers`` are the segments' (wire.parse_data_ts_run), each ``size``
+        bytes, back to back in ``buf``. The first goes through
+        ``take_in_order`` (it may acknowledge data or move the window); after
+        it only what can change from one segment to the next is checked per
+        segment (sequence number, ACK, window, room, PAWS and TS.Recent, RFC
+        7323 §4.3 and §5.3), and the queueing, counters and SND.WL1/SND.WL2
+        are done once for the rest (issue 13: batch-level receive)."""
+        first = headers[0]
+        if not self.take_in_order(first[2], first[3], first[5], buf[DATA_TS_OFFSET:size],
+                                  (first[9], first[10]), now):
+            return 0
+        c = self.c
+        if len(headers) == 1 or c.snd_max != c.snd_una:
+            return 1  # data of ours in flight: each ACK needs the full judgement
+        src, dst, ack, window = first[0], first[1], first[3], first[5]
+        n = size - DATA_TS_OFFSET
+        rcv_nxt = c.rcv_nxt
+        rcv_adv = c.rcv_adv
+        ts_recent = c.ts_recent
+        ts_ok = c.ts_ok
+        last_ack_sent = c.last_ack_sent
+        views = c.rcvq.views
+        offset = size
+        for h in headers[1:]:
+            if (h[2] != rcv_nxt & MASK or h[3] != ack or h[5] != window or h[0] != src or h[1] != dst
+                    or rcv_nxt + n > rcv_adv or (h[9] - ts_recent) & MASK >= 0x80000000):
+                break
+            if ts_ok and rcv_nxt <= last_ack_sent:
+                ts_recent = h[9]
+            views.append(buf[offset + DATA_TS_OFFSET : offset + size])
+            rcv_nxt += n
+            offset += size
+        taken = offset // size - 1
+        if taken:
+            total = rcv_nxt - c.rcv_nxt
+            c.snd_wl1 = rcv_nxt - n  # the last one's SEG.SEQ (the window is the first's)
+            c.snd_wl2 = c.snd_una
+            c.rcv_nxt = rcv_nxt
+            c.ts_recent = ts_recent
+            c.rcvq.queued += total
+            c.stats.bytes_received += total
+            c.stats.segments_received += taken
+            c.unacked_bytes += total
+        return 1 + taken
 
     # ------------------------------------------------------ shared rules
 

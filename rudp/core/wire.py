@@ -294,6 +294,22 @@ def parse_data_ts(data: bytes | memoryview) -> tuple[int, int, int, int, int, in
     return fields
 
 
+def parse_data_ts_run(buf: bytes | bytearray | memoryview, size: int,
+                      count: int) -> list[tuple[int, int, int, int, int, int, int, int, int, int, int]]:
+    """``parse_data_ts`` for each of ``count`` segments of ``size`` bytes back
+    to back in ``buf`` (a GRO read), up to the first it refuses."""
+    out: list[tuple[int, int, int, int, int, int, int, int, int, int, int]] = []
+    if size <= _HEADER_TS_LEN:
+        return out
+    unpack = _HEADER_TS.unpack_from
+    for offset in range(0, size * count, size):
+        fields = unpack(buf, offset)
+        if fields[8] != _TS_WORD or fields[4] & _DATA_TS_CONTROL_MASK != _DATA_TS_CONTROL or fields[6]:
+            break
+        out.append(fields)
+    return out
+
+
 # The two 40-byte SYN layouts that make up nearly every SYN (and every SYN of
 # a flood that copies a real stack), recognised by byte compares so that a SYN
 # costs a struct unpack rather than an option walk: Linux's (MSS, SACK-permitted
@@ -622,11 +638,15 @@ class SegmentRun:
     adapter hands ``buf`` to the socket as UDP GSO sends (segment size
     ``size``) or slices it per segment; no bytes object per segment exists
     on the way. ``index`` is where the run goes among the connection's other
-    segments of the same flush (that many of them leave before it)."""
+    segments of the same flush (that many of them leave before it).
+
+    The other way, a GRO read of equal-sized datagrams from one address is
+    handed to `Endpoint.datagrams_received` as a run too, ``buf`` then a
+    view of the receive buffer (valid during that call only)."""
 
     __slots__ = ("buf", "size", "count", "index")
 
-    def __init__(self, buf: bytearray, size: int, count: int, index: int = 0) -> None:
+    def __init__(self, buf: bytearray | memoryview, size: int, count: int, index: int = 0) -> None:
         self.buf = buf
         self.size = size
         self.count = count
