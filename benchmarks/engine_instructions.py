@@ -27,6 +27,10 @@ per datagram before it), as the asyncio adapter hands over what it drained
 from its socket: consecutive segments of one connection are then a run
 that the engine takes as one step.
 
+``--gro`` (with ``--batch``) hands each stretch of equal-sized datagrams in
+flight over as one ``SegmentRun``, as the adapter hands over a GRO read:
+the engine then takes their in-order data in one step.
+
 ``--measure`` runs this script under ``valgrind --tool=cachegrind
 --cache-sim=no`` (user-space instructions, exact from run to run) for a short
 and a long N per workload, and prints (I refs long - I refs short) / (extra
@@ -38,7 +42,7 @@ Run: python benchmarks/engine_instructions.py bulk 2000
      python benchmarks/engine_instructions.py pingpong 200
      python benchmarks/engine_instructions.py --measure [--bulk 2000 12000]
          [--pingpong 200 1200] [--only bulk|pingpong] [--valgrind PATH] [--jobs N]
-         [--batch] [--compiled]   (--compiled: the mypyc-compiled core, tests/compiled.py)
+         [--batch [--gro]] [--compiled]   (--compiled: the mypyc-compiled core, tests/compiled.py)
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ if COMPILED:
     if _why:
         sys.exit(f"--compiled: the compiled core is not available: {_why}")
     sys.path.insert(0, str(_compiled.TREE))
+
+#: --gro (with --batch): consecutive equal-sized datagrams in flight go over as
+#: one SegmentRun, as the asyncio adapter hands over a GRO read (where the
+#: engine takes them: rudp.core.wire.SegmentRun on the receive side).
+GRO = "--gro" in sys.argv[1:]
 
 # The engine may move under rudp.core: try that layout first, fall back to the
 # old one. Whether this checkout has rudp.core is asked of rudp's own __path__
@@ -95,6 +104,9 @@ for _mod in (events, sys.modules[Config.__module__], sys.modules[Endpoint.__modu
     _file = os.path.realpath(_mod.__file__ or "")
     if not any(_file.startswith(os.path.realpath(d) + os.sep) for d in rudp.__path__):
         raise ImportError(f"{_mod.__name__} comes from {_file}, outside rudp at {list(rudp.__path__)}")
+
+if GRO:  # the receive side of SegmentRun is newer than the engine's modules above
+    from rudp.core.wire import SegmentRun
 
 CLIENT = ("10.0.0.1", 5000)  # UDP addresses: only identities, nothing is bound
 SERVER = ("10.0.0.2", 6000)
@@ -285,7 +297,8 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
                 src = srcs[1 - j]
                 if batch:
                     now += TICK * len(q)
-                    eps[j].datagrams_received([(data, src) for data, _dst in q], now)
+                    items = [(data, src) for data, _dst in q]
+                    eps[j].datagrams_received(gro_runs(items) if GRO else items, now)
                     q.clear()
                 else:
                     receive = eps[j].datagram_received
@@ -310,6 +323,24 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
                 raise RuntimeError(f"more than {MAX_IDLE_JUMPS} idle waits: stuck at t={now}")
             now = max(now, min(armed))
     return {"c2s": sent[0], "s2c": sent[1], "idle_jumps": idle_jumps, "t": now}
+
+
+def gro_runs(items: list[tuple[bytes, Any]]) -> list[tuple[Any, Any]]:
+    """``items`` with each stretch of two or more equal-sized datagrams made
+    one ``SegmentRun`` over a buffer of their own, as a GRO read arrives."""
+    out: list[tuple[Any, Any]] = []
+    i = 0
+    while i < len(items):
+        size = len(items[i][0])
+        j = i + 1
+        while j < len(items) and len(items[j][0]) == size:
+            j += 1
+        if j - i > 1:
+            out.append((SegmentRun(memoryview(b"".join(d for d, _ in items[i:j])), size, j - i), items[i][1]))
+        else:
+            out.append(items[i])
+        i = j
+    return out
 
 
 def full_segment(config: Config) -> int:
@@ -360,7 +391,7 @@ def under_valgrind(valgrind: str, name: str, n: int, batch: bool = False) -> tup
     cmd = [
         valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
         sys.executable, os.path.abspath(__file__), name, str(n), *(["--batch"] if batch else []),
-        *(["--compiled"] if COMPILED else []),
+        *(["--compiled"] if COMPILED else []), *(["--gro"] if GRO else []),
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     found = IREFS.findall(proc.stderr)
@@ -414,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("bulk", "pingpong"), help="measure one workload")
     p.add_argument("--batch", action="store_true",
                    help="hand over what is in flight in one datagrams_received call")
+    p.add_argument("--gro", action="store_true",
+                   help="with --batch: equal-sized datagrams in flight as one SegmentRun (a GRO read)")
     p.add_argument("--valgrind", default="valgrind")
     p.add_argument("--compiled", action="store_true",
                    help="the mypyc-compiled core (build/compiled, tests/compiled.py) instead of the source")
