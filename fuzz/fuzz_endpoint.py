@@ -672,7 +672,12 @@ class Harness:
         v = self.pick_view(r)
         size = r.code(PAYLOADS, Reader.u16) or 1
         hole = r.u8()
-        with_ts = bool(r.u8() & 1)
+        bits = r.u8()
+        with_ts = bool(bits & 1)
+        # A GRO read: the burst in one datagrams_received call, equal-sized
+        # stretches as SegmentRuns over a buffer overwritten right after.
+        gro = bool(bits & 2)
+        batch: list[tuple[bytes, Any]] = []
         if v.nxt is None:
             v.nxt = v.srv_ack
         ack = v.srv_max if v.srv_max is not None else 0
@@ -698,7 +703,50 @@ class Harness:
                 seg = wire.Segment(v.peer_port, v.our_port, v.nxt, target & MASK, ACK,
                                    65535, b"", ts=ts)
             self.sent_by_peer(v, seg)
-            self.deliver(self.encode(seg, False), v.addr, 0)
+            if gro:
+                batch.append((self.encode(seg, False), v.addr))
+            else:
+                self.deliver(self.encode(seg, False), v.addr, 0)
+        if batch:
+            self.deliver_gro(batch)
+
+    def deliver_gro(self, items: list[tuple[bytes, Any]]) -> None:
+        """``items`` at one instant as the asyncio adapter hands over a GRO
+        read: one ``datagrams_received`` call, each stretch of two or more
+        equal-sized datagrams from one address a ``SegmentRun``, all of them
+        views of one buffer that is overwritten when the call returns (what
+        the engine kept of it must have been copied)."""
+        items = items[: max(0, MAX_DATAGRAMS - self.datagrams)]
+        if not items:
+            return
+        self.datagrams += len(items)
+        self.history.extend(items)
+        del self.history[:-64]
+        buf = bytearray(b"".join(d for d, _ in items))
+        view = memoryview(buf)
+        batch: list[tuple[Any, Any]] = []
+        offset = i = 0
+        while i < len(items):
+            size, addr = len(items[i][0]), items[i][1]
+            j = i + 1
+            while j < len(items) and len(items[j][0]) == size and items[j][1] == addr:
+                j += 1
+            if j - i > 1:
+                batch.append((wire.SegmentRun(view[offset : offset + (j - i) * size], size, j - i), addr))
+            else:
+                batch.append((view[offset : offset + size], addr))
+            offset += (j - i) * size
+            i = j
+        self.ep.datagrams_received(batch, self.now)
+        for conn in self.ep.connections.values():
+            if conn.rcvq.views:
+                raise Violation(f"{conn!r} kept views of the receive buffer after the call returned")
+        del batch
+        view.release()
+        buf[:] = b"\xee" * len(buf)
+        self.flush()
+        self.settle()
+        self.check_timers()
 
     def app(self, r: Reader) -> None:
         """One call of the server's user."""
