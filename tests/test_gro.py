@@ -165,6 +165,20 @@ def as_views_of_a_reused_buffer(world: World, datagrams: list[tuple[bytes, Any]]
     buf[:] = b"\xee" * len(buf)
 
 
+def first_flight_then_close(world: World, data: bytes) -> list[bytes]:
+    """Client 0 writes ``data`` and closes: the datagrams of its first flight."""
+    world.conns[0].send(data)
+    world.conns[0].close()
+    return [d for d, _ in world.clients[0].datagrams_to_send(T)]
+
+
+def receiver_state(world: World) -> tuple[Any, ...]:
+    """``World.state`` and what else of the server connection a run moves."""
+    conn = world.accepted[0]
+    return (world.state(), conn.ts_recent, conn.snd_wl1, conn.snd_wl2, conn.snd_wnd,
+            conn.unacked_bytes, conn.stats.bytes_received, dict(world.server.counters))
+
+
 def as_gro_runs(world: World, datagrams: list[tuple[bytes, Any]]) -> None:
     """One batch as udpio hands over GRO reads: consecutive equal-sized
     datagrams from one address as a `SegmentRun` over one buffer, which is
@@ -198,9 +212,7 @@ def test_a_gro_run_ends_where_one_segment_at_a_time_ends(order: str) -> None:
     for feed in (one_at_a_time, as_gro_runs):
         w = World()
         data = payload(12 * SEG, 9)
-        w.conns[0].send(data)
-        w.conns[0].close()
-        first, *dgrams = [d for d, _ in w.clients[0].datagrams_to_send(T)]
+        first, *dgrams = first_flight_then_close(w, data)
         # The first data segment after the handshake takes the full path
         # (SND.WL1 is still RCV.NXT); runs come after it.
         one_at_a_time(w, [(first, CLIENT)])
@@ -211,9 +223,7 @@ def test_a_gro_run_ends_where_one_segment_at_a_time_ends(order: str) -> None:
         elif order == "reordered":
             dgrams = dgrams[:4] + [dgrams[5], dgrams[4]] + dgrams[6:]
         feed(w, [(d, CLIENT) for d in dgrams])
-        conn = w.accepted[0]
-        results.append((w.state(), conn.ts_recent, conn.snd_wl1, conn.snd_wl2, conn.snd_wnd,
-                        conn.unacked_bytes, conn.stats.bytes_received))
+        results.append(receiver_state(w))
     assert results[0] == results[1]
     got = results[1][0][2][0]
     assert got == data[: len(got)] and len(got) >= 8 * SEG  # the first flight (the initial window)
@@ -244,9 +254,7 @@ def test_every_check_of_a_gro_run_ends_as_one_at_a_time(twist: str) -> None:
             dgrams.append(encode(segment_of((src, f.dst_port, seq, ack, f.flags, window, payload(SEG, i + 2),
                                              None, None, False, (), (tsval, f.ts[1]), 0)), False))
         feed(w, [(d, CLIENT) for d in dgrams])
-        conn = w.accepted[0]
-        results.append((w.state(), conn.ts_recent, conn.snd_wl1, conn.snd_wl2, conn.snd_wnd,
-                        conn.unacked_bytes, conn.stats.bytes_received, w.server.counters))
+        results.append(receiver_state(w))
     assert results[0] == results[1]
 
 
@@ -259,9 +267,7 @@ def test_a_run_of_views_with_a_duplicate_and_a_fin_ends_as_bytes_one_at_a_time_d
     for feed in (one_at_a_time, as_views_of_a_reused_buffer):
         w = World()
         data = payload(9 * SEG, 3)
-        w.conns[0].send(data)
-        w.conns[0].close()
-        dgrams = [d for d, _ in w.clients[0].datagrams_to_send(T)]
+        dgrams = first_flight_then_close(w, data)
         assert decode(dgrams[-1]).flags & 0x01  # the FIN rides on the last one
         order = dgrams[:4] + [dgrams[2]] + dgrams[4:]
         feed(w, [(d, CLIENT) for d in order])
