@@ -132,6 +132,24 @@ def test_one_input(data: bytes) -> None:
     if not isinstance(unverified, type):
         check_fields(data, unverified)
         check_round_trip(unverified)
+    check_data_ts(data, verified)
+
+
+def check_data_ts(data: bytes, seg: object) -> None:
+    """The run path's header reading (wire.parse_data_ts, parse_data_ts_run)
+    takes only segments that decode to data with ACK (maybe PSH), the
+    timestamp option alone and no checksum, and reads the same fields."""
+    fields = wire.parse_data_ts(data)
+    run = wire.parse_data_ts_run(data, len(data), 1)
+    assert run == ([] if fields is None else [fields])
+    if fields is None:
+        return
+    assert isinstance(seg, wire.Segment), f"parse_data_ts took what decode refuses: {seg!r}"
+    assert (fields[0], fields[1], fields[2], fields[3], fields[5]) == \
+        (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.window)
+    assert seg.flags & ~wire.PSH == wire.ACK and seg.ts == (fields[9], fields[10])
+    assert not seg.sack and seg.mss is None and seg.wscale is None and not seg.sack_permitted
+    assert seg.payload == data[wire.DATA_TS_OFFSET :] and seg.payload
 
 
 def main() -> None:
