@@ -61,7 +61,7 @@ _BULK_SENDERS = 4
 _RECV_ROOM = 65536  # room for one read: the largest datagram or GRO super-datagram
 _RECV_BUFFER = 4 * _RECV_ROOM  # reads per hand-over to the engine, at most
 _CMSG_SPACE = socket.CMSG_SPACE(_GRO_SIZE.size) if hasattr(socket, "CMSG_SPACE") else 0
-_MSG_TRUNC = getattr(socket, "MSG_TRUNC", 0x20)
+_MSG_TRUNC = int(getattr(socket, "MSG_TRUNC", 0x20))  # a plain int: & on the MsgFlag enum runs Python code
 SO_ATTACH_REUSEPORT_CBPF = 51  # asm-generic/socket.h (Linux 4.5+)
 #: The classic BPF program that steers a server's datagrams between its two
 #: sockets (``open_syn_socket``): the UDP payload is a TCP header, and one
