@@ -237,9 +237,11 @@ class UdpSocket:
         return False
 
     def _drain_gro(self, view: memoryview) -> None:
-        """``_on_readable`` with GRO: reads into ``view``; a super-datagram
-        becomes one view per segment, handed over (with at most
-        ``_FLUSH_EVERY`` datagrams) before its part of the buffer is reused."""
+        """``_on_readable`` with GRO: reads into ``view``; a super-datagram's
+        full segments become one `SegmentRun` over their part of it (one view
+        per segment for a capture, ``_gro_runs``) and a shorter last one a
+        view, handed over (at most ``_FLUSH_EVERY`` items at a time) before
+        their part of the buffer is reused."""
         recvmsg_into = self.sock.recvmsg_into
         stats = self.stats
         total = calls = segments = 0  # segments: those in runs beyond one per run

@@ -279,6 +279,16 @@ _DATA_TS_CONTROL = _TS_DOFF_BITS | ACK << _FLAGS_SHIFT
 DATA_TS_OFFSET = _HEADER_TS_LEN
 
 
+def _data_ts_at(buf: bytes | bytearray | memoryview,
+                offset: int) -> tuple[int, int, int, int, int, int, int, int, int, int, int] | None:
+    """The `_HEADER_TS` fields of the segment at ``offset`` in ``buf`` if it
+    is the kind ``parse_data_ts`` takes (its length aside), else None."""
+    fields = _HEADER_TS.unpack_from(buf, offset)
+    if fields[8] != _TS_WORD or fields[4] & _DATA_TS_CONTROL_MASK != _DATA_TS_CONTROL or fields[6]:
+        return None
+    return fields
+
+
 def parse_data_ts(data: bytes | memoryview) -> tuple[int, int, int, int, int, int, int, int, int, int, int] | None:
     """The header of the segment bulk data arrives in, unpacked without a
     `Segment`: ACK (and maybe PSH) and no other flag, the timestamp option
@@ -288,10 +298,7 @@ def parse_data_ts(data: bytes | memoryview) -> tuple[int, int, int, int, int, in
     tsval, tsecr); None for any other segment, which `decode` then takes."""
     if len(data) <= _HEADER_TS_LEN:
         return None
-    fields = _HEADER_TS.unpack_from(data)
-    if fields[8] != _TS_WORD or fields[4] & _DATA_TS_CONTROL_MASK != _DATA_TS_CONTROL or fields[6]:
-        return None
-    return fields
+    return _data_ts_at(data, 0)
 
 
 def parse_data_ts_run(buf: bytes | bytearray | memoryview, size: int,
@@ -301,10 +308,9 @@ def parse_data_ts_run(buf: bytes | bytearray | memoryview, size: int,
     out: list[tuple[int, int, int, int, int, int, int, int, int, int, int]] = []
     if size <= _HEADER_TS_LEN:
         return out
-    unpack = _HEADER_TS.unpack_from
     for offset in range(0, size * count, size):
-        fields = unpack(buf, offset)
-        if fields[8] != _TS_WORD or fields[4] & _DATA_TS_CONTROL_MASK != _DATA_TS_CONTROL or fields[6]:
+        fields = _data_ts_at(buf, offset)
+        if fields is None:
             break
         out.append(fields)
     return out
