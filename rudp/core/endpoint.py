@@ -258,6 +258,7 @@ class Endpoint:
                     run, deferred = self._segment_run(data, addr, now, run, deferred)
                     continue
                 fields = parse_data_ts(data)
+                predict = True  # header prediction may still take it below
                 if fields is not None:
                     # Plain in-order data for an ESTABLISHED connection, taken
                     # from its bytes (no decode, no Segment) when header
@@ -288,6 +289,7 @@ class Endpoint:
                                 self._wake[conn] = None
                             deferred += 1
                             continue
+                        predict = False  # declined from its fields: take_predicted would decline too
                 if len(data) > 13 and data[13] == SYN and self._plain_syn_cookie(data, addr, now):
                     continue
                 try:
@@ -311,7 +313,7 @@ class Endpoint:
                         # The run goes on: no look-up, and the connection is woken already.
                         inp = run.input
                         try:
-                            if run.config.header_prediction and inp.take_predicted(seg, now):
+                            if predict and run.config.header_prediction and inp.take_predicted(seg, now):
                                 deferred += 1
                             else:
                                 inp.receive(seg, now)
@@ -342,7 +344,7 @@ class Endpoint:
                         inp = conn.input
                         ok = True
                         try:
-                            if state is ESTABLISHED and conn.config.header_prediction \
+                            if predict and state is ESTABLISHED and conn.config.header_prediction \
                                     and inp.take_predicted(seg, now):
                                 deferred = 1
                             else:
