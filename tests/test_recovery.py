@@ -58,6 +58,15 @@ def detect(
     return rec.detect_loss(una, snd_max, buf_end, SMSS, sack_ok, DUPTHRESH, ts_ok, now)
 
 
+def first_segment_lost() -> Recovery:
+    """A fresh recovery whose first segment, [1000, 2000), RACK has judged
+    lost: the peer SACKed [2000, 5000) behind it."""
+    rec = make()
+    sack(rec, 2000, 5000)
+    assert detect(rec, sack_ok=True)
+    return rec
+
+
 def next_rxt(
     rec: Recovery, cwnd: int, una: int = UNA, snd_max: int = MAX, snd_nxt: int | None = None,
     sack_ok: bool = True,
@@ -456,9 +465,7 @@ def test_in_recovery_detect_loss_never_reenters() -> None:
 def test_more_sacks_in_recovery_extend_the_lost_region() -> None:
     # RFC 6675 §5 (C): IsLost is reevaluated on every ACK; the lost edge only
     # moves up.
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     assert rec.rxt_limit == 2000
     sack(rec, 7000, 10_000)
     assert not detect(rec, sack_ok=True)
@@ -497,9 +504,7 @@ def test_partial_ack_without_sack() -> None:
 def test_partial_ack_with_sack_is_not_forced() -> None:
     # [2000,5000) SACKed; the retransmission of [1000,2000) arrives and the
     # cumulative ACK jumps to 5000, short of recover = 11_000.
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     assert next_rxt(rec, 5000) == (1000, 1000)
     rec.on_sent(1000, 2000, MAX, 1.0)
     rec.retransmitted(1000, 1000)
@@ -731,9 +736,7 @@ def test_eifel_compares_timestamps_as_serial_numbers() -> None:
 def lost_rxt_setup() -> Recovery:
     """RACK recovery for [1000,2000), retransmitted at 1.0; then three new
     segments [11000,14000) were sent at 1.1."""
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     assert next_rxt(rec, 5000) == (1000, 1000)
     rec.on_sent(1000, 2000, MAX, 1.0)
     rec.retransmitted(1000, 1000)
@@ -768,9 +771,7 @@ def test_lost_retransmission_sent_in_the_same_flush_as_new_data() -> None:
     # the new segment after it share a time. The new one is SACKed half a
     # second later and the retransmission is not: it was lost (RFC 8985 §6.2;
     # equal send times are ordered by sequence number).
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     rec.on_sent(1000, 2000, MAX, 1.0)
     rec.retransmitted(1000, 1000)
     rec.on_sent(MAX, MAX + SMSS, MAX, 1.0)
@@ -784,9 +785,7 @@ def test_lost_retransmission_sent_in_the_same_flush_as_new_data() -> None:
 def test_a_retransmission_after_new_data_in_the_same_flush_is_not_lost() -> None:
     # The other order: new data left first, then the retransmission, at the
     # same ``now``. A SACK of the new data says nothing about the later one.
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     rec.on_sent(MAX, MAX + SMSS, MAX, 1.0)
     rec.on_sent(1000, 2000, MAX + SMSS, 1.0)
     rec.retransmitted(1000, 1000)
@@ -803,9 +802,7 @@ def test_rack_rtt_is_that_of_the_most_recently_sent_delivered_segment() -> None:
     # and never SACKed (the peer's SACK blocks for them were lost): RACK.rtt
     # is the retransmission's 0.1 s, not the 100.1 s of the old segments met
     # after it in sequence order (with which no loss is ever declared again).
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     rec.on_sent(1000, 2000, MAX, 100.0)
     rec.retransmitted(1000, 1000)
     rec.on_ack(MAX, MAX - UNA, MAX - UNA, ts_clock(100.0, 0), MAX, True, SMSS, 100.1)
@@ -944,9 +941,7 @@ def test_later_timeout_holds_ssthresh() -> None:
 def test_timeout_in_recovery_ends_it() -> None:
     # RFC 6675 §5.1: an RTO ends SACK recovery, RecoveryPoint = HighData, and
     # no new recovery begins until it is cumulatively acknowledged.
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     rec.on_timeout(UNA, 12_000, 11_000, True, SMSS, 3.0)
     assert not rec.in_recovery
     assert rec.recover == 12_000
@@ -1063,9 +1058,7 @@ def test_dsack_of_every_retransmitted_byte_undoes_the_recovery() -> None:
 
 
 def test_dsack_outside_the_recovery_does_not_undo() -> None:
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     rec.on_sent(1000, 2000, MAX, 1.0)
     rec.on_dsack(MAX, MAX + 1000, UNA, MAX + 2000, 1.0)  # above what recovery covers
     assert rec.in_recovery and rec.stats.spurious_recoveries == 0
@@ -1103,9 +1096,7 @@ def test_dsack_of_a_segment_never_resent_undoes_nothing() -> None:
     # retransmitted say nothing about the retransmissions) neither undoes
     # the recovery nor counts as reordering; it still widens reo_wnd
     # (RFC 8985 §6.2 step 4).
-    rec = make()
-    sack(rec, 2000, 5000)
-    assert detect(rec, sack_ok=True)
+    rec = first_segment_lost()
     rec.on_sent(1000, 2000, MAX, 1.0)
     rec.on_dsack(5000, 6000, UNA, MAX, 1.0)  # segment 4, sent once
     assert rec.in_recovery and rec.stats.spurious_recoveries == 0
