@@ -311,7 +311,7 @@ class UdpSocket:
         for i, (data, addr) in enumerate(datagrams):
             if isinstance(data, SegmentRun):
                 if start < i:
-                    stop = self._send_datagrams(cast(Sequence[Addressed], datagrams[start:i]))
+                    stop = self._send_datagrams(cast("Sequence[Addressed]", datagrams[start:i]))
                     if stop >= 0:
                         self._enqueue(datagrams, start + stop)
                         return
@@ -324,9 +324,9 @@ class UdpSocket:
                     return
                 start = i + 1
         if start == 0:
-            stop = self._send_datagrams(cast(Sequence[Addressed], datagrams))
+            stop = self._send_datagrams(cast("Sequence[Addressed]", datagrams))
         elif start < len(datagrams):
-            stop = self._send_datagrams(cast(Sequence[Addressed], datagrams[start:]))
+            stop = self._send_datagrams(cast("Sequence[Addressed]", datagrams[start:]))
         else:
             return
         if stop >= 0:
@@ -541,7 +541,7 @@ class CapturedUdpSocket(UdpSocket):
         self.capture = capture
 
         def received(batch: list[Received], now: float) -> None:
-            capture.received(cast(list[Addressed], batch), time.time())  # no runs here: _gro_runs
+            capture.received(cast("list[Addressed]", batch), time.time())  # no runs here: _gro_runs
             receive(batch, now)
 
         super().__init__(loop, sock, received, after_batch, on_error, on_close, gso=gso, gro=gro,
