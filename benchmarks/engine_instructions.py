@@ -1,4 +1,5 @@
-"""Instructions the sans-IO engine executes per bulk segment and per round trip.
+"""Instructions the sans-IO engine executes per bulk segment, per round trip and
+per connection.
 
 Two endpoints are wired back to back: no sockets, no asyncio, a virtual clock.
 Every datagram one side returns from ``datagrams_to_send(now)`` (or, where
@@ -13,13 +14,17 @@ after draining its socket; due timers run through ``handle_timer``. Only
 this checkout has it, else from ``rudp``. Everything is seeded, so a run
 executes the same instructions every time.
 
-Workloads (one connection from start to finish; both endpoints in one process):
+Workloads (both endpoints in one process; one connection from start to finish
+but for ``connections``):
 
 ``bulk N``      the client writes N full segments' worth of data (topping up
                 its send buffer to HIGH_WATER in CHUNK writes), then close()s;
                 the server reads everything, and close()s on EOF.
 ``pingpong N``  N round trips: the client sends 64 bytes, the server echoes
                 them, the client reads the echo and sends again; then close().
+``connections N``  N connections one after another: handshake, 64 bytes echoed,
+                the client close()s once it has the echo, the server on EOF
+                (the client's connections stay in TIME_WAIT, as they would).
 
 ``--batch`` hands each side everything in flight towards it in one
 ``datagrams_received(batch, now)`` call instead (the clock advancing TICK
@@ -40,8 +45,9 @@ handshake and close cancelled out. That is how hot-path changes are judged
 
 Run: python benchmarks/engine_instructions.py bulk 2000
      python benchmarks/engine_instructions.py pingpong 200
+     python benchmarks/engine_instructions.py connections 100
      python benchmarks/engine_instructions.py --measure [--bulk 2000 12000]
-         [--pingpong 200 1200] [--only bulk|pingpong] [--valgrind PATH] [--jobs N]
+         [--pingpong 200 1200] [--connections 100 600] [--only bulk|pingpong|connections] [--valgrind PATH] [--jobs N]
          [--batch [--gro]] [--compiled]   (--compiled: the mypyc-compiled core, tests/compiled.py)
 """
 
@@ -121,6 +127,8 @@ MAX_IDLE_JUMPS = 10_000  # a healthy run waits for a timer a handful of times
 
 DEFAULT_BULK = (2000, 12000)
 DEFAULT_PINGPONG = (200, 1200)
+DEFAULT_CONNECTIONS = (100, 600)
+WORKLOADS = ("bulk", "pingpong", "connections")
 
 Connected = events.Connected
 DataReceived = events.DataReceived
@@ -135,6 +143,7 @@ class App:
     def __init__(self) -> None:
         self.conn: Any = None
         self.closed = False
+        self.endpoint: Any = None  # its side's Endpoint (run sets it)
 
     def fail(self, ev: Any) -> None:
         raise RuntimeError(f"{type(self).__name__}: {ev!r}")
@@ -156,7 +165,7 @@ class BulkClient(App):
             self.fail(ev)
         # DataReceived/EofReceived: the server sends nothing but its FIN.
 
-    def pump(self) -> None:
+    def pump(self, now: float) -> None:
         """Keep the send buffer topped up; close() once everything is written."""
         conn = self.conn
         if conn is None or self.written >= self.total:
@@ -235,7 +244,54 @@ class EchoServer(App):
             self.fail(ev)
 
 
-def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None,
+class ConnectClient(App):
+    """``connections``: one connection at a time, each a 64-byte echo; the
+    next is opened (``pump``) once the previous one reported Closed."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.left = count
+        self.next_due = False
+
+    def on_event(self, conn: Any, ev: Any) -> None:
+        kind = type(ev)
+        if kind is DataReceived:
+            if conn.readable >= len(REQUEST):
+                conn.read(len(REQUEST))
+                conn.close()
+        elif kind is Connected:
+            conn.send(REQUEST)
+        elif kind is Closed:
+            self.left -= 1
+            if self.left:
+                self.next_due = True
+            else:
+                self.closed = True
+        elif kind in FAILURES:
+            self.fail(ev)
+
+    def pump(self, now: float) -> None:
+        if self.next_due:
+            self.next_due = False
+            self.endpoint.connect(SERVER, PORT, now)
+
+
+class EchoServers(EchoServer):
+    """``connections``: echoes on every connection; closed after ``count`` Closed."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.left = count
+
+    def on_event(self, conn: Any, ev: Any) -> None:
+        if type(ev) is Closed:
+            self.left -= 1
+            self.closed = not self.left
+        else:
+            super().on_event(conn, ev)
+
+
+def run(client_app: App, server_app: App, pump: Callable[[float], None] | None = None,
         batch: bool = False) -> dict[str, Any]:
     """Connect, run until both applications saw Closed; return what happened.
 
@@ -251,6 +307,7 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
     config = Config()
     eps = (Endpoint(config, seed=CLIENT_SEED), Endpoint(config, seed=SERVER_SEED))
     client, server = eps
+    client_app.endpoint, server_app.endpoint = eps
     server.listen(PORT)
     now = 0.0
     client.connect(SERVER, PORT, now)
@@ -269,7 +326,7 @@ def run(client_app: App, server_app: App, pump: Callable[[], None] | None = None
             on_event(conn, ev)
         side_pump = pumps[i]
         if side_pump is not None:
-            side_pump()
+            side_pump(now)
         if batched:
             # As the asyncio adapter sends: a run of full segments is one
             # buffer (one GSO send); split here as the peer's socket would.
@@ -363,6 +420,12 @@ def workload(name: str, n: int, batch: bool = False) -> str:
         if pinger.left or echo.echoed != n * len(REQUEST):
             raise RuntimeError(f"{pinger.left} round trips left, {echo.echoed} bytes echoed")
         what = f"bytes={n * len(REQUEST)}"
+    elif name == "connections":
+        opener, echoes = ConnectClient(n), EchoServers(n)
+        res = run(opener, echoes, opener.pump, batch)
+        if opener.left or echoes.left or echoes.echoed != n * len(REQUEST):
+            raise RuntimeError(f"{opener.left} connections left, {echoes.echoed} bytes echoed")
+        what = f"bytes={n * len(REQUEST)}"
     else:
         raise ValueError(name)
     return (
@@ -417,7 +480,7 @@ def measure(runs: dict[str, tuple[int, int]], valgrind: str, jobs: int, batch: b
     print(f"python: {sys.version.split()[0]}  valgrind: {valgrind} --tool=cachegrind --cache-sim=no")
     for (name, n), (irefs, line) in results.items():
         print(f"  {irefs:>15,} I refs  {line}")
-    unit = {"bulk": "segment", "pingpong": "round trip"}
+    unit = {"bulk": "segment", "pingpong": "round trip", "connections": "connection"}
     for name, (short, long_) in runs.items():
         (i_s, l_s), (i_l, l_l) = results[(name, short)], results[(name, long_)]
         per = (i_l - i_s) / (long_ - short)
@@ -432,17 +495,22 @@ def measure(runs: dict[str, tuple[int, int]], valgrind: str, jobs: int, batch: b
         if name == "pingpong" and (c_l - c_s != extra or s_l - s_s != extra):
             ok = False
             print(f"  WARNING: {c_l - c_s}/{s_l - s_s} extra datagrams for {extra} extra round trips")
+        if name == "connections" and ((c_l - c_s) * short != c_s * extra or (s_l - s_s) * short != s_s * extra):
+            ok = False
+            print(f"  WARNING: {c_l - c_s}/{s_l - s_s} extra datagrams for {extra} extra connections "
+                  f"({c_s}/{s_s} for {short})")
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("workload", nargs="?", choices=("bulk", "pingpong"))
-    p.add_argument("n", nargs="?", type=int, help="segments (bulk) or round trips (pingpong)")
+    p.add_argument("workload", nargs="?", choices=WORKLOADS)
+    p.add_argument("n", nargs="?", type=int, help="segments (bulk), round trips (pingpong) or connections")
     p.add_argument("--measure", action="store_true", help="instruction counts under cachegrind")
     p.add_argument("--bulk", nargs=2, type=int, metavar=("SHORT", "LONG"), default=DEFAULT_BULK)
     p.add_argument("--pingpong", nargs=2, type=int, metavar=("SHORT", "LONG"), default=DEFAULT_PINGPONG)
-    p.add_argument("--only", choices=("bulk", "pingpong"), help="measure one workload")
+    p.add_argument("--connections", nargs=2, type=int, metavar=("SHORT", "LONG"), default=DEFAULT_CONNECTIONS)
+    p.add_argument("--only", choices=WORKLOADS, help="measure one workload")
     p.add_argument("--batch", action="store_true",
                    help="hand over what is in flight in one datagrams_received call")
     p.add_argument("--gro", action="store_true",
@@ -454,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="valgrind runs at once (counts do not depend on it)")
     args = p.parse_args(argv)
     if args.measure:
-        runs = {"bulk": tuple(args.bulk), "pingpong": tuple(args.pingpong)}
+        runs = {"bulk": tuple(args.bulk), "pingpong": tuple(args.pingpong),
+                "connections": tuple(args.connections)}
         if args.only:
             runs = {args.only: runs[args.only]}
         for name, (short, long_) in runs.items():
