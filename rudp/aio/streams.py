@@ -51,6 +51,15 @@ class StreamReaderProtocol(asyncio.StreamReaderProtocol):
                                    origin=writer)
         return self.user_callback(reader, self.writer)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        """As asyncio's, which drops its transport and writer here; ours go
+        too, so that nothing closes a loop of references through the
+        transport: a finished connection's adapter objects are freed at once,
+        not left to the cyclic garbage collector."""
+        super().connection_lost(exc)
+        self.app_transport = None
+        self.writer = None
+
     def eof_received(self) -> bool:
         """As asyncio's: the writer stays open after the peer's EOF, as over
         TCP, also over TLS 1.3, where the peer's close_notify closes only its
