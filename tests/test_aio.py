@@ -591,9 +591,11 @@ def test_echo_with_each_controller(run: Run, cc: str) -> None:
 
 def test_reply_carries_the_ack_and_the_fin_its_ack(run: Run) -> None:
     """A request answered at once: the ACK of the request rides on the reply
-    and the ACK of the peer's FIN on our FIN, as over kernel TCP, so that the
-    server sends three segments (SYN,ACK, reply, FIN) and the client four
-    (SYN, ACK, request, FIN; its last ACK is the fifth) - no pure ACKs."""
+    and the ACK of the peer's FIN on our FIN, as over kernel TCP, and the
+    handshake's ACK on the request written as soon as the connection is
+    open, so that the server sends three segments (SYN,ACK, reply, FIN) and
+    the client three (SYN, request, FIN; its last ACK is the fourth) - no
+    pure ACKs."""
 
     async def main() -> tuple[dict[str, int], dict[str, int]]:
         conns: list[Any] = []
@@ -621,7 +623,35 @@ def test_reply_carries_the_ack_and_the_fin_its_ack(run: Run) -> None:
     for stats in (server_stats, client_stats):
         assert stats["retransmits"] == stats["tail_loss_probes"] == 0, stats  # no loss: exact counts hold
     assert server_stats["segments_sent"] == 3
-    assert client_stats["segments_sent"] == 5
+    assert client_stats["segments_sent"] == 4
+
+
+def test_handshake_ack_leaves_without_a_write(run: Run) -> None:
+    """A client that writes nothing once connected still completes the
+    handshake: the ACK that waited for a first write leaves on the next loop
+    iteration, and the server accepts (counted in segments, not time)."""
+
+    async def main() -> None:
+        accepted = asyncio.get_running_loop().create_future()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set_result(None)
+            await reader.read()
+            writer.close()
+
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await rudp.open_connection("127.0.0.1", port)
+        client = writer.get_extra_info("connection")
+        assert client.stats.as_dict()["segments_sent"] == 1  # the SYN; the ACK waits one iteration
+        await asyncio.wait_for(accepted, 10)
+        assert client.stats.as_dict()["segments_sent"] == 2  # the pure ACK, alone
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+    run(main(), timeout=30)
 
 
 def test_write_and_close_send_before_returning(run: Run) -> None:

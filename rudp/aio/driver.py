@@ -97,6 +97,11 @@ class EndpointDriver:
         self._flushing = False
         # A protocol was just handed data whose ACK is due now (see _pump).
         self._reply_due = False
+        # An accepted connection's first data waits for the next iteration
+        # (_accept), and so does the output, until after the callbacks that
+        # delivery schedules: the ACK then has the window open and may ride
+        # on the handler's reply.
+        self._delivery_held = False
         self._segments_seen = 0  # endpoint.segments_received after the last read batch
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -221,7 +226,7 @@ class EndpointDriver:
         ep = self.endpoint
         udp = self.udp
         now = self.loop.time()
-        self._reply_due = False
+        self._reply_due = self._delivery_held = False
         for _ in range(64):  # bounded, to stay fair to the rest of the loop
             evs = ep.poll_events()
             for conn, ev in evs:
@@ -229,6 +234,8 @@ class EndpointDriver:
                     self._dispatch(conn, ev)
                 except Exception as exc:  # noqa: BLE001 - a protocol callback failed
                     self._protocol_failed(conn, exc)
+            if self._delivery_held:
+                return  # the output follows the delivery: _deliver_accepted
             if hold_acks and self._reply_due:
                 # A protocol was handed data whose ACK (a window update or
                 # a FIN's, Connection.ack_may_wait) is due now. Its reply, if it writes one at once, comes from a callback
@@ -303,6 +310,12 @@ class EndpointDriver:
             if fut is not None:
                 if not fut.done():
                     fut.set_result(None)
+                    if conn.ack_may_wait:
+                        # The handshake's ACK may ride on the caller's first
+                        # write, which the future's wake-up makes at once
+                        # (as Linux delays it when a write is pending,
+                        # tcp_rcv_synsent_state_process): see _pump.
+                        self._reply_due = True
                 else:
                     conn.abort()  # the caller gave up (timeout or cancel)
             elif conn.listener is not None:
@@ -353,9 +366,23 @@ class EndpointDriver:
         self._transports[accepted] = tr
         server.attach(tr)
         protocol.connection_made(tr)
-        tr.deliver()
-        if accepted.ack_may_wait:
-            self._reply_due = True
+        if accepted.readable or accepted.at_eof:
+            # Data came with the handshake's last ACK (a client's first write
+            # carries it): the protocol gets it after the callbacks that
+            # connection_made scheduled (a stream handler's first step), as
+            # asyncio's socket transports read only from the next iteration
+            # on. A handler that starts TLS at once then finds the ClientHello
+            # on its TLS transport, not in the plain StreamReader.
+            tr.hold_delivery()  # the pump's DataReceived would deliver at once
+            self._delivery_held = True
+            self.loop.call_soon(self._deliver_accepted, accepted, tr)
+
+    def _deliver_accepted(self, conn: Connection, tr: RudpTransport) -> None:
+        try:
+            tr.release_delivery()
+        except Exception as exc:  # noqa: BLE001 - as in _pump: a protocol callback failed
+            self._protocol_failed(conn, exc)
+        self.kick()  # after the wake-ups the delivery scheduled (see _pump)
 
     # -- called by transports and servers
 

@@ -24,7 +24,7 @@ class RudpTransport(asyncio.Transport):
     # Slotted, like asyncio's own transports' base class: one per connection.
     __slots__ = (
         "_closing", "_conn", "_eof_delivered", "_eof_written", "_extra", "_high",
-        "_lost", "_lost_pending", "_low", "_owner", "_protocol", "_reading_paused",
+        "_holding", "_lost", "_lost_pending", "_low", "_owner", "_protocol", "_reading_paused",
         "_send_buffer_limit", "_writing_paused",
         "__weakref__",
     )
@@ -52,6 +52,7 @@ class RudpTransport(asyncio.Transport):
         self._eof_delivered = False
         self._eof_written = False
         self._lost_pending = False
+        self._holding = False  # hold_delivery
 
     # -- asyncio.BaseTransport
 
@@ -181,7 +182,7 @@ class RudpTransport(asyncio.Transport):
 
     def deliver(self) -> None:
         """Hand in-order data, then EOF, to the protocol unless reading is paused."""
-        if self._lost or self._reading_paused:
+        if self._lost or self._reading_paused or self._holding:
             return
         conn = self._conn
         proto = self._protocol
@@ -198,6 +199,15 @@ class RudpTransport(asyncio.Transport):
             self._lost_pending = False
             self._lose(None)
         self._owner.kick_if_work()  # reading reopened the window: announce it
+
+    def hold_delivery(self) -> None:
+        """Hand the protocol nothing until ``release_delivery`` (the owner's
+        call: see EndpointDriver._accept)."""
+        self._holding = True
+
+    def release_delivery(self) -> None:
+        self._holding = False
+        self.deliver()
 
     def send_complete(self) -> None:
         """Everything written, and our FIN, is acknowledged: a transport that
