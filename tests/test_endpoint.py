@@ -399,6 +399,27 @@ def test_time_wait_entry_removed_after_2msl():
     ep.connect(PEER, PORT, 62.0, local_port=50_000)
 
 
+def test_time_wait_table_is_bounded_the_oldest_gives_way():
+    """Past ``max_time_wait`` connections in TIME_WAIT the oldest ends early
+    (as Linux past tcp_max_tw_buckets), silently and counted: memory stays
+    bounded however fast connections close. The newest keep their 2*MSL."""
+    ep = Endpoint(CFG, seed=7, isn=lambda now, addr, lport, rport: ISS, max_time_wait=2)
+    conns = [client_in_time_wait(ep, local_port=50_000 + i) for i in range(3)]
+    assert ep.counters["time_wait_evicted"] == 1
+    assert ep.time_wait_count == 2
+    assert [c.state for c in conns] == [State.CLOSED, State.TIME_WAIT, State.TIME_WAIT]
+    # its user heard Closed on entering TIME_WAIT, and not again
+    assert [type(ev) for ev in conns[0].events()].count(events.Closed) == 1
+    expect(ep, 1.0)  # nothing sent for it
+    assert (PEER, 50_000, PORT) not in ep.connections
+    assert ep.connections[(PEER, 50_002, PORT)] is conns[2]
+    ep.connect(PEER, PORT, 2.0, local_port=50_000)  # its 4-tuple is free again
+    ep.handle_timer(61.0)
+    assert ep.time_wait_count == 0 and ep.counters["time_wait_evicted"] == 1
+    with pytest.raises(ValueError):
+        Endpoint(CFG, seed=7, max_time_wait=0)
+
+
 def server_closes_first(ep: Endpoint, *, fin_acked: bool = True) -> Connection:
     """The server side closes first and the peer's FIN arrives at t=1, with
     RCV.NXT = IRS+2 after it: TIME_WAIT if that FIN acknowledges ours, CLOSING

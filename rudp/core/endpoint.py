@@ -70,6 +70,13 @@ def invalid_flags(flags: int) -> str | None:
     return "invalid_no_ack"
 
 
+#: TIME_WAIT connections one endpoint keeps at most (as Linux's
+#: tcp_max_tw_buckets): each holds ~6 KB for 2*MSL, so a peer that makes us
+#: close first, or a client opening thousands a second, would otherwise
+#: grow memory without bound (~700 MB at 2,000 connections a second).
+MAX_TIME_WAIT = 16384
+
+
 class Endpoint:
     """Connections and listeners sharing one UDP socket.
 
@@ -80,6 +87,8 @@ class Endpoint:
     the ISN generator: ``isn(now, addr, local_port, remote_port)``.
     ``challenge_ack_limit``: the mean of the per-second budget of challenge
     ACKs for all connections together (RFC 5961 §7).
+    ``max_time_wait``: beyond this many connections in TIME_WAIT the oldest
+    ends early (counted as ``time_wait_evicted``).
     ``templates``: stamp runs of full-sized segments from a per-connection
     header template (`HeaderTemplate`) rather than encoding each segment; the
     bytes are the same either way (off only to test that).
@@ -93,8 +102,12 @@ class Endpoint:
         rng: random.Random | None = None,
         isn: Callable[[float, Address, int, int], int] | None = None,
         challenge_ack_limit: int = CHALLENGE_ACK_LIMIT,
+        max_time_wait: int = MAX_TIME_WAIT,
         templates: bool = True,
     ) -> None:
+        if max_time_wait < 1:
+            raise ValueError(f"max_time_wait must be >= 1, got {max_time_wait}")
+        self.max_time_wait = max_time_wait
         self.config = config or Config()
         self.templates = templates
         self._isn: Callable[[float, Address, int, int], int]
@@ -120,6 +133,7 @@ class Endpoint:
         self._wake: dict[Connection, None] = {}  # ordered set: need output/events
         self._event_conns: dict[Connection, None] = {}
         self._closed: list[Connection] = []
+        self._time_wait: dict[Connection, None] = {}  # ordered set, oldest first
         self._faulted: set[Connection] = set()  # failed internally once already
         #: Half-open passive connections: [bytes received, bytes sent] (anti-amplification).
         self._unvalidated: dict[Connection, list[int]] = {}
@@ -732,6 +746,16 @@ class Endpoint:
                 if new is ESTABLISHED:
                     listener.accept_queue.append(conn)
                     self.counters["accepted"] += 1
+        if old is TIME_WAIT:
+            self._time_wait.pop(conn, None)
+        elif new is TIME_WAIT:
+            self._time_wait[conn] = None
+            if len(self._time_wait) > self.max_time_wait:
+                # The oldest gives way, nearest its 2*MSL end anyway, as
+                # Linux does past tcp_max_tw_buckets; timestamps (RFC 7323
+                # §5 PAWS) still tell its old duplicates from new segments.
+                self.counters["time_wait_evicted"] += 1
+                next(iter(self._time_wait)).set_state(CLOSED)  # back here: leaves _time_wait
         if new is CLOSED:
             self._closed.append(conn)
         self._event_conns[conn] = None
@@ -786,6 +810,7 @@ class Endpoint:
 
     def _remove(self, conn: Connection) -> None:
         self._faulted.discard(conn)
+        self._time_wait.pop(conn, None)  # a SYN reopened it (RFC 6191), or it faulted
         self._unvalidated.pop(conn, None)
         key = (conn.addr, conn.local_port, conn.remote_port)
         if self.connections.get(key) is conn:
@@ -803,12 +828,13 @@ class Endpoint:
         connections aborted by an internal fault."""
         out = dict(self.counters)
         out["connections"] = len(self.connections)
+        out["time_wait"] = len(self._time_wait)
         out.update(listener.stats())
         return out
 
     @property
     def time_wait_count(self) -> int:
-        return sum(1 for c in self.connections.values() if c.state is TIME_WAIT)
+        return len(self._time_wait)
 
     # ------------------------------------------------ policy moved from the adapter
 
