@@ -591,11 +591,9 @@ def test_echo_with_each_controller(run: Run, cc: str) -> None:
 
 def test_reply_carries_the_ack_and_the_fin_its_ack(run: Run) -> None:
     """A request answered at once: the ACK of the request rides on the reply
-    and the ACK of the peer's FIN on our FIN, as over kernel TCP, and the
-    handshake's ACK on the request written as soon as the connection is
-    open, so that the server sends three segments (SYN,ACK, reply, FIN) and
-    the client three (SYN, request, FIN; its last ACK is the fourth) - no
-    pure ACKs."""
+    and the ACK of the peer's FIN on our FIN, as over kernel TCP, so that the
+    server sends three segments (SYN,ACK, reply, FIN) and the client four
+    (SYN, ACK, request, FIN; its last ACK is the fifth) - no pure ACKs."""
 
     async def main() -> tuple[dict[str, int], dict[str, int]]:
         conns: list[Any] = []
@@ -623,35 +621,65 @@ def test_reply_carries_the_ack_and_the_fin_its_ack(run: Run) -> None:
     for stats in (server_stats, client_stats):
         assert stats["retransmits"] == stats["tail_loss_probes"] == 0, stats  # no loss: exact counts hold
     assert server_stats["segments_sent"] == 3
-    assert client_stats["segments_sent"] == 4
+    assert client_stats["segments_sent"] == 5
 
 
-def test_handshake_ack_leaves_without_a_write(run: Run) -> None:
-    """A client that writes nothing once connected still completes the
-    handshake: the ACK that waited for a first write leaves on the next loop
-    iteration, and the server accepts (counted in segments, not time)."""
+def test_data_on_the_handshake_ack_follows_connection_made_callbacks(run: Run) -> None:
+    """A peer whose first data completes the handshake (it rode on the last
+    ACK, or the pure ACK was lost): the protocol gets it only after what
+    connection_made scheduled has run, as from asyncio's socket transports,
+    whose first read comes an iteration later. So a stream handler's first
+    step (a start_tls, a pause_reading) comes before any data."""
+    from rudp.core.wire import ACK, PSH, SYN, decode, encode, segment_of
 
-    async def main() -> None:
-        accepted = asyncio.get_running_loop().create_future()
+    async def main() -> list[str]:
+        loop = asyncio.get_running_loop()
+        order: list[str] = []
+        done = loop.create_future()
 
-        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            accepted.set_result(None)
-            await reader.read()
-            writer.close()
+        transports: list[asyncio.BaseTransport] = []
 
-        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        class Recorder(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                transports.append(transport)
+                order.append("made")
+                loop.call_soon(order.append, "scheduled")
+
+            def data_received(self, data: bytes) -> None:
+                order.append(f"data {data!r}")
+                if not done.done():
+                    done.set_result(None)
+
+        server = await rudp.create_server(Recorder, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        reader, writer = await rudp.open_connection("127.0.0.1", port)
-        client = writer.get_extra_info("connection")
-        assert client.stats.as_dict()["segments_sent"] == 1  # the SYN; the ACK waits one iteration
-        await asyncio.wait_for(accepted, 10)
-        assert client.stats.as_dict()["segments_sent"] == 2  # the pure ACK, alone
-        writer.close()
-        await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        try:
+            isn = 1000
+            syn = segment_of((40000, port, isn, 0, SYN, 65535, b"", 1460, None, False, (), None, 0))
+            peer.sendto(encode(syn), ("127.0.0.1", port))
+            for _ in range(1000):  # bounded: ~10 s
+                try:
+                    synack = decode(peer.recv(2048))
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("no SYN,ACK")
+            ack = segment_of((40000, port, isn + 1, (synack.seq + 1) & 0xFFFFFFFF, ACK | PSH,
+                              65535, b"hello", None, None, False, (), None, 0))
+            peer.sendto(encode(ack), ("127.0.0.1", port))
+            await asyncio.wait_for(done, 10)
+        finally:
+            for tr in transports:
+                tr.abort()  # the scripted peer never closes
+            peer.close()
+            server.close()
+            await server.wait_closed()
+        return order
 
-    run(main(), timeout=30)
+    assert run(main(), timeout=30)[:3] == ["made", "scheduled", "data b'hello'"]
 
 
 def test_write_and_close_send_before_returning(run: Run) -> None:

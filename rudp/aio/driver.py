@@ -310,12 +310,6 @@ class EndpointDriver:
             if fut is not None:
                 if not fut.done():
                     fut.set_result(None)
-                    if conn.ack_may_wait:
-                        # The handshake's ACK may ride on the caller's first
-                        # write, which the future's wake-up makes at once
-                        # (as Linux delays it when a write is pending,
-                        # tcp_rcv_synsent_state_process): see _pump.
-                        self._reply_due = True
                 else:
                     conn.abort()  # the caller gave up (timeout or cancel)
             elif conn.listener is not None:
@@ -367,8 +361,9 @@ class EndpointDriver:
         server.attach(tr)
         protocol.connection_made(tr)
         if accepted.readable or accepted.at_eof:
-            # Data came with the handshake's last ACK (a client's first write
-            # carries it): the protocol gets it after the callbacks that
+            # Data came with the handshake's last ACK (a peer that sends its
+            # first data with it, or whose pure ACK was lost and whose data
+            # completed the handshake): the protocol gets it after the callbacks that
             # connection_made scheduled (a stream handler's first step), as
             # asyncio's socket transports read only from the next iteration
             # on. A handler that starts TLS at once then finds the ClientHello
