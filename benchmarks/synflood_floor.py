@@ -48,7 +48,7 @@ KINDS = ("bare", "floor", "rudp")
 _SO_RCVBUF = 512 * 1024  # as rudp's SYN socket (udpio.SYN_SOCKET_BUFFER)
 
 
-def _bound(kind: str) -> socket.socket:
+def _bound() -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SO_RCVBUF)
     s.bind(("127.0.0.1", 0))
@@ -62,7 +62,7 @@ def serve_loop(kind: str, seconds: float) -> None:
     from rudp.core.syncookies import CookieJar, encode_ts_options
     from rudp.core.wire import encode_syn_ack, parse_plain_syn
 
-    s = _bound(kind)
+    s = _bound()
     recvfrom, sendto, clock = s.recvfrom, s.sendto, time.monotonic
     jar = CookieJar(random.Random())
     fixed = bytes(40)

@@ -11,6 +11,7 @@ import pytest
 
 import rudp
 from rudp.core.connection import State
+from rudp.core.wire import ACK, PSH, SYN, decode, encode, segment_of
 
 Run = Callable[..., Any]
 
@@ -630,13 +631,11 @@ def test_data_on_the_handshake_ack_follows_connection_made_callbacks(run: Run) -
     connection_made scheduled has run, as from asyncio's socket transports,
     whose first read comes an iteration later. So a stream handler's first
     step (a start_tls, a pause_reading) comes before any data."""
-    from rudp.core.wire import ACK, PSH, SYN, decode, encode, segment_of
 
     async def main() -> list[str]:
         loop = asyncio.get_running_loop()
         order: list[str] = []
         done = loop.create_future()
-
         transports: list[asyncio.BaseTransport] = []
 
         class Recorder(asyncio.Protocol):

@@ -363,11 +363,11 @@ class EndpointDriver:
         if accepted.readable or accepted.at_eof:
             # Data came with the handshake's last ACK (a peer that sends its
             # first data with it, or whose pure ACK was lost and whose data
-            # completed the handshake): the protocol gets it after the callbacks that
-            # connection_made scheduled (a stream handler's first step), as
-            # asyncio's socket transports read only from the next iteration
-            # on. A handler that starts TLS at once then finds the ClientHello
-            # on its TLS transport, not in the plain StreamReader.
+            # completed the handshake): the protocol gets it after the
+            # callbacks that connection_made scheduled (a stream handler's
+            # first step), as asyncio's socket transports read only from the
+            # next iteration on. A handler that starts TLS at once then finds
+            # the ClientHello on its TLS transport, not in the plain StreamReader.
             tr.hold_delivery()  # the pump's DataReceived would deliver at once
             self._delivery_held = True
             self.loop.call_soon(self._deliver_accepted, accepted, tr)
