@@ -11,7 +11,7 @@ import pytest
 
 import rudp
 from rudp.core.connection import State
-from rudp.core.wire import ACK, PSH, SYN, decode, encode, segment_of
+from rudp.core.wire import ACK, FIN, PSH, SYN, Segment, decode, encode, segment_of
 
 Run = Callable[..., Any]
 
@@ -385,6 +385,9 @@ class _BusyEngine:
     def get_timer(self) -> None:
         return None
 
+    def release_held(self) -> None:
+        pass
+
 
 def test_pump_reschedules_work_left_after_its_bounded_rounds(run: Run) -> None:
     """One flush runs at most 64 engine rounds, to stay fair to the loop; work
@@ -679,6 +682,78 @@ def test_data_on_the_handshake_ack_follows_connection_made_callbacks(run: Run) -
         return order
 
     assert run(main(), timeout=30)[:3] == ["made", "scheduled", "data b'hello'"]
+
+
+def test_acks_held_for_replies_are_not_sent_by_other_connections_writes(run: Run) -> None:
+    """Two connections' FINs in one read: each handler's close() answers at
+    once, and each FIN's ACK rides on that connection's own FIN. The first
+    handler's close sends its FIN at once; that send must not take along
+    the other connection's ACK, which its own FIN is about to carry (a pure
+    ACK and then a FIN, two datagrams where one does). A scripted raw peer
+    counts what the server sends."""
+
+    async def main() -> dict[int, list[Segment]]:
+        closed = 0
+        both_closed = asyncio.get_running_loop().create_future()
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal closed
+            await reader.read()  # to the peer's FIN
+            writer.close()
+            closed += 1
+            if closed == 2:
+                both_closed.set_result(None)
+
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.setblocking(False)
+        got: dict[int, list[Segment]] = {40001: [], 40002: []}
+
+        async def receive_until(done: Callable[[], bool]) -> None:
+            for _ in range(1000):  # bounded: ~10 s
+                try:
+                    s = decode(peer.recv(2048))
+                    got[s.dst_port].append(s)
+                except BlockingIOError:
+                    if done():
+                        return
+                    await asyncio.sleep(0.01)
+            raise AssertionError(f"the server did not answer: {got}")
+
+        try:
+            isn = 1000
+            for sport in got:
+                syn = segment_of((sport, port, isn, 0, SYN, 65535, b"", 1460, None, False, (), None, 0))
+                peer.sendto(encode(syn), ("127.0.0.1", port))
+            await receive_until(lambda: all(got.values()))
+            acks = {sport: (segs[0].seq + 1) & 0xFFFFFFFF for sport, segs in got.items()}
+            for sport, segs in got.items():
+                ack = segment_of((sport, port, isn + 1, acks[sport], ACK, 65535, b"", None, None, False, (),
+                                  None, 0))
+                peer.sendto(encode(ack), ("127.0.0.1", port))
+                segs.clear()
+            await asyncio.sleep(0.1)  # both established, handlers waiting
+            for sport in got:  # back to back: one read
+                fin = segment_of((sport, port, isn + 1, acks[sport], FIN | ACK, 65535, b"", None, None,
+                                  False, (), None, 0))
+                peer.sendto(encode(fin), ("127.0.0.1", port))
+            await asyncio.wait_for(both_closed, 10)
+            await receive_until(lambda: all(any(s.flags & FIN for s in segs) for segs in got.values()))
+            for sport, segs in got.items():  # the last ACKs: the server's connections end
+                last = segment_of((sport, port, isn + 2, (segs[-1].seq + 1) & 0xFFFFFFFF, ACK, 65535, b"",
+                                   None, None, False, (), None, 0))
+                peer.sendto(encode(last), ("127.0.0.1", port))
+        finally:
+            peer.close()
+            server.close()
+            await server.wait_closed()
+        return got
+
+    got = run(main(), timeout=30)
+    for sport, segs in got.items():
+        assert [s.flags for s in segs] == [FIN | ACK], (sport, segs)
 
 
 def test_write_and_close_send_before_returning(run: Run) -> None:

@@ -497,6 +497,41 @@ def test_closed_connections_removed_from_table():
     assert ep.connections == {}
 
 
+def test_held_output_leaves_only_with_a_reply_or_on_release():
+    """hold_output: a FIN's ACK held for a reply stays out of the sends that
+    other connections' writes make; the held connection's own write carries it
+    (RFC 9293 §3.8.6.3, an ACK may be delayed), and release_held lets an ACK
+    nobody replied to go in the next send. A closed connection's hold ends."""
+    ep = endpoint()
+    ep.listen(PORT)
+    a = accept_one(ep, sport=CPORT)
+    b = accept_one(ep, sport=CPORT + 1)
+    ep.poll_events()
+    deliver(ep, seg(IRS + 1, ISS + 1, FIN | ACK, sport=CPORT), 1.0)
+    deliver(ep, seg(IRS + 1, ISS + 1, FIN | ACK, sport=CPORT + 1), 1.0)
+    assert a.ack_may_wait and b.ack_may_wait
+    assert ep.poll_events() == [(a, events.EofReceived()), (b, events.EofReceived())]
+    ep.hold_output(a)
+    ep.hold_output(b)
+    assert not ep.has_work
+    expect(ep, 1.0)  # nothing leaves for either
+    a.close()  # a's reply: its FIN carries the held ACK
+    expect(ep, 1.1, (reply(ISS + 1, IRS + 2, FIN | ACK, window=WIN - 1), PEER))
+    expect(ep, 1.1)  # b is still held
+    ep.release_held()
+    expect(ep, 1.2, (reply(ISS + 1, IRS + 2, dport=CPORT + 1, window=WIN - 1), PEER))
+    expect(ep, 1.2)  # released once
+    # A held connection that ends leaves nothing to release.
+    c = accept_one(ep, 2.0, sport=CPORT + 2)
+    deliver(ep, seg(IRS + 1, ISS + 1, FIN | ACK, sport=CPORT + 2), 2.0)
+    ep.hold_output(c)
+    c.abort()
+    expect(ep, 2.1, (reply(ISS + 1, IRS + 2, RST | ACK, dport=CPORT + 2, window=WIN - 1), PEER))
+    assert c.state is State.CLOSED and (PEER, PORT, CPORT + 2) not in ep.connections
+    ep.release_held()
+    expect(ep, 2.2)
+
+
 def test_close_listener_resets_half_open_connections():
     """Closing a listener aborts its half-open and not-yet-accepted connections:
     §3.10.5 ABORT in SYN-RECEIVED/ESTABLISHED sends <SEQ=SND.NXT><CTL=RST>;

@@ -94,9 +94,10 @@ class EndpointDriver:
         self._connecting: dict[Connection, asyncio.Future[None]] = {}
         self._servers: dict[Listener, Server] = {}
         self._kicked = False
+        self._kick_handle: asyncio.Handle | None = None
         self._flushing = False
-        # A protocol was just handed data whose ACK is due now (see _pump).
-        self._reply_due = False
+        # Connections just handed data whose ACK is due now (see _pump).
+        self._replies_due: list[Connection] = []
         # An accepted connection's first data waits for the next iteration
         # (_accept), and so does the output, until after the callbacks that
         # delivery schedules: the ACK then has the window open and may ride
@@ -187,7 +188,16 @@ class EndpointDriver:
         """Schedule one flush for this loop iteration (coalesces ACKs and writes)."""
         if not self._kicked:
             self._kicked = True
-            self.loop.call_soon(self._flush)
+            self._kick_handle = self.loop.call_soon(self._flush)
+
+    def _kick_last(self) -> None:
+        """kick(), behind every callback scheduled so far. A flush that an
+        earlier write or read already scheduled would run before the replies
+        a delivery just woke, and send the ACKs they were to carry alone."""
+        if self._kick_handle is not None:
+            self._kick_handle.cancel()
+        self._kicked = True
+        self._kick_handle = self.loop.call_soon(self._flush)
 
     def flush_now(self) -> None:
         """Send what the engine has now (a write's segments), unless the pump
@@ -204,6 +214,8 @@ class EndpointDriver:
 
     def _flush(self) -> None:
         self._kicked = False
+        self._kick_handle = None
+        self.endpoint.release_held()
         self._flushing = True
         try:
             self._pump(False)
@@ -226,7 +238,9 @@ class EndpointDriver:
         ep = self.endpoint
         udp = self.udp
         now = self.loop.time()
-        self._reply_due = self._delivery_held = False
+        self._delivery_held = False
+        replies_due = self._replies_due
+        replies_due.clear()
         for _ in range(64):  # bounded, to stay fair to the rest of the loop
             evs = ep.poll_events()
             for conn, ev in evs:
@@ -236,17 +250,22 @@ class EndpointDriver:
                     self._protocol_failed(conn, exc)
             if self._delivery_held:
                 return  # the output follows the delivery: _deliver_accepted
-            if hold_acks and self._reply_due:
-                # A protocol was handed data whose ACK (a window update or
-                # a FIN's, Connection.ack_may_wait) is due now. Its reply, if it writes one at once, comes from a callback
-                # this delivery scheduled: the output waits until after it,
-                # one loop iteration, so that the ACK rides on the reply's
-                # first segment instead of a datagram of its own (RFC 9293
-                # §3.8.6.3: an ACK may be delayed; Linux's quick ACKs go
-                # out with the reply too). write() sends at once, so a reply
-                # leaves no later than without this.
-                self.kick()
-                return
+            if replies_due:
+                if hold_acks:
+                    # Protocols were handed data whose ACK (a window update
+                    # or a FIN's, Connection.ack_may_wait) is due now. A
+                    # reply written at once comes from a callback this
+                    # delivery scheduled: their output waits for the flush
+                    # after those callbacks, so that the ACK rides on the
+                    # reply's first segment instead of a datagram of its own
+                    # (RFC 9293 §3.8.6.3: an ACK may be delayed; Linux's
+                    # quick ACKs go out with the reply too). write() sends at
+                    # once, so a reply leaves no later than without this;
+                    # other connections' output and writes are not held.
+                    for conn in replies_due:
+                        ep.hold_output(conn)
+                    self._kick_last()
+                replies_due.clear()
             udp.send(ep.batches_to_send(now))
             if not ep.has_work:
                 break  # callbacks above woke nothing new
@@ -301,7 +320,7 @@ class EndpointDriver:
             if tr is not None:
                 tr.deliver()
                 if conn.ack_may_wait:
-                    self._reply_due = True
+                    self._replies_due.append(conn)
         elif kind is events.SendComplete:
             if tr is not None:
                 tr.send_complete()

@@ -131,6 +131,7 @@ class Endpoint:
         self.observer: Observer | None = None
         self._out: list[Outgoing] = []
         self._wake: dict[Connection, None] = {}  # ordered set: need output/events
+        self._held: dict[Connection, None] = {}  # output held back by hold_output
         self._event_conns: dict[Connection, None] = {}
         self._closed: list[Connection] = []
         self._time_wait: dict[Connection, None] = {}  # ordered set, oldest first
@@ -648,6 +649,21 @@ class Endpoint:
                 out.append((data, addr))
         return out
 
+    def hold_output(self, conn: Connection) -> None:
+        """Leave ``conn`` out of the sends until `release_held`: its owner
+        expects a reply from the application at once, whose first segment
+        will carry the ACK now due (RFC 9293 §3.8.6.3 lets an ACK wait). A
+        write of its own wakes it again, and its segments take the ACK."""
+        if conn in self._wake:
+            del self._wake[conn]
+            self._held[conn] = None
+
+    def release_held(self) -> None:
+        """What `hold_output` held back goes in the next sends."""
+        if self._held:
+            self._wake.update(self._held)
+            self._held = {}
+
     def batches_to_send(self, now: float) -> list[Outgoing]:
         """Encode what every woken connection has to send; re-arm their timers.
         A bulk run of full-sized segments comes as one `SegmentRun` (one
@@ -810,6 +826,7 @@ class Endpoint:
 
     def _remove(self, conn: Connection) -> None:
         self._faulted.discard(conn)
+        self._held.pop(conn, None)
         self._time_wait.pop(conn, None)  # a SYN reopened it (RFC 6191), or it faulted
         self._unvalidated.pop(conn, None)
         key = (conn.addr, conn.local_port, conn.remote_port)
