@@ -147,13 +147,17 @@ def stream_options(p: Params) -> dict[str, Any]:
 async def start_stream_server(
     impl: str, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], p: Params
 ) -> tuple[Any, int]:
-    """A stream server on 127.0.0.1: rudp or kernel TCP (asyncio streams)."""
+    """A stream server on 127.0.0.1: rudp, kernel TCP or the UDP floor (asyncio streams)."""
     if impl == "rudp":
         import rudp
 
         server: Any = await rudp.start_server(handler, HOST, 0, **stream_options(p))
     elif impl == "tcp":
         server = await asyncio.start_server(handler, HOST, 0, backlog=1024)
+    elif impl == "floor":
+        from _floor import start_floor_server
+
+        server = await start_floor_server(handler, HOST, 0, set_udp_buffers)
     else:
         raise ValueError(f"{impl!r} is not a stream implementation")
     return server, server.sockets[0].getsockname()[1]
@@ -169,6 +173,10 @@ async def open_stream(impl: str, port: int, p: Params, endpoint: Any = None) -> 
         return await rudp.open_connection(HOST, port, **opts)
     if impl == "tcp":
         return await asyncio.open_connection(HOST, port)
+    if impl == "floor":
+        from _floor import open_floor_connection
+
+        return await open_floor_connection(HOST, port, set_udp_buffers)
     raise ValueError(f"{impl!r} is not a stream implementation")
 
 
@@ -1185,6 +1193,10 @@ ROLES["bulk", "kcp", "server"] = bulk_kcp_server
 ROLES["bulk", "kcp", "client"] = bulk_kcp_client
 ROLES["rr", "udp", "server"] = rr_udp_server
 ROLES["rr", "udp", "client"] = rr_udp_client
+ROLES["rr", "floor", "server"] = rr_stream_server  # the same workers on _floor.py's streams
+ROLES["rr", "floor", "client"] = rr_stream_client
+ROLES["connrate", "floor", "server"] = echo1k_server
+ROLES["connrate", "floor", "client"] = connrate_client
 for _impl in ("rudp", "tcp_netns"):
     ROLES["synflood", _impl, "server"] = synflood_server
     ROLES["synflood", _impl, "client"] = synflood_client

@@ -98,6 +98,7 @@ IMPL_LABEL = {
     "rudp_c": "rudp (compiled)",  # --compiled: the same workers on the mypyc-compiled core
     "tcp": "kernel TCP",
     "udp": "plain UDP",
+    "floor": "UDP floor",  # _floor.py: asyncio streams over bare datagrams, no reliability
     "aioquic": "aioquic",
     "kcp": "kcp",
     "tcp_netns": "kernel TCP",  # the SYN-flood anchor: a netns listener with tcp_syncookies=1
@@ -404,16 +405,16 @@ def _variants(selected: set[str], sizes: Sizes, rudp_options: dict[str, Any],
         out.append(Variant("bulk8", "bulk x8", "bulk", ("rudp", "tcp"),
                            {"size": sizes.bulk8_bytes, "conns": 8, **ro}))
     if "rr" in selected:
-        out.append(Variant("rr", "ping-pong 64 B", "rr", ("rudp", "udp", "tcp"),
+        out.append(Variant("rr", "ping-pong 64 B", "rr", ("rudp", "udp", "floor", "tcp"),
                            {"count": sizes.rr_count, "warmup": sizes.rr_warmup, "msg": 64, **ro,
                             "extra_rudp_options": {"nodelay": True}}))
     if "connrate" in selected:
         common = {"duration": sizes.connrate_seconds, "concurrency": sizes.connrate_concurrency,
                   "max_conns": sizes.connrate_max, **ro}
-        out.append(Variant("connrate", "conn rate, idle server", "connrate", ("rudp", "tcp"),
+        out.append(Variant("connrate", "conn rate, idle server", "connrate", ("rudp", "floor", "tcp"),
                            {"held": 0, **common}))
         out.append(Variant("connrate_held", f"conn rate, {sizes.connrate_held} held", "connrate",
-                           ("rudp", "tcp"), {"held": sizes.connrate_held, **common}))
+                           ("rudp", "floor", "tcp"), {"held": sizes.connrate_held, **common}))
     if "memory" in selected:
         out.append(Variant("memory", f"memory, {sizes.memory_count} idle", "memory", ("rudp", "tcp"),
                            {"count": sizes.memory_count, "concurrency": 64, **ro}))
@@ -507,11 +508,16 @@ COMPARISONS: tuple[Comparison, ...] = (
     Comparison("bulk", "mb_per_s", "MB/s", "kcp", "higher"),
     Comparison("bulk8", "mb_per_s", "MB/s", "tcp", "higher"),
     Comparison("rr", "rtt_us_median", "us RTT", "udp", "lower"),
+    Comparison("rr", "rtt_us_median", "us RTT", "floor", "lower"),
     Comparison("rr", "rtt_us_median", "us RTT", "tcp", "lower", "<= 1.5x kernel TCP", _ratio_at_most(1.5)),
     Comparison("connrate", "conns_per_s", "conn/s", "tcp", "higher", label="{title} (wall)"),
+    Comparison("connrate", "server_conns_per_cpu_s", "conn/CPU-s", "floor", "higher",
+               label="{title} (server core)"),
     Comparison("connrate", "server_conns_per_cpu_s", "conn/CPU-s", "tcp", "higher", ">= kernel TCP",
                _ratio_at_least(1.0), label="{title} (server core)"),
     Comparison("connrate_held", "conns_per_s", "conn/s", "tcp", "higher", label="{title} (wall)"),
+    Comparison("connrate_held", "server_conns_per_cpu_s", "conn/CPU-s", "floor", "higher",
+               label="{title} (server core)"),
     Comparison("connrate_held", "server_conns_per_cpu_s", "conn/CPU-s", "tcp", "higher",
                ">= kernel TCP", _ratio_at_least(1.0), label="{title} (server core)"),
     Comparison("memory", "bytes_per_conn", "B/conn", "tcp", "lower", "<= 16384 B/conn (rudp)",
