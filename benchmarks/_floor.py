@@ -80,7 +80,7 @@ class FloorTransport(asyncio.Transport):
         """One datagram of an open connection; True when the connection is over."""
         kind = data[0]
         if kind == _DATA:
-            self._protocol.data_received(memoryview(data)[1:])
+            self._protocol.data_received(memoryview(data)[1:])  # type: ignore[arg-type]  # bytes-like
         elif kind == _FIN and not self._fin_received:
             self._fin_received = True
             if self._closing:  # ours was sent first: this FIN ends it, the peer gets the last ACK
@@ -105,7 +105,8 @@ class _ServerSocket(asyncio.DatagramProtocol):
     def __init__(self, handler: Handler, loop: asyncio.AbstractEventLoop) -> None:
         self.handler = handler
         self.loop = loop
-        self.conns: dict[Any, FloorTransport | None] = {}  # None: SYN answered, no ACK yet
+        self.conns: dict[Any, FloorTransport] = {}
+        self.half_open: set[Any] = set()  # SYN answered, no ACK yet
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
@@ -114,29 +115,31 @@ class _ServerSocket(asyncio.DatagramProtocol):
         if not data:
             return
         conns = self.conns
-        conn = conns.get(addr, False)
-        if conn is False:
-            if data[0] == _SYN:
-                conns[addr] = None
-                self.transport.sendto(SYN_ACK, addr)
-        elif conn is None:
+        conn = conns.get(addr)
+        if conn is not None:
+            if conn.received(data):
+                del conns[addr]
+        elif addr in self.half_open:
             if data[0] == _ACK:
+                self.half_open.discard(addr)
                 reader = asyncio.StreamReader(limit=LIMIT, loop=self.loop)
                 protocol = asyncio.StreamReaderProtocol(reader, self.handler, loop=self.loop)
                 sendto = self.transport.sendto
                 tr = FloorTransport(lambda d: sendto(d, addr), protocol, {"peername": addr})
                 conns[addr] = tr
                 protocol.connection_made(tr)
-        elif conn.received(data):
-            del conns[addr]
+        elif data[0] == _SYN:
+            self.half_open.add(addr)
+            self.transport.sendto(SYN_ACK, addr)
 
 
 class FloorServer:
     """What the benchmarks need of a server: its socket, and close()."""
 
-    def __init__(self, transport: asyncio.DatagramTransport) -> None:
+    def __init__(self, transport: asyncio.DatagramTransport, sock: _ServerSocket) -> None:
         self._transport = transport
         self.sockets = [transport.get_extra_info("socket")]
+        self.connections = sock.conns  # open ones, by peer address
 
     def close(self) -> None:
         self._transport.close()
@@ -145,11 +148,11 @@ class FloorServer:
 async def start_floor_server(handler: Handler, host: str, port: int,
                              configure: Callable[[asyncio.BaseTransport], None] | None = None) -> FloorServer:
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _ServerSocket(handler, loop),
-                                                       local_addr=(host, port))
+    transport, sock = await loop.create_datagram_endpoint(lambda: _ServerSocket(handler, loop),
+                                                          local_addr=(host, port))
     if configure is not None:
         configure(transport)
-    return FloorServer(transport)
+    return FloorServer(transport, sock)
 
 
 class _ClientSocket(asyncio.DatagramProtocol):
