@@ -628,6 +628,14 @@ def test_reply_carries_the_ack_and_the_fin_its_ack(run: Run) -> None:
     assert client_stats["segments_sent"] == 5
 
 
+def raw_peer() -> socket.socket:
+    """A scripted peer's UDP socket on loopback (non-blocking)."""
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    return peer
+
+
 def test_data_on_the_handshake_ack_follows_connection_made_callbacks(run: Run) -> None:
     """A peer whose first data completes the handshake (it rode on the last
     ACK, or the pure ACK was lost): the protocol gets it only after what
@@ -654,9 +662,7 @@ def test_data_on_the_handshake_ack_follows_connection_made_callbacks(run: Run) -
 
         server = await rudp.create_server(Recorder, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        peer.bind(("127.0.0.1", 0))
-        peer.setblocking(False)
+        peer = raw_peer()
         try:
             isn = 1000
             syn = segment_of((40000, port, isn, 0, SYN, 65535, b"", 1460, None, False, (), None, 0))
@@ -706,9 +712,7 @@ def test_acks_held_for_replies_are_not_sent_by_other_connections_writes(run: Run
 
         server = await rudp.start_server(handler, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        peer.bind(("127.0.0.1", 0))
-        peer.setblocking(False)
+        peer = raw_peer()
         got: dict[int, list[Segment]] = {40001: [], 40002: []}
 
         async def receive_until(done: Callable[[], bool]) -> None:
