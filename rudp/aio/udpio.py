@@ -33,6 +33,7 @@ import asyncio
 import ctypes
 import errno
 import ipaddress
+import select
 import socket
 import struct
 from collections import deque
@@ -119,6 +120,20 @@ def _run_segments(run: SegmentRun, first: int, addr: Any) -> list[Addressed]:
     return [(view[o : o + size], addr) for o in range(first * size, run.count * size, size)]
 
 
+def _waiting_probe(sock: socket.socket) -> Callable[[], bool]:
+    """Whether a datagram (or an error) waits on ``sock``: one ``poll(2)``,
+    ~0.4 us and ~1.5k instructions here, where a ``recvfrom`` that finds
+    nothing raises BlockingIOError for ~1.2 us and ~8.8k instructions
+    (the exception, its errno text). A wake-up with one datagram, as in a
+    request-response exchange or a handshake, then costs one read."""
+    if not hasattr(select, "poll"):
+        return lambda: True
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    poll = poller.poll
+    return lambda: bool(poll(0))
+
+
 class UdpSocket:
     """A non-blocking UDP socket driven by loop readiness callbacks."""
 
@@ -162,6 +177,8 @@ class UdpSocket:
         #: The socket the kernel gives connection requests (``open_syn_socket``):
         #: read here, never sent from, closed with ``sock``.
         self.syn_socket = syn_socket
+        self._waiting = _waiting_probe(sock)
+        self._syn_waiting = _waiting_probe(syn_socket) if syn_socket is not None else self._waiting
         loop.add_reader(sock.fileno(), self._on_readable)
         if syn_socket is not None:
             loop.add_reader(syn_socket.fileno(), self._on_syn_readable)
@@ -198,14 +215,17 @@ class UdpSocket:
         """Up to ``limit`` datagrams from ``sock``, one ``recvfrom`` each,
         handed over ``_FLUSH_EVERY`` at a time; how many were read."""
         recvfrom = sock.recvfrom
+        waiting = self._waiting if sock is self.sock else self._syn_waiting
         total = 0
         while total < limit:
             batch: list[Received] = []
             append = batch.append
             error: OSError | None = None
             try:
-                for _ in range(_FLUSH_EVERY):
-                    append(recvfrom(65536))
+                append(recvfrom(65536))
+                if waiting():  # more than one: read until the socket is empty
+                    for _ in range(_FLUSH_EVERY - 1):
+                        append(recvfrom(65536))
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError as exc:  # e.g. ICMP port unreachable on a connected socket
