@@ -760,6 +760,71 @@ def test_acks_held_for_replies_are_not_sent_by_other_connections_writes(run: Run
         assert [s.flags for s in segs] == [FIN | ACK], (sport, segs)
 
 
+def test_replies_to_data_on_handshake_acks_carry_their_acks(run: Run) -> None:
+    """Two peers whose first data completes the handshake, both in one read:
+    each handler echoes at once, and each echo carries the ACK of the data
+    it answers. The first echo's send must not take along the other
+    connection's ACK (a window update, due once its data was read), which
+    that connection's own echo is about to carry."""
+
+    async def main() -> dict[int, list[Segment]]:
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(await reader.readexactly(5))
+            await reader.read()
+            writer.close()
+
+        server = await rudp.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        peer = raw_peer()
+        got: dict[int, list[Segment]] = {40001: [], 40002: []}
+
+        async def receive_until(done: Callable[[], bool]) -> None:
+            for _ in range(1000):  # bounded: ~10 s
+                try:
+                    s = decode(peer.recv(2048))
+                    got[s.dst_port].append(s)
+                except BlockingIOError:
+                    if done():
+                        return
+                    await asyncio.sleep(0.01)
+            raise AssertionError(f"the server did not answer: {got}")
+
+        try:
+            isn = 1000
+            for sport in got:
+                # Window scaling: the server's window grows past the SYN-ACK's 65,535
+                # after the handshake, so reading the data makes an ACK due.
+                syn = segment_of((sport, port, isn, 0, SYN, 65535, b"", 1460, 7, False, (), None, 0))
+                peer.sendto(encode(syn), ("127.0.0.1", port))
+            await receive_until(lambda: all(got.values()))
+            acks = {sport: (segs[0].seq + 1) & 0xFFFFFFFF for sport, segs in got.items()}
+            for sport, segs in got.items():  # back to back: one read
+                data = segment_of((sport, port, isn + 1, acks[sport], ACK | PSH, 65535, b"hello", None, None,
+                                   False, (), None, 0))
+                peer.sendto(encode(data), ("127.0.0.1", port))
+                segs.clear()
+            await receive_until(lambda: all(any(s.payload for s in segs) for segs in got.values()))
+            for sport in got:  # both ends close; the server's FINs are acknowledged
+                fin = segment_of((sport, port, isn + 6, acks[sport], FIN | ACK, 65535, b"", None, None,
+                                  False, (), None, 0))
+                peer.sendto(encode(fin), ("127.0.0.1", port))
+            await receive_until(lambda: all(any(s.flags & FIN for s in segs) for segs in got.values()))
+            for sport, segs in got.items():
+                last = segment_of((sport, port, isn + 7, (segs[-1].seq + 1) & 0xFFFFFFFF, ACK, 65535, b"",
+                                   None, None, False, (), None, 0))
+                peer.sendto(encode(last), ("127.0.0.1", port))
+        finally:
+            peer.close()
+            server.close()
+            await server.wait_closed()
+        return got
+
+    got = run(main(), timeout=30)
+    for sport, segs in got.items():
+        first = segs[0]
+        assert (first.payload, first.ack) == (b"hello", 1006), (sport, segs)
+
+
 def test_write_and_close_send_before_returning(run: Run) -> None:
     """A lone write() hands its segment to the socket before it returns (no
     loop iteration in between, like a socket's send() with TCP_NODELAY), and

@@ -396,7 +396,9 @@ class EndpointDriver:
             tr.release_delivery()
         except Exception as exc:  # noqa: BLE001 - as in _pump: a protocol callback failed
             self._protocol_failed(conn, exc)
-        self.kick()  # after the wake-ups the delivery scheduled (see _pump)
+        if conn.ack_may_wait:  # the reply carries it, as in _pump
+            self.endpoint.hold_output(conn)
+        self._kick_last()  # after the wake-ups the delivery scheduled (see _pump)
 
     # -- called by transports and servers
 
