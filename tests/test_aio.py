@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import socket
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -690,6 +691,66 @@ def test_data_on_the_handshake_ack_follows_connection_made_callbacks(run: Run) -
     assert run(main(), timeout=30)[:3] == ["made", "scheduled", "data b'hello'"]
 
 
+class ScriptedClients:
+    """Scripted client connections on one raw UDP socket, told apart by their
+    TCP source ports; what the server sends is kept per connection."""
+
+    ISN = 1000
+
+    def __init__(self, port: int, sports: tuple[int, ...] = (40001, 40002)) -> None:
+        self.port = port
+        self.sock = raw_peer()
+        self.got: dict[int, list[Segment]] = {sport: [] for sport in sports}
+        self.rcv_nxt: dict[int, int] = {}  # the server's next sequence number, per connection
+
+    def send(self, sport: int, seq: int, flags: int, payload: bytes = b"", wscale: int | None = None) -> None:
+        ack = self.rcv_nxt.get(sport, 0)
+        mss = 1460 if flags & SYN else None
+        seg = segment_of((sport, self.port, seq, ack, flags, 65535, payload, mss, wscale, False, (), None, 0))
+        self.sock.sendto(encode(seg), ("127.0.0.1", self.port))
+
+    async def receive_until(self, done: Callable[[], bool]) -> None:
+        for _ in range(1000):  # bounded: ~10 s
+            try:
+                seg = decode(self.sock.recv(2048))
+                self.got[seg.dst_port].append(seg)
+            except BlockingIOError:
+                if done():
+                    return
+                await asyncio.sleep(0.01)
+        raise AssertionError(f"the server did not answer: {self.got}")
+
+    async def open(self, wscale: int | None = None) -> None:
+        """SYN from each and its SYN,ACK; the last ACKs are left to the test."""
+        for sport in self.got:
+            self.send(sport, self.ISN, SYN, wscale=wscale)
+        await self.receive_until(lambda: all(self.got.values()))
+        for sport, segs in self.got.items():
+            self.rcv_nxt[sport] = (segs[0].seq + 1) & 0xFFFFFFFF
+            segs.clear()
+
+    async def until_fin_then_ack(self, seq: int) -> None:
+        """Wait for each connection's FIN and acknowledge it: the server's ends close."""
+        await self.receive_until(lambda: all(any(s.flags & FIN for s in segs) for segs in self.got.values()))
+        for sport, segs in self.got.items():
+            self.rcv_nxt[sport] = (segs[-1].seq + 1) & 0xFFFFFFFF
+            self.send(sport, seq, ACK)
+
+
+@contextlib.asynccontextmanager
+async def scripted_clients(handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                           ) -> AsyncIterator[ScriptedClients]:
+    """A stream server with ``handler``, and ScriptedClients aimed at it."""
+    server = await rudp.start_server(handler, "127.0.0.1", 0)
+    peers = ScriptedClients(server.sockets[0].getsockname()[1])
+    try:
+        yield peers
+    finally:
+        peers.sock.close()
+        server.close()
+        await server.wait_closed()
+
+
 def test_acks_held_for_replies_are_not_sent_by_other_connections_writes(run: Run) -> None:
     """Two connections' FINs in one read: each handler's close() answers at
     once, and each FIN's ACK rides on that connection's own FIN. The first
@@ -710,50 +771,17 @@ def test_acks_held_for_replies_are_not_sent_by_other_connections_writes(run: Run
             if closed == 2:
                 both_closed.set_result(None)
 
-        server = await rudp.start_server(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        peer = raw_peer()
-        got: dict[int, list[Segment]] = {40001: [], 40002: []}
-
-        async def receive_until(done: Callable[[], bool]) -> None:
-            for _ in range(1000):  # bounded: ~10 s
-                try:
-                    s = decode(peer.recv(2048))
-                    got[s.dst_port].append(s)
-                except BlockingIOError:
-                    if done():
-                        return
-                    await asyncio.sleep(0.01)
-            raise AssertionError(f"the server did not answer: {got}")
-
-        try:
-            isn = 1000
-            for sport in got:
-                syn = segment_of((sport, port, isn, 0, SYN, 65535, b"", 1460, None, False, (), None, 0))
-                peer.sendto(encode(syn), ("127.0.0.1", port))
-            await receive_until(lambda: all(got.values()))
-            acks = {sport: (segs[0].seq + 1) & 0xFFFFFFFF for sport, segs in got.items()}
-            for sport, segs in got.items():
-                ack = segment_of((sport, port, isn + 1, acks[sport], ACK, 65535, b"", None, None, False, (),
-                                  None, 0))
-                peer.sendto(encode(ack), ("127.0.0.1", port))
-                segs.clear()
+        async with scripted_clients(handler) as peers:
+            isn = peers.ISN
+            await peers.open()
+            for sport in peers.got:
+                peers.send(sport, isn + 1, ACK)
             await asyncio.sleep(0.1)  # both established, handlers waiting
-            for sport in got:  # back to back: one read
-                fin = segment_of((sport, port, isn + 1, acks[sport], FIN | ACK, 65535, b"", None, None,
-                                  False, (), None, 0))
-                peer.sendto(encode(fin), ("127.0.0.1", port))
+            for sport in peers.got:  # back to back: one read
+                peers.send(sport, isn + 1, FIN | ACK)
             await asyncio.wait_for(both_closed, 10)
-            await receive_until(lambda: all(any(s.flags & FIN for s in segs) for segs in got.values()))
-            for sport, segs in got.items():  # the last ACKs: the server's connections end
-                last = segment_of((sport, port, isn + 2, (segs[-1].seq + 1) & 0xFFFFFFFF, ACK, 65535, b"",
-                                   None, None, False, (), None, 0))
-                peer.sendto(encode(last), ("127.0.0.1", port))
-        finally:
-            peer.close()
-            server.close()
-            await server.wait_closed()
-        return got
+            await peers.until_fin_then_ack(isn + 2)
+        return peers.got
 
     got = run(main(), timeout=30)
     for sport, segs in got.items():
@@ -773,51 +801,18 @@ def test_replies_to_data_on_handshake_acks_carry_their_acks(run: Run) -> None:
             await reader.read()
             writer.close()
 
-        server = await rudp.start_server(handler, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        peer = raw_peer()
-        got: dict[int, list[Segment]] = {40001: [], 40002: []}
-
-        async def receive_until(done: Callable[[], bool]) -> None:
-            for _ in range(1000):  # bounded: ~10 s
-                try:
-                    s = decode(peer.recv(2048))
-                    got[s.dst_port].append(s)
-                except BlockingIOError:
-                    if done():
-                        return
-                    await asyncio.sleep(0.01)
-            raise AssertionError(f"the server did not answer: {got}")
-
-        try:
-            isn = 1000
-            for sport in got:
-                # Window scaling: the server's window grows past the SYN-ACK's 65,535
-                # after the handshake, so reading the data makes an ACK due.
-                syn = segment_of((sport, port, isn, 0, SYN, 65535, b"", 1460, 7, False, (), None, 0))
-                peer.sendto(encode(syn), ("127.0.0.1", port))
-            await receive_until(lambda: all(got.values()))
-            acks = {sport: (segs[0].seq + 1) & 0xFFFFFFFF for sport, segs in got.items()}
-            for sport, segs in got.items():  # back to back: one read
-                data = segment_of((sport, port, isn + 1, acks[sport], ACK | PSH, 65535, b"hello", None, None,
-                                   False, (), None, 0))
-                peer.sendto(encode(data), ("127.0.0.1", port))
-                segs.clear()
-            await receive_until(lambda: all(any(s.payload for s in segs) for segs in got.values()))
-            for sport in got:  # both ends close; the server's FINs are acknowledged
-                fin = segment_of((sport, port, isn + 6, acks[sport], FIN | ACK, 65535, b"", None, None,
-                                  False, (), None, 0))
-                peer.sendto(encode(fin), ("127.0.0.1", port))
-            await receive_until(lambda: all(any(s.flags & FIN for s in segs) for segs in got.values()))
-            for sport, segs in got.items():
-                last = segment_of((sport, port, isn + 7, (segs[-1].seq + 1) & 0xFFFFFFFF, ACK, 65535, b"",
-                                   None, None, False, (), None, 0))
-                peer.sendto(encode(last), ("127.0.0.1", port))
-        finally:
-            peer.close()
-            server.close()
-            await server.wait_closed()
-        return got
+        async with scripted_clients(handler) as peers:
+            isn = peers.ISN
+            # Window scaling: the server's window grows past the SYN-ACK's
+            # 65,535 after the handshake, so reading the data makes an ACK due.
+            await peers.open(wscale=7)
+            for sport in peers.got:  # back to back: one read
+                peers.send(sport, isn + 1, ACK | PSH, b"hello")
+            await peers.receive_until(lambda: all(any(s.payload for s in segs) for segs in peers.got.values()))
+            for sport in peers.got:
+                peers.send(sport, isn + 6, FIN | ACK)
+            await peers.until_fin_then_ack(isn + 7)
+        return peers.got
 
     got = run(main(), timeout=30)
     for sport, segs in got.items():
