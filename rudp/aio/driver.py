@@ -98,11 +98,6 @@ class EndpointDriver:
         self._flushing = False
         # Connections just handed data whose ACK is due now (see _pump).
         self._replies_due: list[Connection] = []
-        # An accepted connection's first data waits for the next iteration
-        # (_accept), and so does the output, until after the callbacks that
-        # delivery schedules: the ACK then has the window open and may ride
-        # on the handler's reply.
-        self._delivery_held = False
         self._segments_seen = 0  # endpoint.segments_received after the last read batch
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -238,7 +233,6 @@ class EndpointDriver:
         ep = self.endpoint
         udp = self.udp
         now = self.loop.time()
-        self._delivery_held = False
         replies_due = self._replies_due
         replies_due.clear()
         for _ in range(64):  # bounded, to stay fair to the rest of the loop
@@ -248,8 +242,6 @@ class EndpointDriver:
                     self._dispatch(conn, ev)
                 except Exception as exc:  # noqa: BLE001 - a protocol callback failed
                     self._protocol_failed(conn, exc)
-            if self._delivery_held:
-                return  # the output follows the delivery: _deliver_accepted
             if replies_due:
                 if hold_acks:
                     # Protocols were handed data whose ACK (a window update
@@ -388,7 +380,9 @@ class EndpointDriver:
             # next iteration on. A handler that starts TLS at once then finds
             # the ClientHello on its TLS transport, not in the plain StreamReader.
             tr.hold_delivery()  # the pump's DataReceived would deliver at once
-            self._delivery_held = True
+            # Its output (the ACK of that data) follows the delivery: the
+            # window is open by then, and the ACK may ride on the reply.
+            self.endpoint.hold_output(accepted)
             self.loop.call_soon(self._deliver_accepted, accepted, tr)
 
     def _deliver_accepted(self, conn: Connection, tr: RudpTransport) -> None:
